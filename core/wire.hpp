@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// The wire format: every message that crosses a link, in one place.
+// docs/protocol.md describes the same bytes in prose; keep the two in step.
+//
+// All multi-byte fields are big-endian. Nothing here is ever cast from a raw
+// buffer: decode_*() check the length and copy field by field.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+
+namespace mlvpn::core::wire {
+
+// Byte 0 of every datagram.
+enum class Type : uint8_t {
+    HandshakeInit = 1,
+    HandshakeResponse = 2,
+    Data = 3,     // sealed IP packet (encrypted, or authenticated-only, see flags)
+    Control = 4,  // sealed control message (always encrypted)
+};
+
+// ---- Transport (Data and Control) -----------------------------------------
+//
+//  0      1      2      4                8                            16
+//  +------+------+------+----------------+----------------------------+
+//  | type | flags| link | receiver index |  counter (per link, per    |
+//  |      |      |  id  |                |  session and direction)    |
+//  +------+------+------+----------------+----------------------------+
+//  | Poly1305 tag (16)                                                |
+//  +------------------------------------------------------------------+
+//  | sealed: inner header (16) + payload                              |
+//
+// The 24-byte XSalsa20 nonce is the 16 header bytes followed by 8 zero bytes,
+// so changing any header byte makes authentication fail. Keys are fresh per
+// session and direction, and the counter never repeats under one key.
+
+inline constexpr size_t kTransportHeaderSize = 16;
+inline constexpr size_t kTagSize = 16;
+inline constexpr size_t kInnerHeaderSize = 16;
+// Bytes added in front of an IP packet; the UDP and IP headers come on top.
+inline constexpr size_t kOverhead = kTransportHeaderSize + kTagSize + kInnerHeaderSize;
+inline constexpr size_t kHeadroom = kOverhead;
+inline constexpr size_t kNonceSize = 24;
+
+// flags bit 0 on Data: the payload travels in clear (cleartext_data = 1); the
+// inner header and payload are still covered by the tag. Other bits must be 0.
+inline constexpr uint8_t kFlagCleartext = 0x01;
+
+struct TransportHeader {
+    Type type = Type::Data;
+    uint8_t flags = 0;
+    uint16_t link_id = 0;
+    uint32_t receiver_index = 0;
+    uint64_t counter = 0;
+};
+
+void encode(const TransportHeader& h, std::span<std::byte, kTransportHeaderSize> out);
+// Accepts only Data/Control types and known flag bits; needs at least
+// kTransportHeaderSize + kTagSize + kInnerHeaderSize bytes.
+std::optional<TransportHeader> decode_transport(std::span<const std::byte> datagram);
+std::array<uint8_t, kNonceSize> nonce_for(std::span<const std::byte, kTransportHeaderSize> header);
+
+// ---- Inner header (inside the seal) -----------------------------------------
+//
+// Data:    seq (8) = global data sequence across links, ts (4), echo (4)
+// Control: kind (1), 3 zero bytes, ts (4), echo (4), 4 zero bytes; then the
+//          kind's body.
+// ts is the sender's monotonic clock in milliseconds (wrapping); echo is the
+// last ts received from the peer on this link plus the time it was held, so
+// the peer measures RTT = now - echo (0 = nothing to echo).
+
+enum class ControlKind : uint8_t {
+    Keepalive = 1,  // no body; also confirms a fresh session to the responder
+};
+
+struct DataInner {
+    uint64_t seq = 0;
+    uint32_t ts = 0;
+    uint32_t echo = 0;
+};
+
+struct ControlInner {
+    ControlKind kind = ControlKind::Keepalive;
+    uint32_t ts = 0;
+    uint32_t echo = 0;
+};
+
+void encode(const DataInner& h, std::span<std::byte, kInnerHeaderSize> out);
+void encode(const ControlInner& h, std::span<std::byte, kInnerHeaderSize> out);
+DataInner decode_data_inner(std::span<const std::byte, kInnerHeaderSize> in);
+// nullopt on an unknown kind or non-zero reserved bytes.
+std::optional<ControlInner> decode_control_inner(std::span<const std::byte, kInnerHeaderSize> in);
+
+// ---- Handshake ---------------------------------------------------------------
+// Noise_NNpsk0_25519_ChaChaPoly_SHA256 (see core/noise.hpp). The prologue is
+// kPrologue followed by the first 8 bytes of the initiation, so the type and the
+// sender index are bound to the handshake hash.
+//
+// Initiation (72 bytes):
+//   type=1 (1) | 3 zero bytes | sender index (4) | ephemeral (32) |
+//   encrypted payload (16) + tag (16)
+//   payload: timestamp_ns (8) | link id (2) | flags (2) | 4 zero bytes
+// Response (60 bytes, never larger than the initiation):
+//   type=2 (1) | 3 zero bytes | receiver index (4) | ephemeral (32) |
+//   encrypted payload (4) + tag (16)
+//   payload: sender index (4) of the responder
+
+inline constexpr char kPrologue[] = "mlvpn v3 NNpsk0";
+inline constexpr size_t kInitSize = 72;
+inline constexpr size_t kResponseSize = 60;
+inline constexpr size_t kInitPayloadSize = 16;
+inline constexpr size_t kResponsePayloadSize = 4;
+static_assert(kResponseSize <= kInitSize, "no amplification");
+
+struct InitPayload {
+    uint64_t timestamp_ns = 0;  // initiator's wall clock; must grow per link
+    uint16_t link_id = 0;       // initiator's index of this link
+    uint16_t flags = 0;         // bit 0: initiator sends data in clear
+};
+
+void encode(const InitPayload& p, std::span<std::byte, kInitPayloadSize> out);
+std::optional<InitPayload> decode_init_payload(std::span<const std::byte, kInitPayloadSize> in);
+
+// Reads big-endian integers; the spans are exactly sized.
+uint16_t load_be16(const std::byte* p);
+uint32_t load_be32(const std::byte* p);
+uint64_t load_be64(const std::byte* p);
+void store_be16(std::byte* p, uint16_t v);
+void store_be32(std::byte* p, uint32_t v);
+void store_be64(std::byte* p, uint64_t v);
+
+}  // namespace mlvpn::core::wire

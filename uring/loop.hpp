@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// The worker's event loop: one interface, two implementations.
+//
+// UringLoop drives the TUN device, every link socket and the worker's few
+// other descriptors through one io_uring, with all the SQEs of a loop turn
+// submitted by a single io_uring_enter. EpollLoop is the fallback for kernels
+// where io_uring is unavailable (EPERM/ENOSYS from io_uring_setup, e.g.
+// kernel.io_uring_disabled=2); it batches with recvmmsg/sendmmsg.
+//
+// A loop turn: wait for completions (or the next timer deadline) -> hand the
+// TUN packets and each link's datagrams to the Handler as batches -> run due
+// timers -> re-arm reads -> submit everything queued through core::Io.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "core/buffer.hpp"
+#include "core/clock.hpp"
+#include "core/io.hpp"
+#include "core/result.hpp"
+
+namespace mlvpn::uring {
+
+// What the loop drives. All Buffers passed in become the handler's: it must
+// hand each one back through io (send, write_tun or release).
+class Handler {
+public:
+    virtual ~Handler() = default;
+    // Packets read from the TUN/TAP device, at offset kHeadroom.
+    virtual void on_tun(std::span<core::Buffer*> packets, core::Io& io) = 0;
+    // Datagrams received on link `link`, at offset 0.
+    virtual void on_datagrams(core::LinkIndex link, std::span<core::Datagram> datagrams,
+                              core::Io& io) = 0;
+    // A send on `link` failed with errno `error` (after the buffer was
+    // released by the loop). For counters and logging only.
+    virtual void on_send_error(core::LinkIndex link, int error) = 0;
+    // A TUN write failed with errno `error`.
+    virtual void on_tun_write_error(int error) = 0;
+    // Runs the timers that are due; returns the next deadline (core::kNever
+    // for none). Called every turn after the batches.
+    virtual core::Time on_timer(core::Io& io) = 0;
+    // One of LoopConfig::watch_fds is readable (or hung up).
+    virtual void on_readable(int fd, core::Io& io) = 0;
+    // false ends run().
+    virtual bool running() const = 0;
+};
+
+struct LoopConfig {
+    int tun_fd = -1;
+    std::vector<int> link_fds;  // index = core::LinkIndex
+    std::vector<int> watch_fds;  // priv channel, signalfd, ...: readability only
+    uint32_t slot_size = 2048;  // bytes per buffer: kHeadroom + largest payload
+    uint32_t slot_count = 1024;  // buffers in the pool
+    uint32_t batch = 32;  // reads kept in flight per fd, datagrams per recvmmsg
+};
+
+class Loop {
+public:
+    virtual ~Loop() = default;
+    // Runs until handler.running() turns false or a fatal error (returned).
+    virtual Status run(Handler& handler) = 0;
+    virtual const char* name() const = 0;  // "io_uring" or "epoll"
+};
+
+// Fails with `unavailable` set when the kernel refuses io_uring, so the caller
+// can fall back; other failures are real errors.
+struct UringUnavailable {
+    bool unavailable = false;
+};
+Result<std::unique_ptr<Loop>> make_uring_loop(const LoopConfig& config, const core::Clock& clock,
+                                              UringUnavailable* why = nullptr);
+Result<std::unique_ptr<Loop>> make_epoll_loop(const LoopConfig& config, const core::Clock& clock);
+
+}  // namespace mlvpn::uring
