@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// One link of the tunnel as the protocol sees it: settings, state, sessions,
+// timers and counters. Owned and driven by Tunnel; read by status output.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "core/buffer.hpp"
+#include "core/clock.hpp"
+#include "core/noise.hpp"
+#include "core/session.hpp"
+#include "core/wire.hpp"
+
+namespace mlvpn::core {
+
+struct LinkSettings {
+    std::string name;
+    // Client links have a connected socket; server links learn their peer.
+    bool connected = false;
+    // Server side: when set, only handshakes from this address are answered
+    // (port 0 = any port). From `remotehost`/`remoteport` on a server link.
+    std::optional<Endpoint> allowed_peer;
+    Duration timeout = std::chrono::seconds(60);
+    uint64_t bandwidth = 0;  // bytes/s, 0 = not given
+    bool fallback_only = false;
+    uint32_t loss_tolerence_pct = 100;
+    uint32_t latency_tolerence_ms = 1000;
+};
+
+enum class LinkState : uint8_t {
+    Down,         // no usable session (server: waiting for the client)
+    Handshaking,  // client: initiation in flight
+    Up,           // authenticated traffic within the timeout
+};
+const char* to_string(LinkState state);
+
+struct LinkStats {
+    uint64_t tx_packets = 0, tx_bytes = 0;  // datagrams sent (all kinds), bytes on the wire
+    uint64_t rx_packets = 0, rx_bytes = 0;  // authenticated datagrams received
+    uint64_t tx_data = 0, rx_data = 0;      // tunnelled packets carried
+    uint64_t drop_auth = 0;         // failed authentication (wrong key, forged, corrupted)
+    uint64_t drop_replay = 0;       // replayed or too old for the window
+    uint64_t drop_malformed = 0;    // bad length, type, flags, or inner header
+    uint64_t drop_no_session = 0;   // unknown receiver index or expired session
+    uint64_t drop_peer = 0;         // handshake from an address that is not allowed
+    uint64_t send_errors = 0;       // the kernel refused a send
+    uint64_t handshakes_sent = 0, handshakes_received = 0;
+    uint64_t handshakes_completed = 0;
+    uint64_t ups = 0, downs = 0;    // state transitions
+};
+
+struct PendingHandshake {  // the initiator's handshake in flight
+    noise::Handshake handshake;
+    uint32_t local_index = 0;
+    std::array<std::byte, wire::kInitSize> message{};
+    Time started{};
+    Time last_sent{};
+};
+
+struct CachedResponse {  // the responder's answer to the last initiation
+    std::array<std::byte, wire::kInitSize> init{};
+    std::array<std::byte, wire::kResponseSize> response{};
+    bool valid = false;
+};
+
+struct Link {
+    LinkSettings settings;
+    LinkState state = LinkState::Down;
+    Endpoint peer;  // where to send (server side); empty on connected links
+
+    std::optional<Session> current;
+    std::optional<Session> previous;  // kept for packets in flight after a rekey
+    std::optional<Session> next;      // responder: not yet confirmed
+    std::optional<PendingHandshake> pending;
+    CachedResponse cached;
+    uint64_t last_init_timestamp = 0;  // responder: highest accepted; initiator: last sent
+    Endpoint next_peer;                // responder: where the unconfirmed initiation came from
+
+    Time last_rx{};    // last authenticated packet
+    Time last_tx{};    // last packet sent
+    Time next_handshake{};  // initiator: when to (re)send an initiation
+    Time state_since{};
+
+    // RTT from the echo fields: the peer's last timestamp and when it came.
+    uint32_t peer_ts = 0;
+    Time peer_ts_at{};
+    Duration srtt{};
+    Duration rttvar{};
+    bool has_rtt = false;
+
+    LinkStats stats;
+};
+
+}  // namespace mlvpn::core

@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: BSD-2-Clause
+#include "core/scheduler.hpp"
+
+#include <algorithm>
+#include <limits>
+
+namespace mlvpn::core {
+
+Scheduler::Scheduler(std::span<const uint64_t> bandwidths)
+    : weight_(bandwidths.size(), 1.0), vtime_(bandwidths.size(), 0.0), was_usable_(bandwidths.size(), false) {
+    double sum = 0;
+    size_t given = 0;
+    for (auto b : bandwidths) {
+        if (b != 0) {
+            sum += static_cast<double>(b);
+            ++given;
+        }
+    }
+    const double fallback = given != 0 ? sum / static_cast<double>(given) : 1.0;
+    for (size_t i = 0; i < bandwidths.size(); ++i) {
+        weight_[i] = bandwidths[i] != 0 ? static_cast<double>(bandwidths[i]) : fallback;
+    }
+}
+
+std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes) {
+    const size_t n = std::min(usable.size(), weight_.size());
+    // The lowest clock among links that stayed usable: a link that just
+    // became usable starts there, so it neither bursts nor waits.
+    double floor = std::numeric_limits<double>::infinity();
+    for (size_t i = 0; i < n; ++i) {
+        if (usable[i] && was_usable_[i]) floor = std::min(floor, vtime_[i]);
+    }
+    std::optional<size_t> best;
+    for (size_t i = 0; i < n; ++i) {
+        if (!usable[i]) {
+            was_usable_[i] = false;
+            continue;
+        }
+        if (!was_usable_[i]) {
+            vtime_[i] = floor == std::numeric_limits<double>::infinity() ? 0.0 : floor;
+            was_usable_[i] = true;
+        }
+        if (!best || vtime_[i] < vtime_[*best]) best = i;
+    }
+    if (!best) return std::nullopt;
+    vtime_[*best] += static_cast<double>(bytes) / weight_[*best];
+    // Keep the clocks small so that double precision never runs out.
+    if (vtime_[*best] > 1e12) {
+        const double base = *std::min_element(vtime_.begin(), vtime_.end());
+        for (auto& v : vtime_) v -= base;
+    }
+    return best;
+}
+
+}  // namespace mlvpn::core

@@ -1,0 +1,396 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// The transport half of Tunnel: sealing, opening, scheduling, timers.
+#include "core/tunnel.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/seal.hpp"
+#include "core/wire.hpp"
+
+namespace mlvpn::core {
+
+namespace {
+
+std::vector<uint64_t> bandwidths(const std::vector<LinkSettings>& links) {
+    std::vector<uint64_t> b;
+    for (const auto& l : links) b.push_back(l.bandwidth);
+    return b;
+}
+
+bool expired(const Session& s, Time now) {
+    return now - s.created >= timing::kRejectAfter || s.send_counter >= timing::kRejectAfterMessages;
+}
+
+}  // namespace
+
+const char* to_string(LinkState state) {
+    switch (state) {
+    case LinkState::Down: return "down";
+    case LinkState::Handshaking: return "handshaking";
+    case LinkState::Up: return "up";
+    }
+    return "?";
+}
+
+uint32_t ms32(Time t) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+    const auto v = static_cast<uint32_t>(ms);
+    return v == 0 ? 1 : v;
+}
+
+Tunnel::Tunnel(TunnelSettings settings, SecretKey psk, const Clock& clock, Logger& log)
+    : settings_(std::move(settings)),
+      psk_(std::move(psk)),
+      clock_(clock),
+      log_(log),
+      scheduler_(bandwidths(settings_.links)),
+      usable_scratch_(std::make_unique<bool[]>(settings_.links.size())) {
+    links_.resize(settings_.links.size());
+    const Time now = clock_.now();
+    for (size_t i = 0; i < links_.size(); ++i) {
+        links_[i].settings = settings_.links[i];
+        links_[i].state_since = now;
+        links_[i].next_handshake = now;
+    }
+}
+
+bool Tunnel::usable(const Link& link, Time now) const {
+    return link.state == LinkState::Up && link.current && link.current->confirmed &&
+           !expired(*link.current, now) && (link.settings.connected || !link.peer.empty());
+}
+
+size_t Tunnel::usable_links() const {
+    const Time now = clock_.now();
+    return static_cast<size_t>(std::count_if(links_.begin(), links_.end(),
+                                             [&](const Link& l) { return usable(l, now); }));
+}
+
+std::vector<LinkEvent> Tunnel::take_events() { return std::exchange(events_, {}); }
+
+void Tunnel::set_state(LinkIndex index, LinkState state, Time now) {
+    Link& link = links_[index];
+    if (link.state == state) return;
+    const bool was_up = link.state == LinkState::Up;
+    link.state = state;
+    link.state_since = now;
+    if (state == LinkState::Up) ++link.stats.ups;
+    if (was_up) ++link.stats.downs;
+    if (was_up || state == LinkState::Up) {
+        log_.notice("link {} is {}{}", link.settings.name, to_string(state),
+                    state == LinkState::Up && !link.settings.connected
+                        ? fmt::format(" (peer {})", link.peer.to_string())
+                        : std::string());
+    }
+    events_.push_back(LinkEvent{index, state});
+}
+
+uint32_t Tunnel::echo_for(const Link& link, Time now) const {
+    if (link.peer_ts == 0) return 0;
+    // The peer's timestamp plus the time we held it: the peer subtracts this
+    // from its clock and gets the round trip without our processing delay.
+    const auto held = std::chrono::duration_cast<std::chrono::milliseconds>(now - link.peer_ts_at).count();
+    if (held > 10'000) return 0;  // too stale to mean anything
+    const uint32_t echo = link.peer_ts + static_cast<uint32_t>(held);
+    return echo == 0 ? 1 : echo;
+}
+
+void Tunnel::update_rtt(Link& link, uint32_t echo, Time now) {
+    if (echo == 0) return;
+    const uint32_t sample_ms = ms32(now) - echo;
+    if (sample_ms > 60'000) return;  // wrapped or bogus
+    const Duration sample = std::chrono::milliseconds(sample_ms);
+    if (!link.has_rtt) {
+        link.srtt = sample;
+        link.rttvar = sample / 2;
+        link.has_rtt = true;
+    } else {
+        // RFC 6298 smoothing.
+        const Duration err = sample > link.srtt ? sample - link.srtt : link.srtt - sample;
+        link.rttvar = (link.rttvar * 3 + err) / 4;
+        link.srtt = (link.srtt * 7 + sample) / 8;
+    }
+}
+
+void Tunnel::seal_and_send(LinkIndex index, Session& s, wire::Type type, Buffer* b, Io& io, Time now) {
+    Link& link = links_[index];
+    // b->bytes() is [inner header | payload]; the header and tag go in front.
+    b->offset -= wire::kTransportHeaderSize + wire::kTagSize;
+    b->length += wire::kTransportHeaderSize + wire::kTagSize;
+    wire::TransportHeader h;
+    h.type = type;
+    h.flags = type == wire::Type::Data && settings_.cleartext_data ? wire::kFlagCleartext : 0;
+    h.link_id = s.link_id;
+    h.receiver_index = s.remote_index;
+    h.counter = s.send_counter++;
+    auto bytes = b->bytes();
+    wire::encode(h, bytes.first<wire::kTransportHeaderSize>());
+    seal(s.send_key, bytes);
+    ++link.stats.tx_packets;
+    link.stats.tx_bytes += b->length;
+    link.last_tx = now;
+    io.send(index, b, link.settings.connected ? nullptr : &link.peer);
+}
+
+void Tunnel::send_keepalive(LinkIndex index, Io& io, Time now) {
+    Link& link = links_[index];
+    if (!link.current || expired(*link.current, now)) return;
+    Buffer* b = io.acquire();
+    if (b == nullptr) {
+        ++stats_.drop_no_buffer;
+        return;
+    }
+    b->offset = wire::kTransportHeaderSize + wire::kTagSize;
+    b->length = wire::kInnerHeaderSize;
+    wire::ControlInner inner{wire::ControlKind::Keepalive, ms32(now), echo_for(link, now)};
+    wire::encode(inner, b->bytes().first<wire::kInnerHeaderSize>());
+    seal_and_send(index, *link.current, wire::Type::Control, b, io, now);
+}
+
+void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
+    const Time now = clock_.now();
+    // Which links may carry data: all usable ones, or, when none of those is
+    // a primary link, the fallback_only ones.
+    const size_t n = links_.size();
+    bool any_primary = false;
+    for (size_t i = 0; i < n; ++i) {
+        usable_scratch_[i] = usable(links_[i], now);
+        any_primary |= usable_scratch_[i] && !links_[i].settings.fallback_only;
+    }
+    if (any_primary) {
+        for (size_t i = 0; i < n; ++i) {
+            if (links_[i].settings.fallback_only) usable_scratch_[i] = false;
+        }
+    }
+    const std::span<const bool> usable_now(usable_scratch_.get(), n);
+
+    for (Buffer* b : packets) {
+        ++stats_.tun_rx;
+        if (b->length == 0) {
+            io.release(b);
+            continue;
+        }
+        if (b->length > settings_.mtu || b->offset < wire::kHeadroom) {
+            ++stats_.drop_oversize;
+            io.release(b);
+            continue;
+        }
+        const auto link_index = scheduler_.pick(usable_now, b->length + wire::kOverhead);
+        if (!link_index) {
+            ++stats_.drop_no_link;
+            io.release(b);
+            continue;
+        }
+        Link& link = links_[*link_index];
+        b->offset -= wire::kInnerHeaderSize;
+        b->length += wire::kInnerHeaderSize;
+        wire::DataInner inner{data_seq_++, ms32(now), echo_for(link, now)};
+        wire::encode(inner, b->bytes().first<wire::kInnerHeaderSize>());
+        ++link.stats.tx_data;
+        seal_and_send(static_cast<LinkIndex>(*link_index), *link.current, wire::Type::Data, b, io, now);
+    }
+}
+
+void Tunnel::on_datagrams(LinkIndex index, std::span<Datagram> datagrams, Io& io) {
+    const Time now = clock_.now();
+    for (Datagram& d : datagrams) {
+        if (index >= links_.size() || d.buffer->length == 0) {
+            if (index < links_.size()) ++links_[index].stats.drop_malformed;
+            io.release(d.buffer);
+            continue;
+        }
+        switch (std::to_integer<uint8_t>(d.buffer->bytes()[0])) {
+        case static_cast<uint8_t>(wire::Type::HandshakeInit):
+            on_initiation(index, d, io, now);
+            break;
+        case static_cast<uint8_t>(wire::Type::HandshakeResponse):
+            on_response(index, d, io, now);
+            break;
+        case static_cast<uint8_t>(wire::Type::Data):
+        case static_cast<uint8_t>(wire::Type::Control):
+            on_transport(index, d, io, now);
+            break;
+        default:
+            ++links_[index].stats.drop_malformed;
+            io.release(d.buffer);
+        }
+    }
+}
+
+Session* Tunnel::find_session(Link& link, uint32_t receiver_index) {
+    for (auto* s : {&link.current, &link.next, &link.previous}) {
+        if (*s && (*s)->local_index == receiver_index) return &**s;
+    }
+    return nullptr;
+}
+
+void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now) {
+    Link& link = links_[index];
+    Buffer* b = d.buffer;
+    const auto header = wire::decode_transport(b->bytes());
+    if (!header) {
+        ++link.stats.drop_malformed;
+        io.release(b);
+        return;
+    }
+    Session* s = find_session(link, header->receiver_index);
+    if (s == nullptr || now - s->created >= timing::kRejectAfter) {
+        ++link.stats.drop_no_session;
+        io.release(b);
+        return;
+    }
+    // Cheap checks first; the window itself moves only after the tag verifies.
+    if (!s->replay.fresh(header->counter)) {
+        ++link.stats.drop_replay;
+        io.release(b);
+        return;
+    }
+    if (!open(s->receive_key, b->bytes())) {
+        ++link.stats.drop_auth;
+        if (auto n = auth_log_limit_.allow(now)) {
+            log_.warn("link {}: packet from {} failed authentication; {} such", link.settings.name,
+                      d.from.to_string(), *n);
+        }
+        io.release(b);
+        return;
+    }
+    if (header->link_id != s->link_id || !s->replay.accept(header->counter)) {
+        ++link.stats.drop_malformed;
+        io.release(b);
+        return;
+    }
+
+    // Authentic and fresh: now it may change state.
+    if (link.next && s == &*link.next) {
+        // The initiator used the new session: it has the keys. Promote it.
+        if (link.current) link.previous = std::move(link.current);
+        link.current = std::move(link.next);
+        link.next.reset();
+        link.cached.valid = false;  // a replay of its initiation now gets nothing
+        s = &*link.current;
+        s->confirmed = true;
+        ++link.stats.handshakes_completed;
+    }
+    if (!link.settings.connected && !(link.peer == d.from)) {
+        if (!link.peer.empty()) {
+            log_.info("link {}: peer moved from {} to {}", link.settings.name, link.peer.to_string(),
+                      d.from.to_string());
+        }
+        link.peer = d.from;
+    }
+    link.last_rx = now;
+    ++link.stats.rx_packets;
+    link.stats.rx_bytes += b->length;
+    if (s == &*link.current && link.state != LinkState::Up) set_state(index, LinkState::Up, now);
+
+    auto inner_bytes = b->bytes().subspan(wire::kTransportHeaderSize + wire::kTagSize);
+    const auto inner = inner_bytes.first<wire::kInnerHeaderSize>();
+    if (header->type == wire::Type::Control) {
+        const auto c = wire::decode_control_inner(inner);
+        if (!c) {
+            ++link.stats.drop_malformed;
+        } else {
+            link.peer_ts = c->ts;
+            link.peer_ts_at = now;
+            update_rtt(link, c->echo, now);
+        }
+        io.release(b);
+        return;
+    }
+
+    const auto data = wire::decode_data_inner(inner);
+    link.peer_ts = data.ts;
+    link.peer_ts_at = now;
+    update_rtt(link, data.echo, now);
+    b->offset += wire::kOverhead;
+    b->length -= wire::kOverhead;
+    // On a TUN device only IPv4 and IPv6 make sense; the peer is
+    // authenticated, but a bug there must not feed junk to our kernel.
+    const auto version = b->length > 0 ? std::to_integer<uint8_t>(b->bytes()[0]) >> 4 : 0;
+    if (b->length == 0 || (settings_.tuntap == TunType::Tun && version != 4 && version != 6)) {
+        ++stats_.drop_tun_malformed;
+        io.release(b);
+        return;
+    }
+    ++link.stats.rx_data;
+    ++stats_.tun_tx;
+    io.write_tun(b);
+}
+
+Time Tunnel::link_timers(LinkIndex index, Io& io, Time now) {
+    Link& link = links_[index];
+    Time next = kNever;
+
+    // Sessions past their lifetime are dropped; nothing may use them.
+    if (link.previous && expired(*link.previous, now)) link.previous.reset();
+    if (link.next && now - link.next->created >= timing::kRejectAfter) link.next.reset();
+    if (link.current && expired(*link.current, now)) link.current.reset();
+
+    // Link timeout: no authenticated packet for `timeout`.
+    if (link.state == LinkState::Up) {
+        const Time dead_at = link.last_rx + link.settings.timeout;
+        if (now >= dead_at || !link.current) {
+            log_.notice("link {}: nothing received for {} ms", link.settings.name,
+                        std::chrono::duration_cast<std::chrono::milliseconds>(now - link.last_rx).count());
+            set_state(index, settings_.mode == Mode::Client ? LinkState::Handshaking : LinkState::Down, now);
+        } else {
+            next = std::min(next, dead_at);
+        }
+    }
+
+    if (settings_.mode == Mode::Client) {
+        // The initiator keeps a session alive: handshake when there is none,
+        // when it is old, or when the peer has gone quiet.
+        const bool want = !link.current || now - link.current->created >= timing::kRekeyAfter ||
+                          link.current->send_counter >= timing::kRekeyAfterMessages ||
+                          now - link.last_rx >= timing::kRehandshakeAfterSilence;
+        if (want) {
+            if (now >= link.next_handshake) {
+                const bool fresh = !link.pending || now - link.pending->started >= timing::kHandshakeLifetime;
+                send_initiation(index, io, now, fresh);
+                link.next_handshake = now + timing::kHandshakeRetry;
+            }
+            next = std::min(next, link.next_handshake);
+        } else {
+            link.pending.reset();
+            next = std::min(next, std::min(link.current->created + timing::kRekeyAfter,
+                                           link.last_rx + timing::kRehandshakeAfterSilence));
+        }
+    }
+
+    // Keepalives on every link with a session, from both sides.
+    if (link.current && link.current->confirmed && (link.settings.connected || !link.peer.empty())) {
+        const Time due = link.last_tx + timing::kKeepalive;
+        if (now >= due) {
+            send_keepalive(index, io, now);
+            next = std::min(next, now + timing::kKeepalive);
+        } else {
+            next = std::min(next, due);
+        }
+    }
+    return next;
+}
+
+Time Tunnel::on_timer(Io& io) {
+    const Time now = clock_.now();
+    Time next = kNever;
+    for (LinkIndex i = 0; i < links_.size(); ++i) next = std::min(next, link_timers(i, io, now));
+    return next;
+}
+
+void Tunnel::on_send_error(LinkIndex link, int error) {
+    if (link >= links_.size()) return;
+    ++links_[link].stats.send_errors;
+    if (auto n = send_error_limit_.allow(clock_.now())) {
+        log_.warn("link {}: send failed: {}; {} such", links_[link].settings.name, std::strerror(error), *n);
+    }
+}
+
+void Tunnel::on_tun_write_error(int error) {
+    ++stats_.tun_write_errors;
+    if (auto n = send_error_limit_.allow(clock_.now())) {
+        log_.warn("write to the tunnel device failed: {}; {} such", std::strerror(error), *n);
+    }
+}
+
+}  // namespace mlvpn::core

@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Tunnel: the whole protocol of one mlvpn endpoint, sans I/O.
+//
+// It turns batches of packets from the TUN device into sealed datagrams on
+// the links, and batches of datagrams from the links into packets for the
+// TUN device; it runs the per-link handshakes, keepalives and timeouts. The
+// caller (the worker's event loop, or a test) owns the buffers, the sockets
+// and the clock, and hands them in: see core/io.hpp.
+//
+// Nothing received is trusted until it authenticates: a datagram that fails
+// gets no answer, changes no state, and costs no Diffie-Hellman.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "core/buffer.hpp"
+#include "core/clock.hpp"
+#include "core/config.hpp"
+#include "core/io.hpp"
+#include "core/link.hpp"
+#include "core/log.hpp"
+#include "core/scheduler.hpp"
+#include "core/secret.hpp"
+
+namespace mlvpn::core {
+
+// Protocol timing. Each is a named constant with its reason; docs/protocol.md
+// lists them too.
+namespace timing {
+// A link that carried nothing for this long sends a keepalive, so that both
+// sides keep seeing authenticated packets and NAT bindings stay open.
+inline constexpr Duration kKeepalive = std::chrono::seconds(1);
+// The initiator resends its initiation this often until it gets an answer.
+inline constexpr Duration kHandshakeRetry = std::chrono::seconds(1);
+// ...and replaces it with a fresh one (new ephemeral key) after this long.
+inline constexpr Duration kHandshakeLifetime = std::chrono::seconds(5);
+// With keepalives every second, this much silence on an established link
+// means the peer lost the session (e.g. it restarted): handshake again now
+// rather than after the whole link timeout.
+inline constexpr Duration kRehandshakeAfterSilence = std::chrono::seconds(3);
+// Sessions are replaced this often (initiator side) and refused after the
+// second figure, so that one set of keys never protects much traffic.
+inline constexpr Duration kRekeyAfter = std::chrono::seconds(120);
+inline constexpr Duration kRejectAfter = std::chrono::seconds(180);
+inline constexpr uint64_t kRekeyAfterMessages = uint64_t{1} << 60;
+inline constexpr uint64_t kRejectAfterMessages = ~uint64_t{0} - (uint64_t{1} << 13);
+}  // namespace timing
+
+struct TunnelSettings {
+    Mode mode = Mode::Client;
+    TunType tuntap = TunType::Tun;
+    bool cleartext_data = false;
+    uint32_t mtu = 1400;  // largest packet accepted from the TUN/TAP device
+    std::vector<LinkSettings> links;
+};
+
+struct LinkEvent {
+    LinkIndex link = 0;
+    LinkState state = LinkState::Down;
+};
+
+struct TunnelStats {
+    uint64_t tun_rx = 0;             // packets read from the device
+    uint64_t tun_tx = 0;             // packets written to the device
+    uint64_t drop_no_link = 0;       // no usable link for a packet
+    uint64_t drop_oversize = 0;      // larger than the MTU the links carry
+    uint64_t drop_no_buffer = 0;     // buffer pool exhausted
+    uint64_t drop_tun_malformed = 0; // authenticated payload that is not a packet
+    uint64_t tun_write_errors = 0;
+};
+
+class Tunnel {
+public:
+    Tunnel(TunnelSettings settings, SecretKey psk, const Clock& clock, Logger& log);
+
+    // Packets read from the device, each at offset wire::kHeadroom. Takes
+    // every buffer.
+    void on_tun_packets(std::span<Buffer*> packets, Io& io);
+    // Datagrams received on one link, each at offset 0. Takes every buffer.
+    void on_datagrams(LinkIndex link, std::span<Datagram> datagrams, Io& io);
+    // Runs due timers; returns the next deadline.
+    Time on_timer(Io& io);
+
+    void on_send_error(LinkIndex link, int error);
+    void on_tun_write_error(int error);
+
+    // Link state changes since the last call, in order.
+    std::vector<LinkEvent> take_events();
+
+    size_t link_count() const { return links_.size(); }
+    const Link& link(LinkIndex i) const { return links_[i]; }
+    const TunnelStats& stats() const { return stats_; }
+    const TunnelSettings& settings() const { return settings_; }
+    // Links that are up and may carry data now.
+    size_t usable_links() const;
+
+private:
+    // Handshake (tunnel_handshake.cpp)
+    void send_initiation(LinkIndex index, Io& io, Time now, bool fresh);
+    void on_initiation(LinkIndex index, Datagram& d, Io& io, Time now);
+    void on_response(LinkIndex index, Datagram& d, Io& io, Time now);
+    uint32_t new_index();
+
+    // Transport (tunnel.cpp)
+    void on_transport(LinkIndex index, Datagram& d, Io& io, Time now);
+    Session* find_session(Link& link, uint32_t receiver_index);
+    bool usable(const Link& link, Time now) const;
+    void send_keepalive(LinkIndex index, Io& io, Time now);
+    // Seals [headroom | inner | payload] already in `b` and queues it.
+    void seal_and_send(LinkIndex index, Session& s, wire::Type type, Buffer* b, Io& io, Time now);
+    void set_state(LinkIndex index, LinkState state, Time now);
+    void update_rtt(Link& link, uint32_t echo, Time now);
+    uint32_t echo_for(const Link& link, Time now) const;
+    Time link_timers(LinkIndex index, Io& io, Time now);
+
+    TunnelSettings settings_;
+    SecretKey psk_;
+    const Clock& clock_;
+    Logger& log_;
+    std::vector<Link> links_;
+    Scheduler scheduler_;
+    std::unique_ptr<bool[]> usable_scratch_;  // per link, rebuilt per batch
+    std::vector<LinkEvent> events_;
+    uint64_t data_seq_ = 0;
+    TunnelStats stats_;
+    RateLimit auth_log_limit_;
+    RateLimit send_error_limit_;
+};
+
+// Milliseconds on a wrapping 32-bit clock, never 0 (0 means "no timestamp").
+uint32_t ms32(Time t);
+
+}  // namespace mlvpn::core

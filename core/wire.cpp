@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: BSD-2-Clause
+#include "core/wire.hpp"
+
+#include <cstring>
+
+namespace mlvpn::core::wire {
+
+uint16_t load_be16(const std::byte* p) {
+    return static_cast<uint16_t>((std::to_integer<uint16_t>(p[0]) << 8) | std::to_integer<uint16_t>(p[1]));
+}
+uint32_t load_be32(const std::byte* p) {
+    return (uint32_t{load_be16(p)} << 16) | load_be16(p + 2);
+}
+uint64_t load_be64(const std::byte* p) {
+    return (uint64_t{load_be32(p)} << 32) | load_be32(p + 4);
+}
+void store_be16(std::byte* p, uint16_t v) {
+    p[0] = std::byte(v >> 8);
+    p[1] = std::byte(v & 0xff);
+}
+void store_be32(std::byte* p, uint32_t v) {
+    store_be16(p, static_cast<uint16_t>(v >> 16));
+    store_be16(p + 2, static_cast<uint16_t>(v));
+}
+void store_be64(std::byte* p, uint64_t v) {
+    store_be32(p, static_cast<uint32_t>(v >> 32));
+    store_be32(p + 4, static_cast<uint32_t>(v));
+}
+
+void encode(const TransportHeader& h, std::span<std::byte, kTransportHeaderSize> out) {
+    out[0] = std::byte(static_cast<uint8_t>(h.type));
+    out[1] = std::byte(h.flags);
+    store_be16(&out[2], h.link_id);
+    store_be32(&out[4], h.receiver_index);
+    store_be64(&out[8], h.counter);
+}
+
+std::optional<TransportHeader> decode_transport(std::span<const std::byte> d) {
+    if (d.size() < kTransportHeaderSize + kTagSize + kInnerHeaderSize) return std::nullopt;
+    TransportHeader h;
+    const auto type = std::to_integer<uint8_t>(d[0]);
+    if (type != static_cast<uint8_t>(Type::Data) && type != static_cast<uint8_t>(Type::Control)) {
+        return std::nullopt;
+    }
+    h.type = static_cast<Type>(type);
+    h.flags = std::to_integer<uint8_t>(d[1]);
+    const uint8_t allowed = h.type == Type::Data ? kFlagCleartext : 0;
+    if ((h.flags & ~allowed) != 0) return std::nullopt;
+    h.link_id = load_be16(&d[2]);
+    h.receiver_index = load_be32(&d[4]);
+    h.counter = load_be64(&d[8]);
+    return h;
+}
+
+std::array<uint8_t, kNonceSize> nonce_for(std::span<const std::byte, kTransportHeaderSize> header) {
+    std::array<uint8_t, kNonceSize> nonce{};
+    std::memcpy(nonce.data(), header.data(), kTransportHeaderSize);
+    return nonce;
+}
+
+void encode(const DataInner& h, std::span<std::byte, kInnerHeaderSize> out) {
+    store_be64(&out[0], h.seq);
+    store_be32(&out[8], h.ts);
+    store_be32(&out[12], h.echo);
+}
+
+void encode(const ControlInner& h, std::span<std::byte, kInnerHeaderSize> out) {
+    std::memset(out.data(), 0, out.size());
+    out[0] = std::byte(static_cast<uint8_t>(h.kind));
+    store_be32(&out[4], h.ts);
+    store_be32(&out[8], h.echo);
+}
+
+DataInner decode_data_inner(std::span<const std::byte, kInnerHeaderSize> in) {
+    return DataInner{load_be64(&in[0]), load_be32(&in[8]), load_be32(&in[12])};
+}
+
+std::optional<ControlInner> decode_control_inner(std::span<const std::byte, kInnerHeaderSize> in) {
+    const auto kind = std::to_integer<uint8_t>(in[0]);
+    if (kind != static_cast<uint8_t>(ControlKind::Keepalive)) return std::nullopt;
+    if (in[1] != std::byte{0} || in[2] != std::byte{0} || in[3] != std::byte{0}) return std::nullopt;
+    for (size_t i = 12; i < kInnerHeaderSize; ++i) {
+        if (in[i] != std::byte{0}) return std::nullopt;
+    }
+    return ControlInner{static_cast<ControlKind>(kind), load_be32(&in[4]), load_be32(&in[8])};
+}
+
+void encode(const InitPayload& p, std::span<std::byte, kInitPayloadSize> out) {
+    std::memset(out.data(), 0, out.size());
+    store_be64(&out[0], p.timestamp_ns);
+    store_be16(&out[8], p.link_id);
+    store_be16(&out[10], p.flags);
+}
+
+std::optional<InitPayload> decode_init_payload(std::span<const std::byte, kInitPayloadSize> in) {
+    InitPayload p{load_be64(&in[0]), load_be16(&in[8]), load_be16(&in[10])};
+    if ((p.flags & ~uint16_t{1}) != 0) return std::nullopt;
+    for (size_t i = 12; i < kInitPayloadSize; ++i) {
+        if (in[i] != std::byte{0}) return std::nullopt;
+    }
+    return p;
+}
+
+}  // namespace mlvpn::core::wire

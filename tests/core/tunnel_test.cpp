@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Two whole Tunnels against each other, in one process, on a fake clock.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "tests/core/fake_io.hpp"
+
+using namespace mlvpn::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::vector<std::vector<std::byte>> packets(size_t count, size_t size, uint8_t tag = 0x11) {
+    std::vector<std::vector<std::byte>> out;
+    for (size_t i = 0; i < count; ++i) out.push_back(ip_packet(size, static_cast<uint8_t>(tag + i)));
+    return out;
+}
+
+bool is_data(const std::vector<std::byte>& d) {
+    return !d.empty() && d[0] == std::byte(static_cast<uint8_t>(wire::Type::Data));
+}
+
+void check_no_leak(Pair& p) {
+    CHECK(p.client_io.free_buffers() == p.client_io.total_buffers());
+    CHECK(p.server_io.free_buffers() == p.server_io.total_buffers());
+}
+
+}  // namespace
+
+TEST_CASE("tunnel: the handshake brings every link up on both sides") {
+    Pair p(3);
+    REQUIRE(p.establish());
+    for (LinkIndex i = 0; i < 3; ++i) {
+        CHECK(p.client->link(i).state == LinkState::Up);
+        CHECK(p.server->link(i).state == LinkState::Up);
+        CHECK(p.server->link(i).peer == p.client_addr[i]);
+        CHECK(p.client->link(i).stats.handshakes_completed == 1);
+    }
+    auto events = p.client->take_events();
+    // Down -> Handshaking -> Up per link.
+    CHECK(std::count_if(events.begin(), events.end(), [](auto& e) { return e.state == LinkState::Up; }) == 3);
+    CHECK(p.client->take_events().empty());
+    check_no_leak(p);
+}
+
+TEST_CASE("tunnel: packets cross intact both ways, spread over every link") {
+    Pair p(3);
+    REQUIRE(p.establish());
+    const auto up = packets(300, 1000);
+    p.send_from(true, up);
+    REQUIRE(p.server_io.tun.size() == 300);
+    for (size_t i = 0; i < up.size(); ++i) CHECK(p.server_io.tun[i] == up[i]);
+    for (LinkIndex i = 0; i < 3; ++i) CHECK(p.server->link(i).stats.rx_data == 100);
+
+    const auto down = packets(90, 1400, 0x40);
+    p.send_from(false, down);
+    REQUIRE(p.client_io.tun.size() == 90);
+    for (size_t i = 0; i < down.size(); ++i) CHECK(p.client_io.tun[i] == down[i]);
+    for (LinkIndex i = 0; i < 3; ++i) CHECK(p.client->link(i).stats.rx_data == 30);
+    check_no_leak(p);
+}
+
+TEST_CASE("tunnel: bandwidth_upload weighs the bytes") {
+    Pair p(2, 1, 1, [](TunnelSettings& c, TunnelSettings&) {
+        c.links[0].bandwidth = 3000;
+        c.links[1].bandwidth = 1000;
+    });
+    REQUIRE(p.establish());
+    p.send_from(true, packets(400, 500));
+    const auto a = p.server->link(0).stats.rx_data;
+    const auto b = p.server->link(1).stats.rx_data;
+    CHECK(a == 300);
+    CHECK(b == 100);
+}
+
+TEST_CASE("tunnel: a wrong key gives no session and the server sends nothing back") {
+    Pair p(2, 1, 2);
+    CHECK_FALSE(p.establish(40));
+    CHECK(p.server_io.sent.empty());
+    CHECK(p.server->link(0).stats.drop_auth > 0);
+    CHECK(p.server->link(0).stats.tx_packets == 0);
+    CHECK(p.server->link(1).stats.tx_packets == 0);
+    CHECK(p.client->usable_links() == 0);
+    // Nothing the client sends reaches the server's TUN.
+    p.send_from(true, packets(5, 100));
+    CHECK(p.server_io.tun.empty());
+    check_no_leak(p);
+}
+
+TEST_CASE("tunnel: replayed data is dropped and counted, and does not move the peer") {
+    Pair p(1);
+    REQUIRE(p.establish());
+    std::vector<std::vector<std::byte>> captured;
+    p.filter = [&](bool up, LinkIndex, const std::vector<std::byte>& d) {
+        if (up && is_data(d)) captured.push_back(d);
+        return true;
+    };
+    p.send_from(true, packets(3, 200));
+    REQUIRE(p.server_io.tun.size() == 3);
+    REQUIRE(captured.size() == 3);
+    const auto before = p.server->link(0).stats.drop_replay;
+    const Endpoint attacker = endpoint("203.0.113.9", 9999);
+    for (auto& c : captured) {
+        Datagram d{p.server_io.make(c, 0), attacker};
+        p.server->on_datagrams(0, std::span<Datagram>(&d, 1), p.server_io);
+    }
+    CHECK(p.server_io.tun.size() == 3);
+    CHECK(p.server->link(0).stats.drop_replay == before + 3);
+    CHECK(p.server->link(0).peer == p.client_addr[0]);
+    CHECK(p.server_io.sent.empty());
+
+    // Much later (10 s of keepalives on): still refused.
+    p.filter = {};
+    p.tick(100ms, 100);
+    for (auto& c : captured) {
+        Datagram d{p.server_io.make(c, 0), p.client_addr[0]};
+        p.server->on_datagrams(0, std::span<Datagram>(&d, 1), p.server_io);
+    }
+    CHECK(p.server_io.tun.size() == 3);
+    check_no_leak(p);
+}
+
+TEST_CASE("tunnel: a duplicate initiation gets the same answer until the session is used; then nothing") {
+    Pair p(1);
+    std::vector<std::byte> init;
+    std::vector<std::vector<std::byte>> responses;
+    p.filter = [&](bool up, LinkIndex, const std::vector<std::byte>& d) {
+        if (up && d[0] == std::byte(1) && init.empty()) init = d;
+        if (!up && d[0] == std::byte(2)) {
+            responses.push_back(d);
+            return false;  // the response is lost
+        }
+        return true;
+    };
+    p.tick();
+    REQUIRE(!init.empty());
+    REQUIRE(responses.size() == 1);
+    // The client resends the very same initiation; the server answers alike.
+    p.tick(1s);
+    REQUIRE(responses.size() == 2);
+    CHECK(responses[0] == responses[1]);
+    p.filter = {};
+    REQUIRE(p.establish());
+    // Once the session is confirmed, a replay of the initiation gets nothing.
+    const auto sent_before = p.server->link(0).stats.tx_packets;
+    Datagram d{p.server_io.make(init, 0), p.client_addr[0]};
+    p.server->on_datagrams(0, std::span<Datagram>(&d, 1), p.server_io);
+    CHECK(p.server_io.sent.empty());
+    CHECK(p.server->link(0).stats.tx_packets == sent_before);
+    CHECK(p.server->link(0).stats.drop_replay >= 1);
+    check_no_leak(p);
+}
+
+TEST_CASE("tunnel: malformed and tampered datagrams are dropped without a reply") {
+    Pair p(1);
+    REQUIRE(p.establish());
+    std::vector<std::byte> sample;
+    p.filter = [&](bool up, LinkIndex, const std::vector<std::byte>& d) {
+        if (up && is_data(d) && sample.empty()) sample = d;
+        return true;
+    };
+    p.send_from(true, packets(1, 120));
+    REQUIRE(!sample.empty());
+    p.filter = {};
+    const size_t tun_before = p.server_io.tun.size();
+    auto inject = [&](std::vector<std::byte> bytes) {
+        Datagram d{p.server_io.make(bytes, 0), p.client_addr[0]};
+        p.server->on_datagrams(0, std::span<Datagram>(&d, 1), p.server_io);
+    };
+    for (size_t len = 0; len < sample.size(); ++len) {
+        inject(std::vector<std::byte>(sample.begin(), sample.begin() + static_cast<long>(len)));
+    }
+    for (size_t i = 0; i < sample.size(); ++i) {
+        auto f = sample;
+        f[i] ^= std::byte{0x01};
+        inject(f);
+    }
+    for (int type = 0; type < 256; ++type) {
+        auto f = sample;
+        f[0] = std::byte(type);
+        inject(f);
+    }
+    CHECK(p.server_io.tun.size() == tun_before);
+    CHECK(p.server_io.sent.empty());
+    CHECK(p.server->link(0).peer == p.client_addr[0]);
+    check_no_leak(p);
+}
+
+TEST_CASE("tunnel: a dead link goes down, traffic moves to the others, and it comes back") {
+    Pair p(2);
+    REQUIRE(p.establish());
+    bool cut = true;
+    p.filter = [&](bool, LinkIndex link, const std::vector<std::byte>&) { return !(cut && link == 1); };
+    p.tick(500ms, 22);  // 11 s > the 10 s timeout
+    CHECK(p.client->link(1).state != LinkState::Up);
+    CHECK(p.server->link(1).state == LinkState::Down);
+    CHECK(p.client->link(0).state == LinkState::Up);
+    const auto rx1 = p.server->link(1).stats.rx_data;
+    p.send_from(true, packets(50, 300));
+    CHECK(p.server_io.tun.size() == 50);
+    CHECK(p.server->link(1).stats.rx_data == rx1);
+
+    cut = false;
+    REQUIRE(p.establish());
+    p.send_from(true, packets(50, 300));
+    CHECK(p.server->link(1).stats.rx_data > rx1);
+    check_no_leak(p);
+}
+
+TEST_CASE("tunnel: fallback_only links carry data only when the others are down") {
+    Pair p(2, 1, 1, [](TunnelSettings& c, TunnelSettings& s) {
+        c.links[1].fallback_only = true;
+        s.links[1].fallback_only = true;
+    });
+    REQUIRE(p.establish());
+    p.send_from(true, packets(20, 300));
+    CHECK(p.server->link(0).stats.rx_data == 20);
+    CHECK(p.server->link(1).stats.rx_data == 0);
+    p.filter = [](bool, LinkIndex link, const std::vector<std::byte>&) { return link != 0; };
+    p.tick(500ms, 22);
+    p.send_from(true, packets(20, 300));
+    CHECK(p.server->link(1).stats.rx_data == 20);
+    CHECK(p.server_io.tun.size() == 40);
+}
+
+TEST_CASE("tunnel: oversize packets are dropped and counted, never truncated") {
+    Pair p(1, 1, 1, [](TunnelSettings& c, TunnelSettings&) { c.mtu = 1000; });
+    REQUIRE(p.establish());
+    p.send_from(true, {ip_packet(1001, 1), ip_packet(1000, 2)});
+    CHECK(p.client->stats().drop_oversize == 1);
+    REQUIRE(p.server_io.tun.size() == 1);
+    CHECK(p.server_io.tun[0].size() == 1000);
+    check_no_leak(p);
+}
+
+TEST_CASE("tunnel: rekey keeps the tunnel up, old packets in flight still open") {
+    Pair p(1);
+    REQUIRE(p.establish());
+    const uint32_t first = p.client->link(0).current->local_index;
+    std::vector<std::vector<std::byte>> held;
+    p.filter = [&](bool up, LinkIndex, const std::vector<std::byte>& d) {
+        if (up && is_data(d)) {
+            held.push_back(d);
+            return false;
+        }
+        return true;
+    };
+    p.send_from(true, packets(2, 100));
+    p.filter = {};
+    p.tick(1s, 125);  // past the 120 s rekey
+    CHECK(p.client->link(0).current->local_index != first);
+    CHECK(p.client->link(0).stats.handshakes_completed >= 2);
+    CHECK(p.client->usable_links() == 1);
+    for (auto& h : held) {
+        Datagram d{p.server_io.make(h, 0), p.client_addr[0]};
+        p.server->on_datagrams(0, std::span<Datagram>(&d, 1), p.server_io);
+    }
+    CHECK(p.server_io.tun.size() == 2);
+    p.send_from(true, packets(5, 100));
+    CHECK(p.server_io.tun.size() == 7);
+}
+
+TEST_CASE("tunnel: after a server restart the client handshakes again within seconds") {
+    Pair p(1);
+    REQUIRE(p.establish());
+    TunnelSettings s = p.server->settings();
+    p.server = std::make_unique<Tunnel>(s, key_of(1), p.clock, p.log);
+    p.tick(500ms, 10);  // 5 s
+    CHECK(p.server->link(0).state == LinkState::Up);
+    p.send_from(true, packets(3, 100));
+    CHECK(p.server_io.tun.size() == 3);
+}
+
+TEST_CASE("tunnel: the server follows the client to a new address only on authentic packets") {
+    Pair p(1);
+    REQUIRE(p.establish());
+    p.client_addr[0] = endpoint("198.18.0.77", 41000);  // the client's NAT rebinds
+    p.send_from(true, packets(1, 100));
+    CHECK(p.server->link(0).peer == p.client_addr[0]);
+    p.send_from(false, packets(1, 100));
+    CHECK(p.client_io.tun.size() == 1);
+}
+
+TEST_CASE("tunnel: cleartext_data leaves the payload readable but authenticated") {
+    Pair p(1, 1, 1, [](TunnelSettings& c, TunnelSettings&) { c.cleartext_data = true; });
+    REQUIRE(p.establish());
+    std::vector<std::byte> seen;
+    p.filter = [&](bool up, LinkIndex, const std::vector<std::byte>& d) {
+        if (up && is_data(d)) seen = d;
+        return true;
+    };
+    const auto pkt = ip_packet(64, 0x5a);
+    p.send_from(true, {pkt});
+    REQUIRE(seen.size() == pkt.size() + wire::kOverhead);
+    CHECK(std::memcmp(seen.data() + wire::kOverhead, pkt.data(), pkt.size()) == 0);
+    CHECK(p.server_io.tun.size() == 1);
+    auto forged = seen;
+    forged.back() ^= std::byte{1};
+    forged[15] ^= std::byte{0x7f};  // a fresh counter, so only the tag can refuse it
+    Datagram d{p.server_io.make(forged, 0), p.client_addr[0]};
+    p.server->on_datagrams(0, std::span<Datagram>(&d, 1), p.server_io);
+    CHECK(p.server_io.tun.size() == 1);
+}
+
+TEST_CASE("tunnel: keepalives measure the round trip") {
+    Pair p(1);
+    REQUIRE(p.establish());
+    p.tick(100ms, 50);
+    CHECK(p.client->link(0).has_rtt);
+    CHECK(p.server->link(0).has_rtt);
+}
