@@ -42,7 +42,7 @@ struct IpPrefix {
 };
 
 struct LinkConfig {
-    std::string name;  // the section name; 1..15 chars [A-Za-z0-9_.-]
+    std::string name;  // the section name; 1..31 chars [A-Za-z0-9_.-]
     int line = 0;      // line of the [section] header, for messages
 
     std::string bindhost;  // "" = any address (family follows remotehost)

@@ -29,7 +29,10 @@ public:
     Result<uint32_t> mtu(int ifindex);
     // Adds `local` (address/prefix) to the interface. With `peer` (a TUN
     // point-to-point gateway), the address is installed as local peer peer/len.
+    // An address the interface already has is an error ("File exists").
     Status add_address(int ifindex, const core::IpPrefix& local);
+    // IPv4 only (libnl-route refuses IPv6 peers).
+    Status add_address(int ifindex, const core::IpPrefix& local, const core::IpAddress& peer);
     Status delete_address(int ifindex, const core::IpPrefix& local);
     // Adds a route to `destination` through the interface, via `gateway` when
     // given (marked on-link so a TUN needs no covering prefix). An identical
@@ -38,7 +41,7 @@ public:
                      const core::IpAddress* gateway);
     Status delete_route(int ifindex, const core::IpPrefix& destination,
                         const core::IpAddress* gateway);
-    // The index of the interface that holds the local address, if any.
+    // The index of the interface that holds the local address, 0 if none.
     Result<int> interface_with_address(const core::IpAddress& address);
 
 private:

@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: BSD-2-Clause
+#include "priv/link_socket.hpp"
+
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include <fmt/format.h>
+
+namespace mlvpn::priv {
+namespace {
+
+using core::Endpoint;
+
+bool valid_endpoint(const Endpoint& e) {
+    return (e.addr.sa.sa_family == AF_INET && e.len == sizeof(sockaddr_in)) ||
+           (e.addr.sa.sa_family == AF_INET6 && e.len == sizeof(sockaddr_in6));
+}
+
+bool is_any(const Endpoint& e) {
+    if (e.addr.sa.sa_family == AF_INET) return e.addr.in4.sin_addr.s_addr == htonl(INADDR_ANY);
+    return IN6_IS_ADDR_UNSPECIFIED(&e.addr.in6.sin6_addr);
+}
+
+// Whether an IPv6 socket bound to `bind` can carry IPv4 traffic.
+bool accepts_v4(const Endpoint& bind) {
+    return bind.addr.sa.sa_family == AF_INET6 &&
+           (is_any(bind) || IN6_IS_ADDR_V4MAPPED(&bind.addr.in6.sin6_addr));
+}
+
+// a.b.c.d:port as ::ffff:a.b.c.d:port, for an IPv6 socket.
+Endpoint v4_mapped(const Endpoint& v4) {
+    Endpoint v6;
+    v6.addr.in6.sin6_family = AF_INET6;
+    v6.addr.in6.sin6_port = v4.addr.in4.sin_port;
+    v6.addr.in6.sin6_addr.s6_addr[10] = 0xff;
+    v6.addr.in6.sin6_addr.s6_addr[11] = 0xff;
+    std::memcpy(&v6.addr.in6.sin6_addr.s6_addr[12], &v4.addr.in4.sin_addr, 4);
+    v6.len = sizeof(sockaddr_in6);
+    return v6;
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+int set_int(int fd, int level, int option, int value) {
+    return setsockopt(fd, level, option, &value, sizeof value);
+}
+
+// SO_*BUFFORCE passes net.core.[rw]mem_max, but needs CAP_NET_ADMIN; without
+// it the plain option still gets what the sysctl allows.
+bool set_buffer(int fd, int force_option, int option, int bytes) {
+    if (set_int(fd, SOL_SOCKET, force_option, bytes) == 0) return true;
+    if (errno != EPERM) return false;
+    return set_int(fd, SOL_SOCKET, option, bytes) == 0;
+}
+
+uint32_t interface_mtu(int fd, const char* ifname) {
+    ifreq ifr{};
+    if (std::strlen(ifname) >= sizeof ifr.ifr_name) return 0;
+    std::strncpy(ifr.ifr_name, ifname, sizeof ifr.ifr_name - 1);
+    if (ioctl(fd, SIOCGIFMTU, &ifr) < 0 || ifr.ifr_mtu <= 0) return 0;
+    return static_cast<uint32_t>(ifr.ifr_mtu);
+}
+
+// Whether an interface address `ifa` is the socket's bound address `local`
+// (an IPv4-mapped IPv6 address stands for the IPv4 one).
+bool same_host(const sockaddr* ifa, const Endpoint& local) {
+    if (ifa == nullptr) return false;
+    if (ifa->sa_family == AF_INET) {
+        in_addr want;
+        if (local.addr.sa.sa_family == AF_INET)
+            want = local.addr.in4.sin_addr;
+        else if (IN6_IS_ADDR_V4MAPPED(&local.addr.in6.sin6_addr))
+            std::memcpy(&want, &local.addr.in6.sin6_addr.s6_addr[12], 4);
+        else
+            return false;
+        return reinterpret_cast<const sockaddr_in*>(ifa)->sin_addr.s_addr == want.s_addr;
+    }
+    if (ifa->sa_family == AF_INET6 && local.addr.sa.sa_family == AF_INET6) {
+        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(ifa);
+        // A link-local address can sit on several interfaces; the scope picks one.
+        if (local.addr.in6.sin6_scope_id != 0 && in6->sin6_scope_id != 0 &&
+            local.addr.in6.sin6_scope_id != in6->sin6_scope_id)
+            return false;
+        return IN6_ARE_ADDR_EQUAL(&in6->sin6_addr, &local.addr.in6.sin6_addr);
+    }
+    return false;
+}
+
+uint32_t address_mtu(int fd, const Endpoint& local) {
+    ifaddrs* raw = nullptr;
+    if (getifaddrs(&raw) < 0) return 0;
+    std::unique_ptr<ifaddrs, void (*)(ifaddrs*)> list(raw, freeifaddrs);
+    for (const ifaddrs* ifa = list.get(); ifa != nullptr; ifa = ifa->ifa_next) {
+        if (same_host(ifa->ifa_addr, local)) return interface_mtu(fd, ifa->ifa_name);
+    }
+    return 0;
+}
+
+// IP_MTU/IPV6_MTU report the MTU of the route the socket is connected
+// through (path MTU discovery may lower it later; the worker re-reads it).
+uint32_t connected_mtu(int fd, int family) {
+    int mtu = 0;
+    socklen_t len = sizeof mtu;
+    const int level = family == AF_INET6 ? IPPROTO_IPV6 : IPPROTO_IP;
+    const int option = family == AF_INET6 ? IPV6_MTU : IP_MTU;
+    if (getsockopt(fd, level, option, &mtu, &len) < 0 || mtu <= 0) return 0;
+    return static_cast<uint32_t>(mtu);
+}
+
+uint32_t path_mtu(int fd, int family, const LinkSocketSpec& spec, const LinkSocket& link) {
+    if (!link.remote.empty()) {
+        if (uint32_t mtu = connected_mtu(fd, family)) return mtu;
+    }
+    if (!spec.bindinterface.empty()) {
+        if (uint32_t mtu = interface_mtu(fd, spec.bindinterface.c_str())) return mtu;
+    }
+    if (!link.local.empty() && !is_any(link.local)) {
+        if (uint32_t mtu = address_mtu(fd, link.local)) return mtu;
+    }
+    return 1500;
+}
+
+// The options that must be in place before bind(); returns what failed.
+std::string set_options(int fd, int family, const LinkSocketSpec& spec) {
+    // One socket on [::] serves both families, whatever net.ipv6.bindv6only says.
+    if (family == AF_INET6 && accepts_v4(spec.bind) && set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 0) < 0)
+        return fmt::format("IPV6_V6ONLY: {}", errno_text());
+    // Before bind(): unprivileged processes may only set it on an unbound
+    // socket, and the kernel checks the bind address against the device.
+    if (!spec.bindinterface.empty() &&
+        setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, spec.bindinterface.c_str(),
+                   static_cast<socklen_t>(spec.bindinterface.size())) < 0)
+        return fmt::format("SO_BINDTODEVICE {}: {}", spec.bindinterface, errno_text());
+    // Needs CAP_NET_ADMIN; the mark stays with the socket when it is handed to
+    // the unprivileged worker.
+    if (spec.fwmark != 0 && set_int(fd, SOL_SOCKET, SO_MARK, static_cast<int>(spec.fwmark)) < 0)
+        return fmt::format("SO_MARK {:#x}: {}", spec.fwmark, errno_text());
+    if (spec.buffer_bytes > 0) {
+        if (!set_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, spec.buffer_bytes))
+            return fmt::format("SO_RCVBUF {}: {}", spec.buffer_bytes, errno_text());
+        if (!set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, spec.buffer_bytes))
+            return fmt::format("SO_SNDBUF {}: {}", spec.buffer_bytes, errno_text());
+    }
+    return {};
+}
+
+Result<Endpoint> socket_name(int fd, int (*get)(int, sockaddr*, socklen_t*)) {
+    Endpoint e;
+    socklen_t len = sizeof e.addr;
+    if (get(fd, &e.addr.sa, &len) < 0) return fail(errno_text());
+    e.len = len;
+    return e;
+}
+
+}  // namespace
+
+Result<LinkSocket> open_link_socket(const LinkSocketSpec& spec) {
+    const auto error = [&](const std::string& text) {
+        return fail(fmt::format("link {}: {}", spec.name, text));
+    };
+    if (!spec.bind.empty() && !valid_endpoint(spec.bind))
+        return error("bind address is not an IPv4 or IPv6 socket address");
+    if (!spec.remote.empty() && !valid_endpoint(spec.remote))
+        return error("remote address is not an IPv4 or IPv6 socket address");
+    if (spec.bind.empty() && spec.remote.empty())
+        return error("neither a bind address nor a remote address");
+    if (spec.buffer_bytes < 0) return error(fmt::format("negative buffer size {}", spec.buffer_bytes));
+    if (spec.bindinterface.size() >= IFNAMSIZ)
+        return error(fmt::format("bindinterface {}: name longer than {} characters",
+                                 spec.bindinterface, IFNAMSIZ - 1));
+
+    // Without a bind address the remote's family decides and connect()
+    // chooses the source address.
+    const int family = spec.bind.empty() ? spec.remote.addr.sa.sa_family : spec.bind.addr.sa.sa_family;
+    Endpoint remote = spec.remote;
+    if (!remote.empty() && remote.addr.sa.sa_family != family) {
+        if (family == AF_INET)
+            return error(fmt::format("remote {} is IPv6 but the bind address {} is IPv4",
+                                     remote.to_string(), spec.bind.to_string()));
+        if (!accepts_v4(spec.bind))
+            return error(fmt::format("remote {} is IPv4 but the bind address {} is IPv6 "
+                                     "(only [::] serves both)",
+                                     remote.to_string(), spec.bind.to_string()));
+        remote = v4_mapped(remote);
+    }
+
+    Fd fd(socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) return error(fmt::format("socket: {}", errno_text()));
+
+    if (std::string bad = set_options(fd.get(), family, spec); !bad.empty()) return error(bad);
+    // No SO_REUSEADDR: a second daemon (or a second link) configured on the
+    // same address and port must fail here instead of sharing it silently.
+    if (!spec.bind.empty() && bind(fd.get(), &spec.bind.addr.sa, spec.bind.len) < 0)
+        return error(fmt::format("bind {}: {}", spec.bind.to_string(), errno_text()));
+    if (!remote.empty() && connect(fd.get(), &remote.addr.sa, remote.len) < 0)
+        return error(fmt::format("connect {}: {}", spec.remote.to_string(), errno_text()));
+
+    LinkSocket link;
+    auto local = socket_name(fd.get(), getsockname);
+    if (!local) return error(fmt::format("getsockname: {}", local.error().message));
+    link.local = *local;
+    if (!remote.empty()) {
+        // As the kernel holds it: the form recvmsg() reports senders in.
+        auto peer = socket_name(fd.get(), getpeername);
+        if (!peer) return error(fmt::format("getpeername: {}", peer.error().message));
+        link.remote = *peer;
+    }
+    link.path_mtu = path_mtu(fd.get(), family, spec, link);
+    link.fd = std::move(fd);
+    return link;
+}
+
+}  // namespace mlvpn::priv
