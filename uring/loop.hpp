@@ -54,7 +54,25 @@ struct LoopConfig {
     std::vector<int> watch_fds;  // priv channel, signalfd, ...: readability only
     uint32_t slot_size = 2048;  // bytes per buffer: kHeadroom + largest payload
     uint32_t slot_count = 1024;  // buffers in the pool
-    uint32_t batch = 32;  // reads kept in flight per fd, datagrams per recvmmsg
+    uint32_t batch = 32;  // reads armed per fd per turn (io_uring), datagrams per recvmmsg (epoll)
+};
+
+// Counters for the worker's status and benchmarks. Monotonic except the two
+// gauges at the end.
+struct LoopStats {
+    uint64_t turns = 0;       // loop turns (one wait each)
+    uint64_t submits = 0;     // io_uring_enter calls that submitted work; epoll:
+                              // sendmmsg/write calls
+    uint64_t sqes = 0;        // SQEs submitted; epoll: messages handed to those calls
+    uint64_t tun_reads = 0;   // packets read from the TUN device
+    uint64_t datagrams = 0;   // datagrams received on links (truncated ones excluded)
+    uint64_t pool_empty = 0;  // times a buffer was wanted and the pool had none
+    uint64_t truncated = 0;   // datagrams dropped because they did not fit a slot
+    uint64_t read_errors = 0; // transient read/recv errors (ICMP errors, ENOBUFS, ...)
+    uint64_t rejected = 0;    // buffers the handler handed back wrongly (not its own,
+                              // twice, bad link or bounds): ignored or dropped
+    uint32_t slots_free = 0;  // gauge: buffers in the pool
+    uint32_t slots_held = 0;  // gauge: buffers out with the handler
 };
 
 class Loop {
@@ -63,6 +81,8 @@ public:
     // Runs until handler.running() turns false or a fatal error (returned).
     virtual Status run(Handler& handler) = 0;
     virtual const char* name() const = 0;  // "io_uring" or "epoll"
+    // Updated every turn; gauges are current after run() returns.
+    virtual const LoopStats& stats() const = 0;
 };
 
 // Fails with `unavailable` set when the kernel refuses io_uring, so the caller

@@ -1,0 +1,794 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Both event loops against the same tests. A SOCK_SEQPACKET socketpair stands
+// in for the TUN device (it keeps packet boundaries the same way) and UDP
+// sockets on 127.0.0.1 for the links. The loop runs on its own thread, which
+// creates, runs and destroys it (a SINGLE_ISSUER ring belongs to its creator);
+// the test thread plays the TUN device's and the peers' side.
+#include <arpa/inet.h>
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "core/wire.hpp"
+#include "priv/fd.hpp"
+#include "uring/loop.hpp"
+#include "uring/system_clock.hpp"
+
+using namespace std::chrono_literals;
+using mlvpn::Fd;
+using mlvpn::core::Buffer;
+using mlvpn::core::Datagram;
+using mlvpn::core::Endpoint;
+using mlvpn::core::Io;
+using mlvpn::core::LinkIndex;
+using mlvpn::core::Time;
+using mlvpn::uring::Handler;
+using mlvpn::uring::LoopConfig;
+using mlvpn::uring::LoopStats;
+using mlvpn::uring::SystemClock;
+
+namespace {
+
+constexpr size_t kHeadroom = mlvpn::core::wire::kHeadroom;
+
+// --- the two loops ----------------------------------------------------------
+
+struct UringKind {
+    static constexpr std::string_view kName = "io_uring";
+    static mlvpn::Result<std::unique_ptr<mlvpn::uring::Loop>> make(const LoopConfig& c,
+                                                                    const mlvpn::core::Clock& clock,
+                                                                    bool* unavailable) {
+        mlvpn::uring::UringUnavailable why;
+        auto loop = mlvpn::uring::make_uring_loop(c, clock, &why);
+        *unavailable = !loop && why.unavailable;
+        return loop;
+    }
+};
+
+struct EpollKind {
+    static constexpr std::string_view kName = "epoll";
+    static mlvpn::Result<std::unique_ptr<mlvpn::uring::Loop>> make(const LoopConfig& c,
+                                                                    const mlvpn::core::Clock& clock,
+                                                                    bool* unavailable) {
+        *unavailable = false;
+        return mlvpn::uring::make_epoll_loop(c, clock);
+    }
+};
+
+// --- sockets ----------------------------------------------------------------
+
+void set_nonblocking(int fd) { REQUIRE(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0); }
+
+Fd udp_socket() {
+    Fd fd(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    REQUIRE(fd);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+    // Enough for a test window of datagrams even if the reader is slow.
+    int size = 1 << 20;
+    setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+    return fd;
+}
+
+Endpoint local_endpoint(int fd) {
+    Endpoint e;
+    e.len = sizeof(e.addr);
+    REQUIRE(getsockname(fd, &e.addr.sa, &e.len) == 0);
+    return e;
+}
+
+void connect_to(int fd, const Endpoint& to) { REQUIRE(connect(fd, &to.addr.sa, to.len) == 0); }
+
+uint64_t eventfd_take(int fd) {
+    uint64_t v = 0;
+    (void)!read(fd, &v, sizeof(v));
+    return v;
+}
+void eventfd_signal(int fd) {
+    uint64_t one = 1;
+    REQUIRE(write(fd, &one, sizeof(one)) == sizeof(one));
+}
+
+// The test's world: TUN stand-in, a connected link 0 and an unconnected link 1,
+// plus eventfds the handler watches.
+struct Net {
+    Fd tun_loop, tun_peer;  // the loop's end and the test's end of the "device"
+    Fd link0, peer0;        // connected to each other
+    Fd link1;               // unconnected; anyone may talk to it
+    Fd stop = Fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    Fd flush = Fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+
+    Net() {
+        int sv[2];
+        REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+        tun_loop.reset(sv[0]);
+        tun_peer.reset(sv[1]);
+        set_nonblocking(tun_peer.get());
+        link0 = udp_socket();
+        peer0 = udp_socket();
+        connect_to(link0.get(), local_endpoint(peer0.get()));
+        connect_to(peer0.get(), local_endpoint(link0.get()));
+        set_nonblocking(peer0.get());
+        link1 = udp_socket();
+        REQUIRE(stop);
+        REQUIRE(flush);
+    }
+
+    LoopConfig config(uint32_t slot_size = 2048, uint32_t slot_count = 256, uint32_t batch = 32) const {
+        LoopConfig c;
+        c.tun_fd = tun_loop.get();
+        c.link_fds = {link0.get(), link1.get()};
+        c.watch_fds = {stop.get(), flush.get()};
+        c.slot_size = slot_size;
+        c.slot_count = slot_count;
+        c.batch = batch;
+        return c;
+    }
+};
+
+// --- test packets -----------------------------------------------------------
+
+// seq (4 bytes, little-endian) then a pattern that depends on seq and position.
+std::vector<uint8_t> packet(uint32_t seq, size_t size = 0) {
+    if (size == 0) size = 20 + (seq * 7) % 400;
+    std::vector<uint8_t> p(size);
+    std::memcpy(p.data(), &seq, 4);
+    for (size_t i = 4; i < size; ++i) p[i] = static_cast<uint8_t>(seq * 31 + i);
+    return p;
+}
+
+// The seq of an intact packet, or -1.
+int64_t check_packet(const uint8_t* data, size_t size) {
+    if (size < 4) return -1;
+    uint32_t seq = 0;
+    std::memcpy(&seq, data, 4);
+    if (packet(seq) != std::vector<uint8_t>(data, data + size)) return -1;
+    return seq;
+}
+
+// Writes packets [0, count) into `out` and reads them back from `in`, never
+// more than `window` outstanding (so no socket buffer overflows), until all
+// are back or `limit` passes. Returns the seqs in arrival order (-1 = mangled).
+std::vector<int64_t> pump(int out, int in, uint32_t count, uint32_t window, uint32_t already_sent = 0,
+                          std::chrono::milliseconds limit = 4000ms) {
+    std::vector<int64_t> got;
+    uint32_t sent = already_sent;
+    const auto end = std::chrono::steady_clock::now() + limit;
+    std::vector<uint8_t> buf(65536);
+    while (got.size() < count && std::chrono::steady_clock::now() < end) {
+        while (sent < count && sent - got.size() < window) {
+            auto p = packet(sent);
+            if (write(out, p.data(), p.size()) != static_cast<ssize_t>(p.size())) break;
+            ++sent;
+        }
+        pollfd pfd{in, POLLIN, 0};
+        poll(&pfd, 1, 20);
+        for (;;) {
+            const ssize_t n = read(in, buf.data(), buf.size());
+            if (n < 0) break;
+            got.push_back(check_packet(buf.data(), static_cast<size_t>(n)));
+        }
+    }
+    return got;
+}
+
+// io_uring's worker threads in this process ("iou-wrk-N"). The io_uring loop
+// must never need them: a read punted to io-wq runs concurrently with the
+// ring and can reorder packets. Idle workers linger for seconds, so counting
+// them after a burst catches any that ran.
+int io_wq_workers() {
+    int n = 0;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+        std::ifstream comm(task.path() / "comm");
+        std::string name;
+        std::getline(comm, name);
+        if (name.rfind("iou-wrk", 0) == 0) ++n;
+    }
+    return n;
+}
+
+void prefill(int out, uint32_t count) {
+    for (uint32_t seq = 0; seq < count; ++seq) {
+        auto p = packet(seq);
+        REQUIRE(write(out, p.data(), p.size()) == static_cast<ssize_t>(p.size()));
+    }
+}
+
+void check_in_order(const std::vector<int64_t>& got, uint32_t count) {
+    REQUIRE(got.size() == count);
+    for (uint32_t i = 0; i < count; ++i) {
+        if (got[i] != i) {
+            FAIL_CHECK("packet " << i << " arrived as " << got[i]);
+            return;
+        }
+    }
+}
+
+// --- the handler ------------------------------------------------------------
+
+// Echoes: TUN packets go out on link 0; datagrams on link 0 go to the TUN
+// device; datagrams on link 1 go back where they came from. Lives on the loop
+// thread; the test thread reads the atomics.
+struct TestHandler : Handler {
+    SystemClock clock;
+    Time hard_deadline = clock.now() + 5s;  // no test hangs
+    int stop_fd = -1;
+    int flush_fd = -1;
+    int trickle_fd = -1;  // read one byte per call
+
+    bool hold_tun = false;  // keep TUN packets until flush_fd fires
+    std::vector<Buffer*> held;
+    std::atomic<size_t> held_count{0};
+    std::atomic<bool> saw_empty{false};
+
+    std::atomic<bool> stop{false};
+    std::atomic<uint32_t> max_tun_batch{0}, max_datagram_batch{0};
+    std::atomic<int> send_errors{0}, tun_write_errors{0}, last_send_error{0};
+    std::atomic<int> trickle_calls{0}, trickle_bytes{0};
+    std::atomic<long> free_at_stop{-1};
+    std::vector<Endpoint> link1_sources;
+
+    // Timer: fires every `period` until `fire_limit` fires, then stops.
+    mlvpn::core::Duration period{0};
+    int fire_limit = 0;
+    Time next_fire = mlvpn::core::kNever;
+    std::vector<mlvpn::core::Duration> lateness;
+
+    void on_tun(std::span<Buffer*> packets, Io& io) override {
+        max_tun_batch = std::max<uint32_t>(max_tun_batch, static_cast<uint32_t>(packets.size()));
+        for (Buffer* b : packets) {
+            CHECK(b->offset == kHeadroom);
+            if (hold_tun)
+                held.push_back(b);
+            else
+                io.send(0, b, nullptr);
+        }
+        if (hold_tun) {
+            held_count = held.size();
+            if (Buffer* probe = io.acquire())
+                io.release(probe);
+            else
+                saw_empty = true;
+        }
+    }
+    void on_datagrams(LinkIndex link, std::span<Datagram> datagrams, Io& io) override {
+        max_datagram_batch = std::max<uint32_t>(max_datagram_batch, static_cast<uint32_t>(datagrams.size()));
+        for (Datagram& d : datagrams) {
+            CHECK(d.buffer->offset == 0);
+            if (link == 0) {
+                io.write_tun(d.buffer);
+            } else {
+                CHECK(d.from.len == sizeof(sockaddr_in));
+                if (std::find(link1_sources.begin(), link1_sources.end(), d.from) == link1_sources.end())
+                    link1_sources.push_back(d.from);
+                io.send(link, d.buffer, &d.from);
+            }
+        }
+    }
+    void on_send_error(LinkIndex, int error) override {
+        ++send_errors;
+        last_send_error = error;
+    }
+    void on_tun_write_error(int) override { ++tun_write_errors; }
+    Time on_timer(Io&) override {
+        const Time now = clock.now();
+        if (period.count() > 0) {
+            if (next_fire == mlvpn::core::kNever) next_fire = now + period;
+            if (now >= next_fire) {
+                lateness.push_back(now - next_fire);
+                next_fire += period;
+                if (static_cast<int>(lateness.size()) >= fire_limit) stop = true;
+            }
+        }
+        return std::min(next_fire, hard_deadline);
+    }
+    void on_readable(int fd, Io& io) override {
+        if (fd == stop_fd) {
+            eventfd_take(fd);
+            // Everything not in the kernel must be back in the pool by now.
+            std::vector<Buffer*> all;
+            while (Buffer* b = io.acquire()) all.push_back(b);
+            free_at_stop = static_cast<long>(all.size());
+            for (Buffer* b : all) io.release(b);
+            stop = true;
+        } else if (fd == flush_fd) {
+            eventfd_take(fd);
+            for (Buffer* b : held) io.send(0, b, nullptr);
+            held.clear();
+            held_count = 0;
+            hold_tun = false;
+        } else if (fd == trickle_fd) {
+            char c;
+            ++trickle_calls;
+            if (read(fd, &c, 1) == 1) ++trickle_bytes;
+            if (trickle_bytes == 3) stop = true;
+        }
+    }
+    bool running() const override { return !stop && clock.now() < hard_deadline; }
+};
+
+// --- running a loop on its own thread -----------------------------------------
+
+class Gate {
+public:
+    void open() {
+        std::lock_guard<std::mutex> lock(m_);
+        open_ = true;
+        cv_.notify_all();
+    }
+    void wait() {
+        std::unique_lock<std::mutex> lock(m_);
+        cv_.wait(lock, [&] { return open_; });
+    }
+
+private:
+    std::mutex m_;
+    std::condition_variable cv_;
+    bool open_ = false;
+};
+
+template <class Kind>
+class Runner {
+public:
+    Runner(const LoopConfig& config, TestHandler& handler) {
+        thread_ = std::thread([this, config, &handler] {
+            auto loop = Kind::make(config, clock_, &unavailable_);
+            if (!loop) {
+                create_error_ = loop.error().message;
+                ready_.open();
+                return;
+            }
+            ready_.open();
+            go_.wait();
+            auto status = (*loop)->run(handler);
+            if (!status) run_error_ = status.error().message;
+            stats_ = (*loop)->stats();
+            loop->reset();  // teardown on the thread that owns the ring
+        });
+        ready_.wait();
+    }
+    ~Runner() { join(); }
+
+    // false when the loop could not be created and the test should end:
+    // skipped with a message when the kernel refuses io_uring, failed otherwise.
+    bool created() const {
+        if (create_error_.empty()) return true;
+        if (unavailable_)
+            MESSAGE(Kind::kName << " unavailable here, skipped: " << create_error_);
+        else
+            FAIL_CHECK(create_error_);
+        return false;
+    }
+    const std::string& create_error() const { return create_error_; }
+    void go() { go_.open(); }
+    void join() {
+        go_.open();
+        if (thread_.joinable()) thread_.join();
+    }
+    const LoopStats& stats() const { return stats_; }
+    const std::string& run_error() const { return run_error_; }
+
+private:
+    SystemClock clock_;
+    Gate ready_, go_;
+    std::thread thread_;
+    bool unavailable_ = false;
+    std::string create_error_, run_error_;
+    LoopStats stats_;
+};
+
+#define LOOP_TYPES UringKind, EpollKind
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("loop: a burst from the TUN device goes out on the link, intact and in order", Kind,
+                   LOOP_TYPES) {
+    Net net;
+    TestHandler h;
+    h.stop_fd = net.stop.get();
+    Runner<Kind> r(net.config(), h);
+    if (!r.created()) return;
+    constexpr uint32_t kCount = 2000, kWindow = 64;
+    prefill(net.tun_peer.get(), kWindow);  // queued before the first turn: one full batch
+    r.go();
+    auto got = pump(net.tun_peer.get(), net.peer0.get(), kCount, kWindow, kWindow);
+    const int workers = io_wq_workers();
+    eventfd_signal(net.stop.get());
+    r.join();
+    CHECK(r.run_error() == "");
+    check_in_order(got, kCount);
+
+    const LoopStats& s = r.stats();
+    INFO(Kind::kName << ": turns " << s.turns << ", submits " << s.submits << ", sqes " << s.sqes
+                     << ", largest batch " << h.max_tun_batch.load());
+    CHECK(s.tun_reads == kCount);
+    CHECK(h.max_tun_batch >= 2);
+    CHECK(h.send_errors == 0);
+    CHECK(s.sqes > s.submits);  // batching: several SQEs / messages per syscall
+    if (Kind::kName == "io_uring") {
+        // One io_uring_enter per turn (plus the final flush), never per packet.
+        CHECK(s.submits <= s.turns + 1);
+        CHECK(h.max_tun_batch == 32);
+        CHECK(workers == 0);
+    }
+    CHECK(s.slots_held == 0);
+    CHECK(s.rejected == 0);
+}
+
+TEST_CASE_TEMPLATE("loop: a burst of datagrams reaches the TUN device, intact and in order", Kind,
+                   LOOP_TYPES) {
+    Net net;
+    TestHandler h;
+    h.stop_fd = net.stop.get();
+    Runner<Kind> r(net.config(), h);
+    if (!r.created()) return;
+    constexpr uint32_t kCount = 2000, kWindow = 64;
+    prefill(net.peer0.get(), kWindow);
+    r.go();
+    auto got = pump(net.peer0.get(), net.tun_peer.get(), kCount, kWindow, kWindow);
+    const int workers = io_wq_workers();
+    eventfd_signal(net.stop.get());
+    r.join();
+    CHECK(r.run_error() == "");
+    check_in_order(got, kCount);
+    const LoopStats& s = r.stats();
+    INFO(Kind::kName << ": turns " << s.turns << ", submits " << s.submits << ", sqes " << s.sqes
+                     << ", largest batch " << h.max_datagram_batch.load());
+    CHECK(s.datagrams == kCount);
+    CHECK(h.max_datagram_batch >= 2);
+    CHECK(h.tun_write_errors == 0);
+    if (Kind::kName == "io_uring") {
+        CHECK(s.submits <= s.turns + 1);
+        CHECK(workers == 0);
+    }
+    CHECK(s.slots_held == 0);
+}
+
+TEST_CASE_TEMPLATE("loop: an unconnected link answers each sender at its address", Kind, LOOP_TYPES) {
+    Net net;
+    TestHandler h;
+    h.stop_fd = net.stop.get();
+    Runner<Kind> r(net.config(), h);
+    if (!r.created()) return;
+    r.go();
+    Fd a = udp_socket(), b = udp_socket();
+    const Endpoint link1 = local_endpoint(net.link1.get());
+    connect_to(a.get(), link1);
+    connect_to(b.get(), link1);
+    set_nonblocking(a.get());
+    set_nonblocking(b.get());
+    // Interleaved: each batch mixes both senders, each answer must still find
+    // its own sender.
+    constexpr uint32_t kCount = 100;
+    for (uint32_t seq = 0; seq < kCount; ++seq) {
+        auto p = packet(seq);
+        REQUIRE(write(seq % 2 ? b.get() : a.get(), p.data(), p.size()) == static_cast<ssize_t>(p.size()));
+    }
+    std::vector<int64_t> at_a, at_b;
+    std::vector<uint8_t> buf(4096);
+    const auto end = std::chrono::steady_clock::now() + 3s;
+    while (at_a.size() + at_b.size() < kCount && std::chrono::steady_clock::now() < end) {
+        pollfd pfd[2] = {{a.get(), POLLIN, 0}, {b.get(), POLLIN, 0}};
+        poll(pfd, 2, 20);
+        for (auto [fd, out] : {std::pair{a.get(), &at_a}, std::pair{b.get(), &at_b}}) {
+            ssize_t n;
+            while ((n = read(fd, buf.data(), buf.size())) >= 0) out->push_back(check_packet(buf.data(), n));
+        }
+    }
+    eventfd_signal(net.stop.get());
+    r.join();
+    CHECK(r.run_error() == "");
+    REQUIRE(at_a.size() == kCount / 2);
+    REQUIRE(at_b.size() == kCount / 2);
+    for (uint32_t i = 0; i < kCount / 2; ++i) {
+        CHECK(at_a[i] == 2 * i);
+        CHECK(at_b[i] == 2 * i + 1);
+    }
+    CHECK(h.link1_sources.size() == 2);
+    CHECK(h.send_errors == 0);
+}
+
+TEST_CASE_TEMPLATE("loop: timers fire at their deadline, not before, and the loop sleeps between", Kind,
+                   LOOP_TYPES) {
+    Net net;
+    TestHandler h;
+    h.period = 20ms;
+    h.fire_limit = 5;
+    Runner<Kind> r(net.config(), h);
+    if (!r.created()) return;
+    const auto start = std::chrono::steady_clock::now();
+    r.go();
+    r.join();
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    CHECK(r.run_error() == "");
+    REQUIRE(h.lateness.size() == 5);
+    CHECK(elapsed >= 100ms);
+    CHECK(elapsed < 1s);
+    for (auto late : h.lateness) CHECK(late < 50ms);
+    // No traffic: the loop woke up for the timers and little else.
+    CHECK(r.stats().turns <= 15);
+}
+
+TEST_CASE_TEMPLATE("loop: watched fds are level-triggered", Kind, LOOP_TYPES) {
+    Net net;
+    int p[2];
+    REQUIRE(pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
+    Fd rd(p[0]), wr(p[1]);
+    TestHandler h;
+    h.trickle_fd = rd.get();
+    LoopConfig config = net.config();
+    config.watch_fds.push_back(rd.get());
+    Runner<Kind> r(config, h);
+    if (!r.created()) return;
+    r.go();
+    // Three bytes at once; the handler takes one per call, so the fd must be
+    // reported again while data is left.
+    REQUIRE(write(wr.get(), "abc", 3) == 3);
+    r.join();
+    CHECK(r.run_error() == "");
+    CHECK(h.trickle_bytes == 3);
+    CHECK(h.trickle_calls == 3);
+    CHECK(r.stats().turns < 20);
+}
+
+TEST_CASE_TEMPLATE("loop: an empty pool stalls reads without losing a buffer", Kind, LOOP_TYPES) {
+    Net net;
+    TestHandler h;
+    h.stop_fd = net.stop.get();
+    h.flush_fd = net.flush.get();
+    h.hold_tun = true;
+    LoopConfig config = net.config(512, 16, 4);
+    config.link_fds = {net.link0.get()};
+    Runner<Kind> r(config, h);
+    if (!r.created()) return;
+    constexpr uint32_t kCount = 40;  // more than the pool holds
+    prefill(net.tun_peer.get(), kCount);
+    r.go();
+    const auto end = std::chrono::steady_clock::now() + 2s;
+    while (!h.saw_empty && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(1ms);
+    REQUIRE(h.saw_empty);
+    // The pool stays empty for a while: the loop must wait, not spin.
+    std::this_thread::sleep_for(100ms);
+    const size_t held = h.held_count;
+    eventfd_signal(net.flush.get());
+    auto got = pump(net.tun_peer.get(), net.peer0.get(), kCount, kCount, kCount);
+    // Quiet again: everything not lent to a read is back in the pool.
+    eventfd_signal(net.stop.get());
+    r.join();
+    CHECK(r.run_error() == "");
+    check_in_order(got, kCount);
+
+    const LoopStats& s = r.stats();
+    INFO(Kind::kName << ": turns " << s.turns << ", pool empty " << s.pool_empty);
+    CHECK(s.pool_empty > 0);
+    CHECK(s.turns < 200);
+    CHECK(s.slots_held == 0);
+    CHECK(s.rejected == 0);
+    if (Kind::kName == "io_uring") {
+        CHECK(held == 16 - 1);                // the idle link keeps one waiting read
+        CHECK(h.free_at_stop == 16 - 1 - 1);  // and so does the TUN device again
+    } else {
+        CHECK(held == 16);
+        CHECK(h.free_at_stop == 16);
+    }
+}
+
+TEST_CASE_TEMPLATE("loop: a datagram larger than a slot is dropped, one that fits is kept", Kind, LOOP_TYPES) {
+    Net net;
+    TestHandler h;
+    h.stop_fd = net.stop.get();
+    constexpr uint32_t kSlot = kHeadroom + 200;
+    Runner<Kind> r(net.config(kSlot, 64, 8), h);
+    if (!r.created()) return;
+    r.go();
+    const size_t sizes[] = {kSlot + 1, kSlot, 3000, 10, kSlot + 100};
+    for (uint32_t i = 0; i < 5; ++i) {
+        auto p = packet(i, sizes[i]);
+        REQUIRE(write(net.peer0.get(), p.data(), p.size()) == static_cast<ssize_t>(p.size()));
+    }
+    std::vector<std::vector<uint8_t>> got;
+    std::vector<uint8_t> buf(65536);
+    const auto end = std::chrono::steady_clock::now() + 2s;
+    while (got.size() < 2 && std::chrono::steady_clock::now() < end) {
+        pollfd pfd{net.tun_peer.get(), POLLIN, 0};
+        poll(&pfd, 1, 20);
+        ssize_t n;
+        while ((n = read(net.tun_peer.get(), buf.data(), buf.size())) >= 0)
+            got.emplace_back(buf.begin(), buf.begin() + n);
+    }
+    // Give a wrongly passed truncated datagram the time to show up.
+    std::this_thread::sleep_for(50ms);
+    ssize_t n;
+    while ((n = read(net.tun_peer.get(), buf.data(), buf.size())) >= 0)
+        got.emplace_back(buf.begin(), buf.begin() + n);
+    eventfd_signal(net.stop.get());
+    r.join();
+    CHECK(r.run_error() == "");
+    REQUIRE(got.size() == 2);
+    CHECK(got[0] == packet(1, kSlot));
+    CHECK(got[1] == packet(3, 10));
+    CHECK(r.stats().truncated == 3);
+    CHECK(r.stats().datagrams == 2);
+}
+
+TEST_CASE_TEMPLATE("loop: ICMP errors on a link are not fatal", Kind, LOOP_TYPES) {
+    Net net;
+    // Link 0 points at a port nobody listens on.
+    Fd gone = udp_socket();
+    const Endpoint dead = local_endpoint(gone.get());
+    gone.reset();
+    Fd link = udp_socket();
+    connect_to(link.get(), dead);
+    TestHandler h;
+    h.stop_fd = net.stop.get();
+    LoopConfig config = net.config();
+    config.link_fds = {link.get()};
+    Runner<Kind> r(config, h);
+    if (!r.created()) return;
+    r.go();
+    // TUN -> link 0 -> ICMP port unreachable -> ECONNREFUSED on the socket.
+    auto p = packet(0);
+    REQUIRE(write(net.tun_peer.get(), p.data(), p.size()) == static_cast<ssize_t>(p.size()));
+    std::this_thread::sleep_for(100ms);
+    // The link still works: a datagram from its peer, back again, reaches
+    // the TUN device.
+    Fd sender(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    REQUIRE(bind(sender.get(), &dead.addr.sa, dead.len) == 0);
+    connect_to(sender.get(), local_endpoint(link.get()));
+    auto q = packet(1);
+    REQUIRE(write(sender.get(), q.data(), q.size()) == static_cast<ssize_t>(q.size()));
+    std::vector<uint8_t> buf(4096);
+    pollfd pfd{net.tun_peer.get(), POLLIN, 0};
+    REQUIRE(poll(&pfd, 1, 2000) == 1);
+    const ssize_t n = read(net.tun_peer.get(), buf.data(), buf.size());
+    eventfd_signal(net.stop.get());
+    r.join();
+    CHECK(r.run_error() == "");
+    CHECK(check_packet(buf.data(), static_cast<size_t>(std::max<ssize_t>(n, 0))) == 1);
+    // Whoever met the error first: the receive (re-armed) or a send.
+    CHECK(r.stats().read_errors + static_cast<uint64_t>(h.send_errors) >= 1);
+}
+
+TEST_CASE_TEMPLATE("loop: a descriptor that cannot be read is fatal", Kind, LOOP_TYPES) {
+    Net net;
+    int p[2];
+    REQUIRE(pipe2(p, O_CLOEXEC) == 0);
+    Fd rd(p[0]), wr(p[1]);
+    rd.reset();  // the write end now reports an error, and read() on it is EBADF
+    TestHandler h;
+    LoopConfig config = net.config();
+    config.tun_fd = wr.get();
+    Runner<Kind> r(config, h);
+    if (!r.created()) return;
+    r.go();
+    r.join();
+    CHECK(r.run_error().find("TUN") != std::string::npos);
+    CHECK(r.run_error().find(strerror(EBADF)) != std::string::npos);
+    CHECK(r.stats().slots_held == 0);
+}
+
+TEST_CASE_TEMPLATE("loop: bad configurations are refused", Kind, LOOP_TYPES) {
+    SystemClock clock;
+    bool unavailable = false;
+    LoopConfig c;
+    c.batch = 0;
+    CHECK(!Kind::make(c, clock, &unavailable));
+    c.batch = 4;
+    c.slot_size = kHeadroom;
+    CHECK(!Kind::make(c, clock, &unavailable));
+    c.slot_size = 2048;
+    c.link_fds = {-1};
+    CHECK(!Kind::make(c, clock, &unavailable));
+    CHECK(!unavailable);
+}
+
+TEST_CASE_TEMPLATE("loop: buffers handed back wrongly are refused, not reused", Kind, LOOP_TYPES) {
+    Net net;
+    struct Misuser : TestHandler {
+        void on_tun(std::span<Buffer*> packets, Io& io) override {
+            for (Buffer* b : packets) {
+                io.send(0, b, nullptr);
+                io.release(b);         // already handed over
+                io.send(0, b, nullptr);  // twice
+                io.write_tun(b);
+            }
+            Buffer foreign;
+            io.release(&foreign);
+            io.send(0, &foreign, nullptr);
+            Buffer* c = io.acquire();
+            c->length = 4000;  // beyond the slot
+            io.send(0, c, nullptr);
+            Buffer* d = io.acquire();
+            io.send(7, d, nullptr);  // no such link
+            stop = true;
+        }
+    } h;
+    Runner<Kind> r(net.config(), h);
+    if (!r.created()) return;
+    auto p = packet(5);
+    REQUIRE(write(net.tun_peer.get(), p.data(), p.size()) == static_cast<ssize_t>(p.size()));
+    r.go();
+    std::vector<uint8_t> buf(4096);
+    pollfd pfd{net.peer0.get(), POLLIN, 0};
+    REQUIRE(poll(&pfd, 1, 2000) == 1);
+    const ssize_t n = read(net.peer0.get(), buf.data(), buf.size());
+    r.join();
+    CHECK(r.run_error() == "");
+    CHECK(check_packet(buf.data(), static_cast<size_t>(std::max<ssize_t>(n, 0))) == 5);
+    CHECK(r.stats().rejected == 7);
+    CHECK(h.send_errors == 1);  // the oversized one: EINVAL
+    CHECK(h.last_send_error == EINVAL);
+    CHECK(r.stats().slots_held == 0);
+}
+
+// Parking sends until there is room would reorder them (io_uring retries parked
+// requests in wakeup order): both loops drop what does not fit, in order.
+TEST_CASE_TEMPLATE("loop: a link with a full socket buffer drops with EAGAIN and keeps the order", Kind,
+                   LOOP_TYPES) {
+    Net net;
+    // A unix datagram pair as link 0: unlike UDP on loopback, its socket
+    // buffer stays charged until the peer reads, so it really fills up.
+    int sv[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) == 0);
+    Fd link(sv[0]), peer(sv[1]);
+    int small = 4096;
+    REQUIRE(setsockopt(link.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) == 0);
+    set_nonblocking(peer.get());
+    TestHandler h;
+    h.stop_fd = net.stop.get();
+    LoopConfig config = net.config();
+    config.link_fds = {link.get()};
+    Runner<Kind> r(config, h);
+    if (!r.created()) return;
+    constexpr uint32_t kCount = 50;
+    for (uint32_t seq = 0; seq < kCount; ++seq) {
+        auto p = packet(seq, 500);
+        REQUIRE(write(net.tun_peer.get(), p.data(), p.size()) == static_cast<ssize_t>(p.size()));
+    }
+    r.go();
+    std::this_thread::sleep_for(100ms);  // the loop meets the full buffer
+    std::vector<int64_t> got;
+    std::vector<uint8_t> buf(4096);
+    const auto end = std::chrono::steady_clock::now() + 2s;
+    while (got.size() + static_cast<size_t>(h.send_errors) < kCount && std::chrono::steady_clock::now() < end) {
+        pollfd pfd{peer.get(), POLLIN, 0};
+        poll(&pfd, 1, 20);
+        ssize_t n;
+        while ((n = read(peer.get(), buf.data(), buf.size())) >= 0) {
+            uint32_t seq = 0;
+            std::memcpy(&seq, buf.data(), 4);
+            const bool intact = n == 500 && std::vector<uint8_t>(buf.begin(), buf.begin() + n) == packet(seq, 500);
+            got.push_back(intact ? seq : -1);
+        }
+    }
+    eventfd_signal(net.stop.get());
+    r.join();
+    CHECK(r.run_error() == "");
+    CHECK(std::find(got.begin(), got.end(), -1) == got.end());
+    INFO("arrival order: " << [&] { std::string s; for (auto g : got) s += std::to_string(g) + " "; return s; }());
+    CHECK(std::is_sorted(got.begin(), got.end()));
+    CHECK(r.stats().slots_held == 0);
+    CHECK(h.send_errors > 0);
+    CHECK(h.last_send_error == EAGAIN);
+    CHECK(got.size() + static_cast<size_t>(h.send_errors) == kCount);
+}

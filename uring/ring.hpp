@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Ring: one io_uring instance behind a small RAII class (cf. Envoy's
+// source/common/io/io_uring.h).
+//
+// Callers prepare SQEs from get_sqe() with liburing's io_uring_prep_*, then
+// submit_and_wait() hands all of them to the kernel and waits for completions
+// in one io_uring_enter; for_each_completion() reaps what is there. The
+// destructor tears the ring down (io_uring_queue_exit); callers that lent
+// memory to in-flight requests must reap them first.
+//
+// A ring created with IORING_SETUP_SINGLE_ISSUER belongs to the thread that
+// created it: only that thread may submit, register or (DEFER_TASKRUN) wait.
+#pragma once
+
+#include <liburing.h>
+#include <pthread.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "core/clock.hpp"
+#include "core/result.hpp"
+
+namespace mlvpn::uring {
+
+struct RingOptions {
+    unsigned entries = 256;  // SQ size; the kernel rounds up to a power of two
+    unsigned flags = 0;      // IORING_SETUP_* that must be accepted
+    // IORING_SETUP_* wanted when the kernel knows them: dropped (highest bit
+    // first, i.e. newest first) while io_uring_setup answers EINVAL.
+    unsigned optional_flags = 0;
+};
+
+class Ring {
+public:
+    // On failure, *setup_errno (when given) is the positive errno from
+    // io_uring_setup, or 0 when setup succeeded and something later failed.
+    static Result<std::unique_ptr<Ring>> create(const RingOptions& options, int* setup_errno = nullptr);
+
+    Ring(const Ring&) = delete;
+    Ring& operator=(const Ring&) = delete;
+    ~Ring();
+
+    unsigned flags() const { return ring_.flags; }  // IORING_SETUP_* in effect
+    unsigned features() const { return features_; }  // IORING_FEAT_*
+    unsigned sq_entries() const { return ring_.sq.ring_entries; }
+    // Whether the kernel implements `opcode` (IORING_OP_*), from
+    // IORING_REGISTER_PROBE; false for every opcode on kernels without it.
+    bool supports(int opcode) const;
+
+    // Registers `fds` as fixed files 0..n-1 (for IOSQE_FIXED_FILE).
+    Status register_files(std::span<const int> fds);
+
+    // A zeroed SQE to prepare. When the SQ is full the queued SQEs are
+    // submitted first (without waiting); nullptr only if that submit failed.
+    io_uring_sqe* get_sqe();
+    // SQEs prepared but not yet consumed by the kernel.
+    unsigned pending() const { return io_uring_sq_ready(&ring_); }
+
+    // Submits every pending SQE and waits, in one io_uring_enter, until at
+    // least one completion is available or `timeout` has passed (nullopt:
+    // no limit). Timeouts and signals are not errors. Returns the number of
+    // SQEs the kernel consumed.
+    Result<unsigned> submit_and_wait(std::optional<core::Duration> timeout);
+    // Submits every pending SQE without waiting.
+    Result<unsigned> submit();
+
+    // Calls f(const io_uring_cqe&) for each available completion, then marks
+    // them seen. f must not reap completions itself. Returns the count.
+    template <class F>
+    unsigned for_each_completion(F&& f) {
+        unsigned head = 0;
+        unsigned n = 0;
+        io_uring_cqe* cqe = nullptr;
+        io_uring_for_each_cqe(&ring_, head, cqe) {
+            ++n;
+            // liburing's own timeout SQE, used by submit_and_wait_timeout on
+            // kernels without IORING_FEAT_EXT_ARG.
+            if (cqe->user_data == LIBURING_UDATA_TIMEOUT) continue;
+            f(*cqe);
+        }
+        io_uring_cq_advance(&ring_, n);
+        return n;
+    }
+
+    // Counters: io_uring_enter calls that submitted something, SQEs consumed.
+    uint64_t submit_calls() const { return submit_calls_; }
+    uint64_t submitted() const { return submitted_; }
+
+private:
+    Ring() = default;
+    unsigned account(unsigned before);
+    std::string enter_error(int error) const;
+
+    io_uring ring_{};
+    bool initialized_ = false;
+    pthread_t owner_{};  // the thread that created the ring
+    unsigned features_ = 0;
+    std::unique_ptr<io_uring_probe, void (*)(io_uring_probe*)> probe_{nullptr, io_uring_free_probe};
+    uint64_t submit_calls_ = 0;
+    uint64_t submitted_ = 0;
+};
+
+}  // namespace mlvpn::uring

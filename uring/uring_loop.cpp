@@ -1,0 +1,668 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// UringLoop: the worker's data path on one io_uring.
+//
+// Why it is shaped this way:
+// - Every read owns a pool slot while it is in flight. The msghdr, iovec and
+//   address storage a request lends to the kernel live in that slot's SlotOp,
+//   in an array that never moves, so nothing changes under the kernel's feet.
+//   The same SlotOp serves the slot's send later: a slot is in at most one
+//   request at a time.
+// - Reads go out in rounds, at most one round per fd at a time: n-1 reads
+//   that never wait (RWF_NOWAIT, MSG_DONTWAIT: EAGAIN when nothing is
+//   queued) and one plain read last. The kernel issues a round's SQEs in
+//   order within one io_uring_enter, so the non-waiting reads drain what is
+//   queued and only the last read can be left waiting; the next round goes
+//   out once it has completed. A fd therefore never has two reads waiting.
+//   That matters: `batch` plain reads waiting on one fd are all woken by each
+//   packet (they poll the same wait queue); the losers re-poll and, after
+//   enough lost races, io_uring hands them to io-wq worker threads that read
+//   concurrently with the ring, reordering packets (seen in tests, with an
+//   iou-wrk thread appearing) and burning CPU on every wakeup.
+// - The round size adapts: after a round where every read brought a packet,
+//   `batch`; otherwise twice what the round brought in (at least 1). A burst
+//   gets full rounds from its second turn on, while sparse traffic costs about
+//   one read failing with EAGAIN per packet rather than `batch`. One turn delivers at most `batch`
+//   packets per fd, so every per-turn vector has a fixed bound. With the pool
+//   empty, rounds shrink or wait until buffers come back.
+// - Everything a turn queues (re-armed reads, sends, TUN writes, polls) goes
+//   to the kernel in the next turn's submit_and_wait: one io_uring_enter per
+//   turn. The SQ holds a request for every slot plus every poll, so get_sqe()
+//   never has to submit early, and the CQ (twice the SQ) has room for every
+//   request in flight, so completions cannot overflow.
+// - Sends never wait for socket buffer space (MSG_DONTWAIT): a full socket
+//   fails the send with EAGAIN, reported through on_send_error, as in the
+//   epoll loop. A send parked on a full socket would be retried in whatever
+//   order the wakeups come (measured: reversed), reordering the link's
+//   packets, and would hold its slot meanwhile. TUN writes need no such flag:
+//   the device takes or drops each packet at once. (RWF_NOWAIT would also
+//   fail every write with EOPNOTSUPP on a kernel whose TUN lacks nowait.)
+// - Watch fds use one-shot POLL_ADD, re-armed after the handler ran. That is
+//   level-triggered like the epoll loop: a handler that reads only part of
+//   what is queued is called again. Multishot poll fires only on new wakeups.
+// - Teardown cancels every request and reaps them before the ring and the
+//   pool go away, since the kernel uses a slot until its request completes.
+//
+// Multishot recvmsg/read with a provided-buffer ring is the next step for
+// speed (RESEARCH.md). It fits this shape: arm_read() would arm one multishot
+// request per fd and keep the buffer ring stocked from the pool instead of
+// lending a slot per request, and finish_read() would find the slot from the
+// CQE's buffer id instead of the user_data.
+#include <linux/fs.h>  // RWF_NOWAIT
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "core/wire.hpp"
+#include "uring/buffer_pool.hpp"
+#include "uring/loop.hpp"
+#include "uring/ring.hpp"
+
+namespace mlvpn::uring {
+namespace {
+
+using core::Buffer;
+using core::Datagram;
+using core::LinkIndex;
+
+constexpr uint32_t kHeadroom = static_cast<uint32_t>(core::wire::kHeadroom);
+constexpr uint32_t kMaxBatch = 1024;
+constexpr unsigned kMaxEntries = 32768;  // IORING_MAX_ENTRIES
+// How long teardown waits for cancelled requests. Measured on the real
+// monotonic clock: the injected one may be a FakeClock that never moves.
+constexpr std::chrono::seconds kTeardownWait{2};
+
+enum class Op : uint8_t { idle, tun_read, recv, send, tun_write, poll, cancel };
+
+// user_data: the operation in the high half, the slot or watch index below.
+constexpr uint64_t pack(Op op, uint32_t index) {
+    return (uint64_t{static_cast<uint8_t>(op)} << 32) | index;
+}
+constexpr Op op_of(uint64_t user_data) { return static_cast<Op>(user_data >> 32); }
+constexpr uint32_t index_of(uint64_t user_data) { return static_cast<uint32_t>(user_data); }
+
+// Read errors that mean the descriptor itself is unusable: re-arming would
+// fail the same way forever. Everything else is re-armed: a UDP socket
+// reports each ICMP error (ECONNREFUSED, EHOSTUNREACH, EMSGSIZE, ...) once,
+// ENOBUFS/ENOMEM pass, and a TUN packet larger than the slot fails its read
+// with EFAULT and is gone.
+bool is_fatal_read_error(int error) {
+    switch (error) {
+        case EBADF:
+        case EBADFD:  // TUN: the queue was detached from its device
+        case ENOTSOCK:
+        case EINVAL:
+        case EIO:
+        case ENXIO:
+        case ENODEV:
+            return true;
+        default:
+            return false;
+    }
+}
+
+// What the ring is doing with one slot.
+struct SlotOp {
+    msghdr msg{};
+    iovec iov{};
+    core::Endpoint name;  // recv: the source address; send: a copy of `to`
+    Op op = Op::idle;
+    bool nowait = false;  // a read that fails with EAGAIN rather than wait
+    LinkIndex link = 0;
+};
+
+// The TUN device or a link socket, read in rounds.
+struct ReadFd {
+    unsigned file = 0;       // fixed-file index
+    uint32_t in_flight = 0;  // reads of the current round not yet reaped
+    uint32_t issued = 0;     // size of the current round
+    uint32_t got = 0;        // packets the current round brought in
+    uint32_t round = 1;      // size of the next round
+    // RWF_NOWAIT on a TUN device that does not support it (older kernels)
+    // fails with EOPNOTSUPP; rounds are then single plain reads.
+    bool nowait = true;
+};
+
+class UringLoop final : public Loop, private core::Io {
+public:
+    UringLoop(const LoopConfig& config, const core::Clock& clock, BufferPool pool, std::unique_ptr<Ring> ring)
+        : clock_(clock),
+          batch_(config.batch),
+          watch_fds_(config.watch_fds),
+          pool_(std::move(pool)),
+          ring_(std::move(ring)),
+          slots_(std::make_unique<SlotOp[]>(pool_.slot_count())),
+          poll_armed_(config.watch_fds.size(), false) {
+        unsigned file = 0;
+        if (config.tun_fd >= 0) tun_ = ReadFd{.file = file++, .round = batch_};
+        for (size_t i = 0; i < config.link_fds.size(); ++i)
+            links_.push_back(ReadFd{.file = file++, .round = batch_});
+        watch_base_ = file;
+        tun_batch_.reserve(batch_);
+        link_batches_.resize(links_.size());
+        for (auto& b : link_batches_) b.reserve(batch_);
+        readable_.reserve(watch_fds_.size());
+        update_gauges();
+    }
+
+    ~UringLoop() override { teardown(); }
+
+    Status run(Handler& handler) override;
+    const char* name() const override { return "io_uring"; }
+    const LoopStats& stats() const override { return stats_; }
+
+private:
+    // core::Io
+    Buffer* acquire() override;
+    void release(Buffer* buffer) override;
+    void send(LinkIndex link, Buffer* buffer, const core::Endpoint* to) override;
+    void write_tun(Buffer* buffer) override;
+
+    int64_t handler_slot(Buffer* buffer);
+    void start(io_uring_sqe* sqe, Op op, uint32_t index);
+    void finish(uint32_t index);
+    bool arm_read(ReadFd& fd, std::optional<LinkIndex> link, bool nowait);
+    void arm_round(ReadFd& fd, std::optional<LinkIndex> link);
+    void arm_reads();
+    void arm_polls();
+    void complete(const io_uring_cqe& cqe);
+    void finish_read(uint32_t index, int res);
+    void finish_write(uint32_t index, int res);
+    void finish_poll(uint32_t index, int res);
+    void read_failed(const char* what, std::optional<LinkIndex> link, int error);
+    void deliver(Handler& handler);
+    void drop_batches();
+    void update_gauges();
+    void teardown();
+
+    const core::Clock& clock_;
+    const uint32_t batch_;
+    const std::vector<int> watch_fds_;
+    BufferPool pool_;
+    std::unique_ptr<Ring> ring_;  // torn down in teardown(), before pool_
+    std::unique_ptr<SlotOp[]> slots_;
+    std::optional<ReadFd> tun_;
+    std::vector<ReadFd> links_;
+    unsigned watch_base_ = 0;
+    std::vector<bool> poll_armed_;
+    uint32_t kernel_slots_ = 0;  // slots lent to requests in flight
+    uint32_t polls_armed_ = 0;
+    uint32_t arm_start_ = 0;  // rotates which fd gets buffers first
+
+    // One turn's harvest, handed to the handler and cleared.
+    std::vector<Buffer*> tun_batch_;
+    std::vector<std::vector<Datagram>> link_batches_;
+    std::vector<int> readable_;
+
+    Handler* handler_ = nullptr;  // set during run()
+    std::optional<Error> fatal_;
+    LoopStats stats_;
+};
+
+// --- core::Io -------------------------------------------------------------
+
+Buffer* UringLoop::acquire() {
+    Buffer* b = pool_.acquire();
+    if (b == nullptr) ++stats_.pool_empty;
+    return b;
+}
+
+// The slot of a buffer the handler owns: one of ours, out of the pool and in
+// no request. -1 (counted) for anything else.
+int64_t UringLoop::handler_slot(Buffer* buffer) {
+    const int64_t index = pool_.out_index(buffer);
+    if (index < 0 || slots_[index].op != Op::idle) {
+        ++stats_.rejected;
+        return -1;
+    }
+    return index;
+}
+
+void UringLoop::release(Buffer* buffer) {
+    if (handler_slot(buffer) >= 0) pool_.release(buffer);
+}
+
+void UringLoop::send(LinkIndex link, Buffer* buffer, const core::Endpoint* to) {
+    const int64_t index = handler_slot(buffer);
+    if (index < 0) return;
+    if (link >= links_.size()) {
+        ++stats_.rejected;
+        pool_.release(buffer);
+        return;
+    }
+    auto reject = [&](int error) {
+        pool_.release(buffer);
+        if (handler_ != nullptr) handler_->on_send_error(link, error);
+    };
+    if (uint64_t{buffer->offset} + buffer->length > pool_.slot_size() ||
+        (to != nullptr && to->len > sizeof(to->addr))) {
+        ++stats_.rejected;
+        return reject(EINVAL);
+    }
+    io_uring_sqe* sqe = ring_->get_sqe();
+    if (sqe == nullptr) return reject(EAGAIN);
+
+    SlotOp& s = slots_[index];
+    s.iov = {pool_.slot_data(static_cast<uint32_t>(index)) + buffer->offset, buffer->length};
+    s.msg = {};
+    s.msg.msg_iov = &s.iov;
+    s.msg.msg_iovlen = 1;
+    if (to != nullptr && !to->empty()) {
+        s.name = *to;
+        s.msg.msg_name = &s.name.addr;
+        s.msg.msg_namelen = to->len;
+    }
+    s.link = link;
+    // MSG_DONTWAIT: a full socket buffer fails the send with EAGAIN (see the
+    // top of the file) instead of parking it.
+    io_uring_prep_sendmsg(sqe, static_cast<int>(links_[link].file), &s.msg, MSG_DONTWAIT);
+    start(sqe, Op::send, static_cast<uint32_t>(index));
+}
+
+void UringLoop::write_tun(Buffer* buffer) {
+    const int64_t index = handler_slot(buffer);
+    if (index < 0) return;
+    auto reject = [&](int error) {
+        pool_.release(buffer);
+        if (handler_ != nullptr) handler_->on_tun_write_error(error);
+    };
+    if (!tun_) return reject(EBADF);
+    if (uint64_t{buffer->offset} + buffer->length > pool_.slot_size()) {
+        ++stats_.rejected;
+        return reject(EINVAL);
+    }
+    io_uring_sqe* sqe = ring_->get_sqe();
+    if (sqe == nullptr) return reject(EAGAIN);
+    io_uring_prep_write(sqe, static_cast<int>(tun_->file),
+                        pool_.slot_data(static_cast<uint32_t>(index)) + buffer->offset, buffer->length, 0);
+    start(sqe, Op::tun_write, static_cast<uint32_t>(index));
+}
+
+// --- requests -------------------------------------------------------------
+
+void UringLoop::start(io_uring_sqe* sqe, Op op, uint32_t index) {
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, pack(op, index));
+    slots_[index].op = op;
+    ++kernel_slots_;
+}
+
+void UringLoop::finish(uint32_t index) {
+    slots_[index].op = Op::idle;
+    --kernel_slots_;
+}
+
+// Arms one read on the TUN device (no link) or a link socket. false when
+// there is no buffer or no SQE.
+bool UringLoop::arm_read(ReadFd& fd, std::optional<LinkIndex> link, bool nowait) {
+    Buffer* b = pool_.acquire();
+    if (b == nullptr) return false;
+    io_uring_sqe* sqe = ring_->get_sqe();
+    if (sqe == nullptr) {
+        pool_.release(b);
+        return false;
+    }
+    const uint32_t index = b->index;  // fresh from acquire(): the pool's own
+    SlotOp& s = slots_[index];
+    if (!link) {
+        // TUN packets go in after the headroom, where core seals them in place.
+        // The device has no file position: offset 0.
+        io_uring_prep_read(sqe, static_cast<int>(fd.file), pool_.slot_data(index) + kHeadroom,
+                           pool_.slot_size() - kHeadroom, 0);
+        if (nowait) sqe->rw_flags = RWF_NOWAIT;
+        start(sqe, Op::tun_read, index);
+    } else {
+        s.iov = {pool_.slot_data(index), pool_.slot_size()};
+        s.name = {};
+        s.msg = {};
+        s.msg.msg_name = &s.name.addr;
+        s.msg.msg_namelen = sizeof(s.name.addr);
+        s.msg.msg_iov = &s.iov;
+        s.msg.msg_iovlen = 1;
+        s.link = *link;
+        io_uring_prep_recvmsg(sqe, static_cast<int>(fd.file), &s.msg, nowait ? MSG_DONTWAIT : 0);
+        start(sqe, Op::recv, index);
+    }
+    s.nowait = nowait;
+    ++fd.in_flight;
+    return true;
+}
+
+// A round: the non-waiting reads first, the one that may wait last (see the
+// top of the file). Shrinks to the buffers there are.
+void UringLoop::arm_round(ReadFd& fd, std::optional<LinkIndex> link) {
+    uint32_t n = fd.nowait ? fd.round : 1;
+    if (pool_.available() < n) {
+        ++stats_.pool_empty;
+        n = pool_.available();
+    }
+    fd.issued = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+        if (!arm_read(fd, link, i + 1 < n)) return;  // the ring fails; the next wait says why
+        ++fd.issued;
+    }
+}
+
+void UringLoop::arm_reads() {
+    const uint32_t nfds = static_cast<uint32_t>(links_.size()) + (tun_ ? 1 : 0);
+    if (nfds == 0) return;
+    // Start at a different fd each turn so that a nearly empty pool is not
+    // always given to the same one.
+    for (uint32_t k = 0; k < nfds; ++k) {
+        const uint32_t i = (arm_start_ + k) % nfds;
+        if (tun_ && i == 0) {
+            if (tun_->in_flight == 0) arm_round(*tun_, std::nullopt);
+        } else {
+            const LinkIndex link = tun_ ? i - 1 : i;
+            if (links_[link].in_flight == 0) arm_round(links_[link], link);
+        }
+    }
+    arm_start_ = (arm_start_ + 1) % nfds;
+}
+
+void UringLoop::arm_polls() {
+    for (uint32_t i = 0; i < watch_fds_.size(); ++i) {
+        if (poll_armed_[i]) continue;
+        io_uring_sqe* sqe = ring_->get_sqe();
+        if (sqe == nullptr) return;  // the ring is failing; the next wait says why
+        io_uring_prep_poll_add(sqe, static_cast<int>(watch_base_ + i), POLLIN);
+        sqe->flags |= IOSQE_FIXED_FILE;
+        io_uring_sqe_set_data64(sqe, pack(Op::poll, i));
+        poll_armed_[i] = true;
+        ++polls_armed_;
+    }
+}
+
+// --- completions ----------------------------------------------------------
+
+void UringLoop::complete(const io_uring_cqe& cqe) {
+    const Op op = op_of(cqe.user_data);
+    const uint32_t index = index_of(cqe.user_data);
+    switch (op) {
+        case Op::tun_read:
+        case Op::recv:
+        case Op::send:
+        case Op::tun_write:
+            // Only completions of requests we started carry these.
+            if (index >= pool_.slot_count() || slots_[index].op != op) return;
+            if (op == Op::tun_read || op == Op::recv)
+                finish_read(index, cqe.res);
+            else
+                finish_write(index, cqe.res);
+            return;
+        case Op::poll:
+            if (index < poll_armed_.size() && poll_armed_[index]) finish_poll(index, cqe.res);
+            return;
+        case Op::idle:
+        case Op::cancel:
+            return;
+    }
+}
+
+void UringLoop::finish_read(uint32_t index, int res) {
+    SlotOp& s = slots_[index];
+    const bool is_tun = s.op == Op::tun_read;
+    finish(index);
+    Buffer* b = pool_.slot(index);
+    std::optional<LinkIndex> link;
+    if (!is_tun) link = s.link;
+    ReadFd& fd = is_tun ? *tun_ : links_[s.link];
+    const bool data = is_tun ? res > 0 : res >= 0;
+    if (data) ++fd.got;
+    if (--fd.in_flight == 0) {
+        // Round over: size the next one after this one's yield.
+        fd.round = fd.got == fd.issued ? batch_ : std::clamp(2 * fd.got, 1u, batch_);
+        fd.got = 0;
+    }
+
+    if (data && is_tun) {
+        b->offset = kHeadroom;
+        b->length = static_cast<uint32_t>(res);
+        tun_batch_.push_back(b);
+        ++stats_.tun_reads;
+        return;
+    }
+    if (data) {
+        // A datagram larger than the slot: never pass on a truncated one.
+        if ((s.msg.msg_flags & MSG_TRUNC) != 0) {
+            ++stats_.truncated;
+            pool_.release(b);
+            return;
+        }
+        b->offset = 0;
+        b->length = static_cast<uint32_t>(res);
+        Datagram d{b, {}};
+        if (s.msg.msg_namelen <= sizeof(d.from.addr)) {
+            std::memcpy(&d.from.addr, &s.name.addr, s.msg.msg_namelen);
+            d.from.len = s.msg.msg_namelen;
+        }
+        link_batches_[s.link].push_back(d);
+        ++stats_.datagrams;
+        return;
+    }
+    pool_.release(b);
+    // Nothing queued for a non-waiting read; a zero-byte TUN read carries
+    // nothing; a cancelled read was ours.
+    if ((s.nowait && res == -EAGAIN) || res == 0 || res == -ECANCELED) return;
+    if (s.nowait && is_tun && res == -EOPNOTSUPP) {
+        fd.nowait = false;
+        return;
+    }
+    read_failed(is_tun ? "read from the TUN device" : "receive", link, -res);
+}
+
+void UringLoop::read_failed(const char* what, std::optional<LinkIndex> link, int error) {
+    if (!is_fatal_read_error(error)) {
+        ++stats_.read_errors;
+        return;
+    }
+    if (fatal_) return;
+    if (link)
+        fatal_ = Error{fmt::format("io_uring: {} on link {}: {}", what, *link, strerror(error))};
+    else
+        fatal_ = Error{fmt::format("io_uring: {}: {}", what, strerror(error))};
+}
+
+void UringLoop::finish_write(uint32_t index, int res) {
+    const SlotOp& s = slots_[index];
+    const bool is_send = s.op == Op::send;
+    const LinkIndex link = s.link;
+    finish(index);
+    pool_.release(pool_.slot(index));
+    if (res >= 0 || handler_ == nullptr) return;
+    if (is_send)
+        handler_->on_send_error(link, -res);
+    else
+        handler_->on_tun_write_error(-res);
+}
+
+void UringLoop::finish_poll(uint32_t index, int res) {
+    poll_armed_[index] = false;
+    --polls_armed_;
+    if (res >= 0) {
+        readable_.push_back(watch_fds_[index]);
+        return;
+    }
+    if (res == -ECANCELED || res == -EINTR || res == -EAGAIN) return;
+    if (!fatal_)
+        fatal_ = Error{fmt::format("io_uring: poll on fd {}: {}", watch_fds_[index], strerror(-res))};
+}
+
+// --- the turn -------------------------------------------------------------
+
+void UringLoop::deliver(Handler& handler) {
+    if (!tun_batch_.empty()) {
+        handler.on_tun(tun_batch_, *this);
+        tun_batch_.clear();
+    }
+    for (LinkIndex link = 0; link < link_batches_.size(); ++link) {
+        auto& batch = link_batches_[link];
+        if (batch.empty()) continue;
+        handler.on_datagrams(link, batch, *this);
+        batch.clear();
+    }
+    for (int fd : readable_) handler.on_readable(fd, *this);
+    readable_.clear();
+}
+
+void UringLoop::drop_batches() {
+    for (Buffer* b : tun_batch_) pool_.release(b);
+    tun_batch_.clear();
+    for (auto& batch : link_batches_) {
+        for (Datagram& d : batch) pool_.release(d.buffer);
+        batch.clear();
+    }
+    readable_.clear();
+}
+
+void UringLoop::update_gauges() {
+    stats_.submits = ring_->submit_calls();
+    stats_.sqes = ring_->submitted();
+    stats_.slots_free = pool_.available();
+    stats_.slots_held = pool_.slot_count() - pool_.available() - kernel_slots_;
+}
+
+Status UringLoop::run(Handler& handler) {
+    handler_ = &handler;
+    struct Detach {
+        UringLoop* loop;
+        ~Detach() {
+            loop->handler_ = nullptr;
+            loop->update_gauges();
+        }
+    } detach{this};
+
+    if (fatal_) return tl::unexpected(*fatal_);
+    core::Time deadline = handler.on_timer(*this);
+    arm_reads();
+    arm_polls();
+    while (handler.running()) {
+        std::optional<core::Duration> timeout;
+        if (deadline != core::kNever) timeout = deadline - clock_.now();
+        if (auto r = ring_->submit_and_wait(timeout); !r) return tl::unexpected(r.error());
+        ++stats_.turns;
+        ring_->for_each_completion([this](const io_uring_cqe& cqe) { complete(cqe); });
+        if (fatal_) {
+            drop_batches();
+            return tl::unexpected(*fatal_);
+        }
+        deliver(handler);
+        deadline = handler.on_timer(*this);
+        arm_reads();
+        arm_polls();
+        update_gauges();
+    }
+    // What the last turn queued (a goodbye, a reply to priv) still goes out.
+    if (auto r = ring_->submit(); !r) return tl::unexpected(r.error());
+    return {};
+}
+
+// Cancels every request, then reaps until the kernel has let go of all slots:
+// the pool must outlive the last request that touches it. Sends that could
+// go out did so when they were submitted; only those waiting for socket
+// buffer space are cancelled.
+void UringLoop::teardown() {
+    if (!ring_) return;
+    drop_batches();
+    for (uint32_t i = 0; i < pool_.slot_count(); ++i) {
+        const Op op = slots_[i].op;
+        if (op == Op::idle) continue;
+        io_uring_sqe* sqe = ring_->get_sqe();
+        if (sqe == nullptr) break;
+        io_uring_prep_cancel64(sqe, pack(op, i), 0);
+        io_uring_sqe_set_data64(sqe, pack(Op::cancel, 0));
+    }
+    for (uint32_t i = 0; i < poll_armed_.size(); ++i) {
+        if (!poll_armed_[i]) continue;
+        io_uring_sqe* sqe = ring_->get_sqe();
+        if (sqe == nullptr) break;
+        io_uring_prep_cancel64(sqe, pack(Op::poll, i), 0);
+        io_uring_sqe_set_data64(sqe, pack(Op::cancel, 0));
+    }
+    const auto give_up = std::chrono::steady_clock::now() + kTeardownWait;
+    while (kernel_slots_ + polls_armed_ > 0) {
+        const core::Duration left = give_up - std::chrono::steady_clock::now();
+        if (left <= core::Duration::zero()) break;
+        if (!ring_->submit_and_wait(left)) break;
+        ring_->for_each_completion([this](const io_uring_cqe& cqe) { complete(cqe); });
+    }
+    drop_batches();  // reads that completed instead of being cancelled
+    // Requests the kernel still holds might write into their slots: keep the
+    // memory mapped rather than risk it being reused.
+    if (kernel_slots_ > 0) pool_.leak();
+    ring_.reset();
+}
+
+// --- construction ---------------------------------------------------------
+
+Status validate(const LoopConfig& config) {
+    if (config.batch == 0 || config.batch > kMaxBatch)
+        return fail(fmt::format("event loop: batch {} is outside 1..{}", config.batch, kMaxBatch));
+    for (size_t i = 0; i < config.link_fds.size(); ++i)
+        if (config.link_fds[i] < 0) return fail(fmt::format("event loop: link {} has no socket", i));
+    for (int fd : config.watch_fds)
+        if (fd < 0) return fail(fmt::format("event loop: bad watch fd {}", fd));
+    return {};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Loop>> make_uring_loop(const LoopConfig& config, const core::Clock& clock,
+                                              UringUnavailable* why) {
+    if (why != nullptr) why->unavailable = false;
+    if (auto ok = validate(config); !ok) return tl::unexpected(ok.error());
+    auto pool = BufferPool::create(config.slot_size, config.slot_count);
+    if (!pool) return tl::unexpected(pool.error());
+
+    // Room for a request on every slot, a poll per watch fd and slack.
+    const size_t wanted = size_t{config.slot_count} + config.watch_fds.size() + 8;
+    RingOptions options;
+    options.entries = std::bit_ceil(static_cast<unsigned>(std::min<size_t>(wanted, kMaxEntries)));
+    // SINGLE_ISSUER and DEFER_TASKRUN (6.1): completions are posted only when
+    // this thread waits, in a batch, with no interrupts; COOP_TASKRUN (5.19)
+    // for kernels without DEFER_TASKRUN; SUBMIT_ALL (5.18): a bad SQE does
+    // not hold back the rest of the batch.
+    options.optional_flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+                             IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL;
+    int setup_errno = 0;
+    auto ring = Ring::create(options, &setup_errno);
+    if (!ring) {
+        if (why != nullptr)
+            why->unavailable = setup_errno == EPERM || setup_errno == ENOSYS || setup_errno == EACCES;
+        return tl::unexpected(ring.error());
+    }
+    static constexpr struct {
+        int op;
+        const char* name;
+    } kNeeded[] = {
+        {IORING_OP_READ, "READ"},         {IORING_OP_WRITE, "WRITE"},
+        {IORING_OP_RECVMSG, "RECVMSG"},   {IORING_OP_SENDMSG, "SENDMSG"},
+        {IORING_OP_POLL_ADD, "POLL_ADD"}, {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
+    };
+    for (const auto& need : kNeeded) {
+        if (!(*ring)->supports(need.op)) {
+            // Too old to be useful (before 5.6): the epoll loop will do.
+            if (why != nullptr) why->unavailable = true;
+            return fail(fmt::format("io_uring: the kernel does not support IORING_OP_{}", need.name));
+        }
+    }
+
+    std::vector<int> files;
+    if (config.tun_fd >= 0) files.push_back(config.tun_fd);
+    files.insert(files.end(), config.link_fds.begin(), config.link_fds.end());
+    files.insert(files.end(), config.watch_fds.begin(), config.watch_fds.end());
+    if (auto ok = (*ring)->register_files(files); !ok) return tl::unexpected(ok.error());
+
+    return std::make_unique<UringLoop>(config, clock, std::move(*pool), std::move(*ring));
+}
+
+}  // namespace mlvpn::uring
