@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// The priv <-> worker protocol: one trivially copyable struct per message.
+//
+// As in OpenSSH's monitor, requests (worker -> priv) have even types and
+// answers (priv -> worker) odd ones. Messages travel over a SOCK_SEQPACKET
+// socketpair, one per datagram, so the kernel keeps their boundaries; a
+// message is decoded only if its size is exactly its struct's size, its type
+// known, and every field in range (decode() below). File descriptors travel
+// alongside as SCM_RIGHTS (priv/channel.hpp).
+//
+// The worker names links by index, never by host, address or path: priv
+// decides what each index means from its own configuration. See
+// docs/privsep.md for which request is allowed when.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <type_traits>
+#include <variant>
+
+namespace mlvpn::priv::msg {
+
+enum class Type : uint16_t {
+    GetConfig = 2,   // -> Config
+    Config = 3,
+    GetLink = 4,     // -> Link
+    Link = 5,
+    OpenTun = 6,     // -> Tun, with the device's fd
+    Tun = 7,
+    OpenLink = 8,    // -> LinkSocket, with the socket's fd
+    LinkSocket = 9,
+    Ready = 10,      // the data path runs; no answer
+    LinkState = 12,  // a link went up or down; no answer (priv runs hooks)
+    Log = 14,        // a line for priv's log; no answer
+};
+
+inline constexpr size_t kNameSize = 32;    // NUL-terminated link / tunnel names
+inline constexpr size_t kIfNameSize = 16;  // IFNAMSIZ
+inline constexpr size_t kLogTextSize = 480;
+inline constexpr uint32_t kMaxLinks = 64;
+
+struct Header {
+    Type type;
+    uint16_t reserved;  // 0
+};
+
+struct GetConfig {
+    Header h{Type::GetConfig, 0};
+};
+
+struct Config {
+    Header h{Type::Config, 0};
+    uint8_t mode = 0;      // 0 client, 1 server
+    uint8_t tuntap = 0;    // 0 tun, 1 tap
+    uint8_t cleartext_data = 0;
+    uint8_t debug_stderr = 0;  // the worker may log to its stderr
+    uint32_t mtu = 0;      // largest packet the device hands us (frame for TAP)
+    uint32_t link_count = 0;
+    uint8_t log_level = 0;  // core::Level
+    uint8_t reserved[3] = {};
+    char name[kNameSize] = {};  // tunnel name, for the process title
+    uint8_t psk[32] = {};
+};
+
+struct GetLink {
+    Header h{Type::GetLink, 0};
+    uint32_t index = 0;
+};
+
+struct Link {
+    Header h{Type::Link, 0};
+    uint32_t index = 0;
+    char name[kNameSize] = {};
+    uint8_t connected = 0;
+    uint8_t fallback_only = 0;
+    uint8_t has_allowed_peer = 0;
+    uint8_t reserved = 0;
+    uint32_t timeout_ms = 0;
+    uint64_t bandwidth = 0;
+    uint32_t loss_tolerence_pct = 0;
+    uint32_t latency_tolerence_ms = 0;
+    sockaddr_in6 allowed_peer{};  // AF_INET stored as sockaddr_in in the first bytes
+    uint32_t allowed_peer_len = 0;
+};
+
+struct OpenTun {
+    Header h{Type::OpenTun, 0};
+};
+
+struct Tun {
+    Header h{Type::Tun, 0};
+    int32_t error = 0;  // errno-style; 0 = the fd is attached
+    char ifname[kIfNameSize] = {};
+};
+
+struct OpenLink {
+    Header h{Type::OpenLink, 0};
+    uint32_t index = 0;
+};
+
+struct LinkSocket {
+    Header h{Type::LinkSocket, 0};
+    uint32_t index = 0;
+    int32_t error = 0;  // 0 = the fd is attached
+};
+
+struct Ready {
+    Header h{Type::Ready, 0};
+    uint32_t backend = 0;  // 1 io_uring, 2 epoll
+};
+
+struct LinkState {
+    Header h{Type::LinkState, 0};
+    uint32_t index = 0;
+    uint8_t up = 0;  // 1 up, 0 down
+    uint8_t reserved[3] = {};
+};
+
+struct Log {
+    Header h{Type::Log, 0};
+    uint8_t level = 0;  // core::Level, 3..7
+    uint8_t reserved = 0;
+    uint16_t length = 0;  // bytes of text used
+    char text[kLogTextSize] = {};
+};
+
+using Any = std::variant<GetConfig, Config, GetLink, Link, OpenTun, Tun, OpenLink, LinkSocket, Ready,
+                         LinkState, Log>;
+
+template <class M>
+std::span<const std::byte> bytes_of(const M& m) {
+    static_assert(std::is_trivially_copyable_v<M>);
+    return {reinterpret_cast<const std::byte*>(&m), sizeof m};
+}
+
+// Decodes one datagram: exact size for its type, reserved fields zero,
+// strings terminated, enums and numbers in range. nullopt otherwise.
+std::optional<Any> decode(std::span<const std::byte> datagram);
+
+// A NUL-terminated copy of `s` into a fixed array (truncating).
+template <size_t N>
+void set_string(char (&dst)[N], std::string_view s) {
+    const size_t n = std::min(s.size(), N - 1);
+    std::memcpy(dst, s.data(), n);
+    std::memset(dst + n, 0, N - n);
+}
+template <size_t N>
+std::string_view get_string(const char (&src)[N]) {
+    return {src, strnlen(src, N)};
+}
+
+}  // namespace mlvpn::priv::msg

@@ -1,0 +1,269 @@
+// SPDX-License-Identifier: BSD-2-Clause
+#include "priv/monitor.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+
+namespace mlvpn::priv {
+
+namespace {
+
+// How long a stopping worker gets before SIGKILL.
+constexpr auto kWorkerStopGrace = std::chrono::seconds(3);
+// How long hooks for the final transitions may run at exit.
+constexpr auto kExitHookLimit = std::chrono::seconds(10);
+
+std::string describe_status(int status) {
+    if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));
+    if (WIFSIGNALED(status)) return fmt::format("was killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    return "stopped";
+}
+
+}  // namespace
+
+Monitor::Monitor(MonitorParams params, Channel channel, pid_t worker, int signal_fd, HookRunner* hooks,
+                 core::Logger& log, const core::Clock& clock)
+    : p_(std::move(params)),
+      channel_(std::move(channel)),
+      worker_(worker),
+      signal_fd_(signal_fd),
+      hooks_(hooks),
+      log_(log),
+      clock_(clock),
+      link_sent_(p_.config.links.size(), false),
+      socket_sent_(p_.config.links.size(), false),
+      link_up_(p_.config.links.size(), false) {}
+
+bool Monitor::violation(const std::string& what) {
+    log_.error("worker broke the protocol ({}); stopping", what);
+    exit_status_ = 1;
+    if (worker_alive_) kill(worker_, SIGKILL);
+    return false;
+}
+
+bool Monitor::dispatch(const msg::Any& any, bool has_fd) {
+    if (has_fd) return violation("a request came with a descriptor");
+    const size_t links = p_.config.links.size();
+
+    if (const auto* m = std::get_if<msg::Log>(&any)) {
+        // The sinks escape control characters; the text is the worker's, untrusted.
+        log_.write(static_cast<core::Level>(m->level), std::string_view(m->text, m->length));
+        return true;
+    }
+    if (phase_ == Phase::Setup) {
+        if (std::holds_alternative<msg::GetConfig>(any)) {
+            if (config_sent_) return violation("configuration asked twice");
+            config_sent_ = true;
+            msg::Config c;
+            c.mode = p_.config.mode == core::Mode::Server ? 1 : 0;
+            c.tuntap = p_.config.tuntap == core::TunType::Tap ? 1 : 0;
+            c.cleartext_data = p_.config.cleartext_data ? 1 : 0;
+            c.debug_stderr = p_.worker_debug ? 1 : 0;
+            c.mtu = p_.resources.frame_mtu;
+            c.link_count = static_cast<uint32_t>(links);
+            c.log_level = static_cast<uint8_t>(p_.worker_log_level);
+            msg::set_string(c.name, p_.name);
+            std::memcpy(c.psk, p_.psk.data(), sizeof c.psk);
+            auto s = channel_.send(c);
+            sodium_memzero(c.psk, sizeof c.psk);
+            return s ? true : violation(s.error().message);
+        }
+        if (const auto* m = std::get_if<msg::GetLink>(&any)) {
+            if (!config_sent_ || m->index >= links || link_sent_[m->index]) {
+                return violation(fmt::format("link {} asked out of turn", m->index));
+            }
+            link_sent_[m->index] = true;
+            const auto& lc = p_.config.links[m->index];
+            msg::Link l;
+            l.index = m->index;
+            msg::set_string(l.name, lc.name);
+            l.connected = p_.config.mode == core::Mode::Client ? 1 : 0;
+            l.fallback_only = lc.fallback_only ? 1 : 0;
+            l.timeout_ms = lc.timeout_s * 1000;
+            l.bandwidth = lc.bandwidth_upload;
+            l.loss_tolerence_pct = lc.loss_tolerence_pct;
+            l.latency_tolerence_ms = lc.latency_tolerence_ms;
+            if (const auto& peer = p_.resources.allowed_peers[m->index]) {
+                l.has_allowed_peer = 1;
+                std::memcpy(&l.allowed_peer, &peer->addr, peer->len);
+                l.allowed_peer_len = peer->len;
+            }
+            auto s = channel_.send(l);
+            return s ? true : violation(s.error().message);
+        }
+        if (std::holds_alternative<msg::OpenTun>(any)) {
+            if (!config_sent_ || tun_sent_) return violation("tunnel device asked out of turn");
+            tun_sent_ = true;
+            msg::Tun t;
+            msg::set_string(t.ifname, p_.resources.tun.name);
+            auto s = channel_.send(t, p_.resources.tun.fd.get());
+            return s ? true : violation(s.error().message);
+        }
+        if (const auto* m = std::get_if<msg::OpenLink>(&any)) {
+            if (!config_sent_ || m->index >= links || socket_sent_[m->index]) {
+                return violation(fmt::format("socket of link {} asked out of turn", m->index));
+            }
+            socket_sent_[m->index] = true;
+            msg::LinkSocket ls;
+            ls.index = m->index;
+            auto s = channel_.send(ls, p_.resources.sockets[m->index].fd.get());
+            // priv has no use for data sockets: the worker holds the only copy.
+            p_.resources.sockets[m->index].fd.reset();
+            return s ? true : violation(s.error().message);
+        }
+        if (std::holds_alternative<msg::Ready>(any)) {
+            const bool all = tun_sent_ && std::all_of(link_sent_.begin(), link_sent_.end(), [](bool b) { return b; }) &&
+                             std::all_of(socket_sent_.begin(), socket_sent_.end(), [](bool b) { return b; });
+            if (!all) return violation("ready before setup was complete");
+            phase_ = Phase::Running;
+            log_.info("worker ready ({})", std::get<msg::Ready>(any).backend == 1 ? "io_uring" : "epoll");
+            return true;
+        }
+        return violation("request not allowed during setup");
+    }
+    if (phase_ == Phase::Running) {
+        if (const auto* m = std::get_if<msg::LinkState>(&any)) {
+            if (m->index >= links) return violation("link index out of range");
+            if (link_up_[m->index] == (m->up == 1)) return violation("link state unchanged");
+            on_link_state(m->index, m->up == 1);
+            return true;
+        }
+        return violation("request not allowed while running");
+    }
+    return true;  // stopping: ignore the rest
+}
+
+void Monitor::on_link_state(uint32_t index, bool up) {
+    const bool any_before = std::any_of(link_up_.begin(), link_up_.end(), [](bool b) { return b; });
+    link_up_[index] = up;
+    const bool any_after = std::any_of(link_up_.begin(), link_up_.end(), [](bool b) { return b; });
+    if (hooks_ == nullptr) return;
+    const auto& dev = p_.resources.tun.name;
+    const auto& link = p_.config.links[index].name;
+    // As mlvpn 2.3: the tunnel is up while at least one link is.
+    if (up) {
+        if (!any_before) hooks_->enqueue(hook_args(dev, HookEvent::TuntapUp));
+        hooks_->enqueue(hook_args(dev, HookEvent::RtunUp, link));
+    } else {
+        hooks_->enqueue(hook_args(dev, HookEvent::RtunDown, link));
+        if (!any_after) hooks_->enqueue(hook_args(dev, HookEvent::TuntapDown));
+    }
+}
+
+void Monitor::run_down_hooks() {
+    for (size_t i = 0; i < link_up_.size(); ++i) {
+        if (link_up_[i]) on_link_state(static_cast<uint32_t>(i), false);
+    }
+    if (hooks_ != nullptr && !hooks_->idle() && !hooks_->drain(kExitHookLimit, clock_)) {
+        log_.warn("hooks still running at exit were stopped");
+    }
+}
+
+bool Monitor::handle_message() {
+    auto r = channel_.receive(true);
+    if (r && r->again) return true;
+    if (!r) return violation(r.error().message);
+    if (r->bytes.empty()) {
+        // The worker closed its end: it is exiting (or was killed).
+        reap_worker(true);
+        return false;
+    }
+    auto decoded = msg::decode(r->bytes);
+    if (!decoded) return violation(fmt::format("malformed message of {} bytes", r->bytes.size()));
+    return dispatch(*decoded, static_cast<bool>(r->fd));
+}
+
+void Monitor::reap_worker(bool wait) {
+    if (!worker_alive_) return;
+    int status = 0;
+    const pid_t got = waitpid(worker_, &status, wait ? 0 : WNOHANG);
+    if (got != worker_) return;
+    worker_alive_ = false;
+    worker_status_ = status;
+    if (phase_ == Phase::Stopping) {
+        log_.info("worker {}", describe_status(status));
+    } else {
+        log_.error("worker {}; shutting down", describe_status(status));
+        exit_status_ = 1;
+    }
+}
+
+void Monitor::stop_worker() {
+    if (!worker_alive_) return;
+    kill(worker_, SIGTERM);
+    const auto deadline = clock_.now() + kWorkerStopGrace;
+    while (worker_alive_ && clock_.now() < deadline) {
+        reap_worker(false);
+        if (worker_alive_) usleep(20'000);
+    }
+    if (worker_alive_) {
+        log_.warn("worker did not stop within {} s; killing it", kWorkerStopGrace.count());
+        kill(worker_, SIGKILL);
+        reap_worker(true);
+    }
+}
+
+void Monitor::on_signal() {
+    signalfd_siginfo si{};
+    while (read(signal_fd_, &si, sizeof si) == sizeof si) {
+        switch (si.ssi_signo) {
+        case SIGTERM:
+        case SIGINT:
+            log_.notice("signal {} ({}): stopping", si.ssi_signo, strsignal(static_cast<int>(si.ssi_signo)));
+            phase_ = Phase::Stopping;
+            done_ = true;
+            break;
+        case SIGHUP:
+            log_.warn("SIGHUP: this version cannot reload its configuration live; restart mlvpn to apply "
+                      "changes (still running with the configuration it started with)");
+            break;
+        case SIGCHLD:
+            reap_worker(false);
+            if (!worker_alive_) done_ = true;
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+int Monitor::run() {
+    while (!done_) {
+        std::vector<pollfd> fds = {{channel_.fd(), POLLIN, 0}, {signal_fd_, POLLIN, 0}};
+        std::vector<int> hook_fds = hooks_ != nullptr ? hooks_->fds() : std::vector<int>{};
+        for (int fd : hook_fds) fds.push_back({fd, POLLIN, 0});
+        int timeout = -1;
+        if (hooks_ != nullptr && hooks_->deadline() != core::kNever) {
+            const auto left = hooks_->deadline() - clock_.now();
+            timeout = static_cast<int>(std::max<int64_t>(
+                0, std::chrono::duration_cast<std::chrono::milliseconds>(left).count() + 1));
+        }
+        const int n = poll(fds.data(), fds.size(), timeout);
+        if (n < 0 && errno != EINTR) {
+            log_.error("poll: {}", std::strerror(errno));
+            exit_status_ = 1;
+            break;
+        }
+        if (fds[1].revents != 0) on_signal();
+        if (!done_ && fds[0].revents != 0) {
+            if (!handle_message()) done_ = true;
+        }
+        if (hooks_ != nullptr) hooks_->service(clock_.now());
+    }
+    phase_ = Phase::Stopping;
+    stop_worker();
+    run_down_hooks();
+    return exit_status_;
+}
+
+}  // namespace mlvpn::priv

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Monitor: [priv]'s loop once the worker runs. It answers the worker's
+// requests (each checked against what the current phase allows, as in
+// OpenSSH's monitor), runs the statuscommand hooks on link transitions,
+// relays the worker's log lines, and handles signals. A malformed or
+// unpermitted request is fatal: the worker is killed and priv exits 1.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <vector>
+
+#include "core/clock.hpp"
+#include "core/config.hpp"
+#include "core/log.hpp"
+#include "core/secret.hpp"
+#include "priv/channel.hpp"
+#include "priv/hook.hpp"
+#include "priv/setup.hpp"
+
+namespace mlvpn::priv {
+
+struct MonitorParams {
+    const core::Config& config;
+    Resources& resources;
+    core::SecretKey& psk;
+    std::string name;
+    core::Level worker_log_level = core::Level::Notice;
+    bool worker_debug = false;
+};
+
+class Monitor {
+public:
+    Monitor(MonitorParams params, Channel channel, pid_t worker, int signal_fd, HookRunner* hooks,
+            core::Logger& log, const core::Clock& clock);
+
+    // Runs until the end; returns the exit status for priv: 0 after a
+    // requested stop, 1 when the worker died or broke the protocol.
+    int run();
+
+private:
+    enum class Phase { Setup, Running, Stopping };
+
+    bool handle_message();          // false: stop the loop
+    bool dispatch(const msg::Any& m, bool has_fd);
+    bool violation(const std::string& what);
+    void on_signal();
+    void on_link_state(uint32_t index, bool up);
+    void stop_worker();
+    void reap_worker(bool wait);
+    void run_down_hooks();
+
+    MonitorParams p_;
+    Channel channel_;
+    pid_t worker_;
+    int signal_fd_;
+    HookRunner* hooks_;
+    core::Logger& log_;
+    const core::Clock& clock_;
+
+    Phase phase_ = Phase::Setup;
+    bool config_sent_ = false;
+    bool tun_sent_ = false;
+    std::vector<bool> link_sent_;
+    std::vector<bool> socket_sent_;
+    std::vector<bool> link_up_;
+    bool worker_alive_ = true;
+    int worker_status_ = 0;
+    int exit_status_ = 0;
+    bool done_ = false;
+};
+
+}  // namespace mlvpn::priv

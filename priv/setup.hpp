@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// What [priv] builds before the worker starts: the checked configuration, the
+// key, the link sockets and the configured TUN/TAP device.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/buffer.hpp"
+#include "core/config.hpp"
+#include "core/log.hpp"
+#include "core/result.hpp"
+#include "core/secret.hpp"
+#include "priv/link_socket.hpp"
+#include "priv/tun.hpp"
+
+namespace mlvpn::priv {
+
+// Reads the file (ownership and mode checked on the open descriptor), parses
+// it, and checks what it refers to (statuscommand, key_file). Messages are
+// "FILE:LINE: message" or "FILE: message".
+Result<core::Config> load_config(const std::string& path);
+
+// The 32-byte pre-shared key: Argon2id over the password with a fixed,
+// domain-separated salt, or the contents of key_file.
+Result<core::SecretKey> derive_key(const core::Config& config);
+
+// The MTU arithmetic: the largest packet a link whose datagrams may be
+// `path_mtu` bytes can carry, for a socket of `family`.
+uint32_t payload_mtu(uint32_t path_mtu, int family);
+// Bytes a TAP frame adds to the device MTU (Ethernet header and one VLAN tag).
+inline constexpr uint32_t kTapFrameOverhead = 18;
+
+struct Resources {
+    std::vector<LinkSocket> sockets;                  // by link index
+    std::vector<std::optional<core::Endpoint>> allowed_peers;  // server links with remotehost
+    TunDevice tun;
+    uint32_t device_mtu = 0;  // the MTU set on the device
+    uint32_t frame_mtu = 0;   // largest packet the worker reads (device_mtu, + frame header on TAP)
+};
+
+// Resolves names, opens and binds the link sockets, picks the MTU, creates
+// the device and configures it through netlink (MTU, addresses, up, routes).
+Result<Resources> build_resources(const core::Config& config, core::Logger& log);
+
+}  // namespace mlvpn::priv

@@ -1,0 +1,348 @@
+// SPDX-License-Identifier: BSD-2-Clause
+#include "priv/worker.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <memory>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "core/tunnel.hpp"
+#include "core/wire.hpp"
+#include "priv/log_sink.hpp"
+#include "uring/loop.hpp"
+#include "uring/system_clock.hpp"
+
+namespace mlvpn::priv {
+
+namespace {
+
+// The worker's logs go to priv, which owns syslog/journal (the worker's
+// chroot has no /dev/log). Never blocks: a line that does not fit is lost.
+class ChannelSink final : public core::LogSink {
+public:
+    explicit ChannelSink(Channel& channel) : channel_(channel) {}
+    void write(core::Level level, std::string_view message) override {
+        msg::Log m;
+        m.level = static_cast<uint8_t>(level);
+        const size_t n = std::min(message.size(), msg::kLogTextSize);
+        std::memcpy(m.text, message.data(), n);
+        m.length = static_cast<uint16_t>(n);
+        (void)channel_.send(m, -1, true);
+    }
+
+private:
+    Channel& channel_;
+};
+
+// Moves the channel to descriptor 3 and closes everything else the worker
+// inherited from priv (TUN, sockets, syslog): it gets only what it asks for.
+Status isolate_descriptors(Channel& channel, bool keep_stderr) {
+    Fd fd = channel.take();
+    if (fd.get() != 3) {
+        if (dup3(fd.get(), 3, O_CLOEXEC) < 0) return fail(fmt::format("dup3: {}", std::strerror(errno)));
+        fd.reset();
+        fd = Fd(3);
+    }
+    channel = Channel(std::move(fd));
+    const int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0) return fail(fmt::format("/dev/null: {}", std::strerror(errno)));
+    dup2(null, 0);
+    dup2(null, 1);
+    if (!keep_stderr) dup2(null, 2);
+    if (null > 3) close(null);
+    if (close_range(4, ~0U, 0) != 0) return fail(fmt::format("close_range: {}", std::strerror(errno)));
+    return {};
+}
+
+template <class Answer, class Request>
+Result<std::pair<Answer, Fd>> ask(Channel& channel, const Request& request) {
+    if (auto s = channel.send(request); !s) return tl::unexpected(s.error());
+    auto r = channel.receive();
+    if (!r) return tl::unexpected(r.error());
+    if (r->bytes.empty()) return fail("priv closed the channel");
+    auto decoded = msg::decode(r->bytes);
+    if (!decoded || !std::holds_alternative<Answer>(*decoded)) return fail("unexpected answer from priv");
+    return std::pair<Answer, Fd>{std::get<Answer>(*decoded), std::move(r->fd)};
+}
+
+struct Setup {
+    core::TunnelSettings settings;
+    core::SecretKey psk;
+    std::string name;
+    std::string ifname;
+    Fd tun;
+    std::vector<Fd> sockets;
+};
+
+Result<Setup> fetch_setup(Channel& channel) {
+    Setup s;
+    auto config = ask<msg::Config>(channel, msg::GetConfig{});
+    if (!config) return tl::unexpected(config.error());
+    const msg::Config& c = config->first;
+    s.settings.mode = c.mode == 1 ? core::Mode::Server : core::Mode::Client;
+    s.settings.tuntap = c.tuntap == 1 ? core::TunType::Tap : core::TunType::Tun;
+    s.settings.cleartext_data = c.cleartext_data == 1;
+    s.settings.mtu = c.mtu;
+    s.name = std::string(msg::get_string(c.name));
+    std::memcpy(s.psk.data(), c.psk, sizeof c.psk);
+    sodium_memzero(const_cast<uint8_t*>(c.psk), sizeof c.psk);
+
+    for (uint32_t i = 0; i < c.link_count; ++i) {
+        msg::GetLink req;
+        req.index = i;
+        auto link = ask<msg::Link>(channel, req);
+        if (!link) return tl::unexpected(link.error());
+        const msg::Link& l = link->first;
+        if (l.index != i) return fail("priv answered for the wrong link");
+        core::LinkSettings ls;
+        ls.name = std::string(msg::get_string(l.name));
+        ls.connected = l.connected == 1;
+        ls.fallback_only = l.fallback_only == 1;
+        ls.timeout = std::chrono::milliseconds(l.timeout_ms);
+        ls.bandwidth = l.bandwidth;
+        ls.loss_tolerence_pct = l.loss_tolerence_pct;
+        ls.latency_tolerence_ms = l.latency_tolerence_ms;
+        if (l.has_allowed_peer == 1) {
+            core::Endpoint e;
+            std::memcpy(&e.addr, &l.allowed_peer, l.allowed_peer_len);
+            e.len = l.allowed_peer_len;
+            ls.allowed_peer = e;
+        }
+        s.settings.links.push_back(std::move(ls));
+    }
+
+    auto tun = ask<msg::Tun>(channel, msg::OpenTun{});
+    if (!tun) return tl::unexpected(tun.error());
+    if (tun->first.error != 0 || !tun->second) {
+        return fail(fmt::format("priv could not give the tunnel device: {}", std::strerror(tun->first.error)));
+    }
+    s.ifname = std::string(msg::get_string(tun->first.ifname));
+    s.tun = std::move(tun->second);
+
+    for (uint32_t i = 0; i < c.link_count; ++i) {
+        msg::OpenLink req;
+        req.index = i;
+        auto sock = ask<msg::LinkSocket>(channel, req);
+        if (!sock) return tl::unexpected(sock.error());
+        if (sock->first.error != 0 || !sock->second) {
+            return fail(fmt::format("priv could not give the socket of link {}: {}", s.settings.links[i].name,
+                                    std::strerror(sock->first.error)));
+        }
+        s.sockets.push_back(std::move(sock->second));
+    }
+    return s;
+}
+
+Result<Fd> make_signalfd() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
+    sigaddset(&set, SIGPIPE);
+    if (sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return fail("sigprocmask failed");
+    sigdelset(&set, SIGPIPE);  // blocked, never wanted
+    const int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (fd < 0) return fail(fmt::format("signalfd: {}", std::strerror(errno)));
+    return Fd(fd);
+}
+
+class WorkerHandler final : public uring::Handler {
+public:
+    WorkerHandler(core::Tunnel& tunnel, Channel& channel, int signal_fd, core::Logger& log, ProcTitle& title,
+                  std::string name, bool natural_title)
+        : tunnel_(tunnel),
+          channel_(channel),
+          signal_fd_(signal_fd),
+          log_(log),
+          title_(title),
+          name_(std::move(name)),
+          natural_title_(natural_title) {
+        update_title();
+    }
+
+    void on_tun(std::span<core::Buffer*> packets, core::Io& io) override { tunnel_.on_tun_packets(packets, io); }
+    void on_datagrams(core::LinkIndex link, std::span<core::Datagram> datagrams, core::Io& io) override {
+        tunnel_.on_datagrams(link, datagrams, io);
+    }
+    void on_send_error(core::LinkIndex link, int error) override { tunnel_.on_send_error(link, error); }
+    void on_tun_write_error(int error) override { tunnel_.on_tun_write_error(error); }
+
+    core::Time on_timer(core::Io& io) override {
+        const core::Time next = tunnel_.on_timer(io);
+        auto events = tunnel_.take_events();
+        if (!events.empty()) {
+            for (const auto& e : events) report(e);
+            update_title();
+        }
+        return next;
+    }
+
+    void on_readable(int fd, core::Io&) override {
+        if (fd == signal_fd_) {
+            signalfd_siginfo si{};
+            while (read(signal_fd_, &si, sizeof si) == sizeof si) {
+                if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+                    log_.info("worker: signal {}, stopping", si.ssi_signo);
+                    running_ = false;
+                }
+                if (si.ssi_signo == SIGUSR1) log_stats();
+                // SIGHUP is priv's business (reload); the rest are ignored.
+            }
+            return;
+        }
+        auto r = channel_.receive(true);
+        if (r && r->again) return;
+        if (!r || r->bytes.empty()) {
+            // priv is gone: a worker must never outlive it.
+            running_ = false;
+            return;
+        }
+        log_.error("worker: unexpected message from priv; stopping");
+        running_ = false;
+    }
+
+    bool running() const override { return running_; }
+
+private:
+    // SIGUSR1: one line per link and one for the device, to the log.
+    void log_stats() {
+        for (core::LinkIndex i = 0; i < tunnel_.link_count(); ++i) {
+            const auto& l = tunnel_.link(i);
+            const auto& st = l.stats;
+            log_.notice("link {}: {} peer {} rtt {} ms, tx {} pkts {} bytes, rx {} pkts {} bytes, data tx {} rx {}, "
+                        "drops auth {} replay {} malformed {} no-session {}, send errors {}",
+                        l.settings.name, core::to_string(l.state),
+                        l.settings.connected ? std::string("(connected)") : l.peer.to_string(),
+                        l.has_rtt ? std::chrono::duration_cast<std::chrono::microseconds>(l.srtt).count() / 1000.0 : -1.0,
+                        st.tx_packets, st.tx_bytes, st.rx_packets, st.rx_bytes, st.tx_data, st.rx_data,
+                        st.drop_auth, st.drop_replay, st.drop_malformed, st.drop_no_session, st.send_errors);
+        }
+        const auto& t = tunnel_.stats();
+        log_.notice("device: read {} written {}, drops no-link {} oversize {} no-buffer {}, write errors {}", t.tun_rx,
+                    t.tun_tx, t.drop_no_link, t.drop_oversize, t.drop_no_buffer, t.tun_write_errors);
+    }
+
+    void report(const core::LinkEvent& e) {
+        const bool up = e.state == core::LinkState::Up;
+        if (up == reported_up(e.link)) return;
+        set_reported_up(e.link, up);
+        msg::LinkState m;
+        m.index = e.link;
+        m.up = up ? 1 : 0;
+        if (auto s = channel_.send(m); !s) {
+            log_.error("worker: cannot reach priv: {}", s.error().message);
+            running_ = false;
+        }
+    }
+    bool reported_up(core::LinkIndex i) const { return i < up_.size() && up_[i]; }
+    void set_reported_up(core::LinkIndex i, bool up) {
+        if (up_.size() <= i) up_.resize(i + 1, false);
+        up_[i] = up;
+    }
+
+    void update_title() {
+        if (natural_title_) return;
+        std::string t = "mlvpn: " + name_;
+        for (core::LinkIndex i = 0; i < tunnel_.link_count(); ++i) {
+            const auto& l = tunnel_.link(i);
+            t += l.state == core::LinkState::Up ? " @" : " !";
+            t += l.settings.name;
+        }
+        title_.set(t);
+    }
+
+    core::Tunnel& tunnel_;
+    Channel& channel_;
+    int signal_fd_;
+    core::Logger& log_;
+    ProcTitle& title_;
+    std::string name_;
+    bool natural_title_;
+    bool running_ = true;
+    std::vector<bool> up_;
+};
+
+uint32_t slot_size_for(uint32_t mtu) {
+    const uint32_t need = static_cast<uint32_t>(core::wire::kHeadroom) + mtu;
+    return (need + 63) / 64 * 64;
+}
+
+}  // namespace
+
+int worker_main(Channel channel, const WorkerParams& params, ProcTitle& title) {
+    // Die with priv, even if it is killed outright.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != params.priv_pid) return 1;
+
+    uring::SystemClock clock;
+    StderrSink stderr_sink(clock);
+    if (auto s = isolate_descriptors(channel, params.debug); !s) {
+        fmt::print(stderr, "mlvpn worker: {}\n", s.error().message);
+        return 1;
+    }
+    ChannelSink channel_sink(channel);
+    core::Logger log(params.debug ? static_cast<core::LogSink&>(stderr_sink) : channel_sink, params.log_level);
+    for (const auto& t : params.debug_tokens) log.enable_token(t);
+
+    if (auto s = enter_sandbox(params.identity, params.chroot_dir); !s) {
+        log.error("worker: {}", s.error().message);
+        return 1;
+    }
+    auto setup = fetch_setup(channel);
+    if (!setup) {
+        log.error("worker: {}", setup.error().message);
+        return 1;
+    }
+    auto signals = make_signalfd();
+    if (!signals) {
+        log.error("worker: {}", signals.error().message);
+        return 1;
+    }
+
+    uring::LoopConfig lc;
+    lc.tun_fd = setup->tun.get();
+    for (const auto& s : setup->sockets) lc.link_fds.push_back(s.get());
+    lc.watch_fds = {channel.fd(), signals->get()};
+    lc.slot_size = slot_size_for(setup->settings.mtu);
+    lc.slot_count = lc.slot_size <= 4096 ? 4096 : std::max<uint32_t>(256, (32u << 20) / lc.slot_size);
+    lc.batch = 32;
+
+    uring::UringUnavailable why;
+    auto loop = uring::make_uring_loop(lc, clock, &why);
+    if (!loop && why.unavailable) {
+        log.warn("io_uring is not available ({}); using epoll", loop.error().message);
+        loop = uring::make_epoll_loop(lc, clock);
+    }
+    if (!loop) {
+        log.error("worker: {}", loop.error().message);
+        return 1;
+    }
+
+    core::Tunnel tunnel(std::move(setup->settings), std::move(setup->psk), clock, log);
+    WorkerHandler handler(tunnel, channel, signals->get(), log, title, setup->name, params.natural_title);
+    msg::Ready ready;
+    ready.backend = std::string_view((*loop)->name()) == "io_uring" ? 1 : 2;
+    if (auto s = channel.send(ready); !s) {
+        log.error("worker: {}", s.error().message);
+        return 1;
+    }
+    log.notice("worker running as {} on {} with {} link(s), {} backend", params.identity.name, setup->ifname,
+               tunnel.link_count(), (*loop)->name());
+    if (auto s = (*loop)->run(handler); !s) {
+        log.error("worker: {}", s.error().message);
+        return 1;
+    }
+    return 0;
+}
+
+}  // namespace mlvpn::priv
