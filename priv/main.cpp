@@ -60,7 +60,7 @@ int check_config(const priv::Options& o) {
 Result<Fd> block_signals() {
     sigset_t set;
     sigemptyset(&set);
-    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&set, s);
+    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2}) sigaddset(&set, s);
     if (sigprocmask(SIG_BLOCK, &set, nullptr) != 0) return fail("sigprocmask failed");
     signal(SIGPIPE, SIG_IGN);
     const int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);

@@ -227,11 +227,16 @@ void Monitor::on_signal() {
             log_.warn("SIGHUP: this version cannot reload its configuration live; restart mlvpn to apply "
                       "changes (still running with the configuration it started with)");
             break;
+        case SIGUSR1:
+            // The figures live in the worker: it logs them.
+            if (worker_alive_) kill(worker_, SIGUSR1);
+            break;
         case SIGCHLD:
             reap_worker(false);
             if (!worker_alive_) done_ = true;
             break;
         default:
+            log_.info("signal {} ({}) ignored", si.ssi_signo, strsignal(static_cast<int>(si.ssi_signo)));
             break;
         }
     }
