@@ -45,7 +45,8 @@ Tunnel::Tunnel(TunnelSettings settings, SecretKey psk, const Clock& clock, Logge
       clock_(clock),
       log_(log),
       scheduler_(bandwidths(settings_.links)),
-      usable_scratch_(std::make_unique<bool[]>(settings_.links.size())) {
+      usable_scratch_(std::make_unique<bool[]>(settings_.links.size())),
+      reorder_(settings_.reorder_buffer_size, timing::kReorderWaitDefault) {
     links_.resize(settings_.links.size());
     const Time now = clock_.now();
     for (size_t i = 0; i < links_.size(); ++i) {
@@ -313,8 +314,34 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now) {
         return;
     }
     ++link.stats.rx_data;
-    ++stats_.tun_tx;
-    io.write_tun(b);
+    reorder_.push(data.seq, b, now, deliverable_);
+    deliver(io);
+}
+
+void Tunnel::deliver(Io& io) {
+    for (Buffer* b : deliverable_) {
+        ++stats_.tun_tx;
+        io.write_tun(b);
+    }
+    deliverable_.clear();
+}
+
+void Tunnel::flush(Io& io) {
+    reorder_.flush(deliverable_);
+    for (Buffer* b : deliverable_) io.release(b);
+    deliverable_.clear();
+}
+
+Duration Tunnel::reorder_wait() const {
+    Duration wait{};
+    bool any = false;
+    for (const auto& l : links_) {
+        if (l.state != LinkState::Up || !l.has_rtt) continue;
+        wait = std::max(wait, l.srtt / 2 + 2 * l.rttvar);
+        any = true;
+    }
+    if (!any) return timing::kReorderWaitDefault;
+    return std::clamp(wait, timing::kReorderWaitMin, timing::kReorderWaitMax);
 }
 
 Time Tunnel::link_timers(LinkIndex index, Io& io, Time now) {
@@ -375,6 +402,11 @@ Time Tunnel::on_timer(Io& io) {
     const Time now = clock_.now();
     Time next = kNever;
     for (LinkIndex i = 0; i < links_.size(); ++i) next = std::min(next, link_timers(i, io, now));
+    if (reorder_.capacity() > 0) {
+        reorder_.set_max_wait(reorder_wait());
+        next = std::min(next, reorder_.expire(now, deliverable_));
+        deliver(io);
+    }
     return next;
 }
 

@@ -23,6 +23,7 @@
 #include "core/io.hpp"
 #include "core/link.hpp"
 #include "core/log.hpp"
+#include "core/reorder.hpp"
 #include "core/scheduler.hpp"
 #include "core/secret.hpp"
 
@@ -31,6 +32,12 @@ namespace mlvpn::core {
 // Protocol timing. Each is a named constant with its reason; docs/protocol.md
 // lists them too.
 namespace timing {
+// How long a packet may wait for the ones before it: about the one-way delay
+// difference the links can have (half the largest RTT) plus their jitter,
+// within these bounds; the default before any RTT is known.
+inline constexpr Duration kReorderWaitMin = std::chrono::milliseconds(5);
+inline constexpr Duration kReorderWaitMax = std::chrono::milliseconds(500);
+inline constexpr Duration kReorderWaitDefault = std::chrono::milliseconds(50);
 // A link that carried nothing for this long sends a keepalive, so that both
 // sides keep seeing authenticated packets and NAT bindings stay open.
 inline constexpr Duration kKeepalive = std::chrono::seconds(1);
@@ -55,6 +62,8 @@ struct TunnelSettings {
     TunType tuntap = TunType::Tun;
     bool cleartext_data = false;
     uint32_t mtu = 1400;  // largest packet accepted from the TUN/TAP device
+    // Packets held to restore the sender's order; 0 = deliver as received.
+    uint32_t reorder_buffer_size = 0;
     std::vector<LinkSettings> links;
 };
 
@@ -94,6 +103,9 @@ public:
     size_t link_count() const { return links_.size(); }
     const Link& link(LinkIndex i) const { return links_[i]; }
     const TunnelStats& stats() const { return stats_; }
+    const Reorder& reorder() const { return reorder_; }
+    // Hands back every packet still held for reordering (at shutdown).
+    void flush(Io& io);
     const TunnelSettings& settings() const { return settings_; }
     // Links that are up and may carry data now.
     size_t usable_links() const;
@@ -116,6 +128,8 @@ private:
     void update_rtt(Link& link, uint32_t echo, Time now);
     uint32_t echo_for(const Link& link, Time now) const;
     Time link_timers(LinkIndex index, Io& io, Time now);
+    void deliver(Io& io);
+    Duration reorder_wait() const;
 
     TunnelSettings settings_;
     SecretKey psk_;
@@ -125,6 +139,8 @@ private:
     Scheduler scheduler_;
     std::unique_ptr<bool[]> usable_scratch_;  // per link, rebuilt per batch
     std::vector<LinkEvent> events_;
+    Reorder reorder_;
+    std::vector<Buffer*> deliverable_;  // scratch: packets leaving the reorder buffer
     uint64_t data_seq_ = 0;
     TunnelStats stats_;
     RateLimit auth_log_limit_;

@@ -22,7 +22,7 @@ bool zero(const uint8_t (&a)[N]) {
 bool valid(const GetConfig&) { return true; }
 bool valid(const Config& m) {
     return m.mode <= 1 && m.tuntap <= 1 && m.cleartext_data <= 1 && m.debug_stderr <= 1 &&
-           m.mtu >= 68 && m.mtu <= 65535 + 18 && m.link_count >= 1 && m.link_count <= kMaxLinks &&
+           m.mtu >= 68 && m.mtu <= 65535 + 18 && m.link_count >= 1 && m.link_count <= kMaxLinks && m.reorder_buffer_size <= 65536 &&
            m.log_level >= 3 && m.log_level <= 7 && zero(m.reserved) && terminated(m.name);
 }
 bool valid(const GetLink& m) { return m.index < kMaxLinks; }

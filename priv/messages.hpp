@@ -62,6 +62,7 @@ struct Config {
     uint8_t debug_stderr = 0;  // the worker may log to its stderr
     uint32_t mtu = 0;      // largest packet the device hands us (frame for TAP)
     uint32_t link_count = 0;
+    uint32_t reorder_buffer_size = 0;  // packets; 0 = off
     uint8_t log_level = 0;  // core::Level
     uint8_t reserved[3] = {};
     char name[kNameSize] = {};  // tunnel name, for the process title

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: BSD-2-Clause
 #include "priv/monitor.hpp"
 
+#include "core/reorder.hpp"
+
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -71,6 +73,7 @@ bool Monitor::dispatch(const msg::Any& any, bool has_fd) {
             c.debug_stderr = p_.worker_debug ? 1 : 0;
             c.mtu = p_.resources.frame_mtu;
             c.link_count = static_cast<uint32_t>(links);
+            c.reorder_buffer_size = p_.config.reorder_buffer_size.value_or(core::kDefaultReorderCapacity);
             c.log_level = static_cast<uint8_t>(p_.worker_log_level);
             msg::set_string(c.name, p_.name);
             std::memcpy(c.psk, p_.psk.data(), sizeof c.psk);

@@ -90,6 +90,7 @@ Result<Setup> fetch_setup(Channel& channel) {
     s.settings.tuntap = c.tuntap == 1 ? core::TunType::Tap : core::TunType::Tun;
     s.settings.cleartext_data = c.cleartext_data == 1;
     s.settings.mtu = c.mtu;
+    s.settings.reorder_buffer_size = c.reorder_buffer_size;
     s.name = std::string(msg::get_string(c.name));
     std::memcpy(s.psk.data(), c.psk, sizeof c.psk);
     sodium_memzero(const_cast<uint8_t*>(c.psk), sizeof c.psk);

@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Reorder: puts packets that arrive over several links back in the order the
+// sender sent them (the global data sequence), with a bounded wait.
+//
+// A packet that arrives early waits for the ones before it, but never longer
+// than `max_wait` after it arrived: then the gap is given up, the waiting
+// packets go out in order, and the missing ones, if they come at all, are
+// delivered at once as "late" (TCP copes with that better than with a stall).
+// The buffer holds at most `capacity` packets; a packet that would not fit
+// pushes the oldest out (in order) first. Memory is bounded whatever the
+// peer sends.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <utility>
+#include <vector>
+
+#include "core/buffer.hpp"
+#include "core/clock.hpp"
+
+namespace mlvpn::core {
+
+// Capacity when the configuration does not say (reorder_buffer_size absent):
+// enough for a few milliseconds of a fast link; the wait, not the size, is
+// what adapts to the links (Tunnel measures it from their RTTs).
+inline constexpr uint32_t kDefaultReorderCapacity = 1024;
+
+struct ReorderStats {
+    uint64_t in_order = 0;    // delivered on arrival
+    uint64_t reordered = 0;   // waited, then delivered in order
+    uint64_t late = 0;        // arrived after its gap was given up
+    uint64_t gaps_skipped = 0;  // sequence numbers given up on (lost or too slow)
+    uint64_t overflows = 0;   // packets pushed out because the buffer was full
+    uint64_t resyncs = 0;     // the sender's sequence restarted
+};
+
+class Reorder {
+public:
+    // capacity 0 turns reordering off: push() delivers everything at once.
+    Reorder(size_t capacity, Duration max_wait);
+
+    // Takes packet `seq`; appends to `out` every packet now deliverable, in order.
+    void push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>& out);
+    // Gives up gaps that waited max_wait; appends what that frees. Returns the
+    // next time this needs calling (kNever when nothing waits).
+    Time expire(Time now, std::vector<Buffer*>& out);
+    // Everything held, in order (at shutdown).
+    void flush(std::vector<Buffer*>& out);
+
+    void set_max_wait(Duration d) { max_wait_ = d; }
+    Duration max_wait() const { return max_wait_; }
+    size_t capacity() const { return slots_.size(); }
+    size_t held() const { return held_; }
+    const ReorderStats& stats() const { return stats_; }
+
+private:
+    Buffer*& slot(uint64_t seq) { return slots_[seq % slots_.size()]; }
+    // Delivers next_, next_+1, ... while present.
+    void drain(std::vector<Buffer*>& out);
+    // Gives up everything before the first held packet.
+    void skip_to_first_held(std::vector<Buffer*>& out);
+
+    std::vector<Buffer*> slots_;  // by sequence modulo capacity
+    // Held packets in arrival order (sequence, arrival); entries already
+    // delivered are dropped when they reach the front.
+    std::deque<std::pair<uint64_t, Time>> arrivals_;
+    Duration max_wait_;
+    uint64_t next_ = 0;  // the next sequence number to deliver (senders start at 0)
+    size_t held_ = 0;
+    ReorderStats stats_;
+};
+
+}  // namespace mlvpn::core
