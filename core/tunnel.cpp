@@ -3,6 +3,7 @@
 #include "core/tunnel.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "core/seal.hpp"
@@ -77,11 +78,13 @@ void Tunnel::set_state(LinkIndex index, LinkState state, Time now) {
     link.state_since = now;
     if (state == LinkState::Up) ++link.stats.ups;
     if (was_up) ++link.stats.downs;
-    if (was_up || state == LinkState::Up) {
-        log_.notice("link {} is {}{}", link.settings.name, to_string(state),
-                    state == LinkState::Up && !link.settings.connected
-                        ? fmt::format(" (peer {})", link.peer.to_string())
-                        : std::string());
+    if (state == LinkState::Up) {
+        log_.notice("link {} is up{}", link.settings.name,
+                    link.settings.connected ? std::string() : fmt::format(" (peer {})", link.peer.to_string()));
+    } else if (was_up) {
+        // "down" whatever comes next, so that one pattern finds every failure.
+        log_.notice("link {} is down{}", link.settings.name,
+                    state == LinkState::Handshaking ? " (handshaking again)" : "");
     }
     events_.push_back(LinkEvent{index, state});
 }
@@ -413,6 +416,14 @@ Time Tunnel::on_timer(Io& io) {
 void Tunnel::on_send_error(LinkIndex link, int error) {
     if (link >= links_.size()) return;
     ++links_[link].stats.send_errors;
+    // The local stack says this link has no way out (its interface went down
+    // or lost its route): stop using it now rather than after the timeout.
+    // The next authentic packet on it brings it back.
+    if ((error == ENETUNREACH || error == ENETDOWN || error == EHOSTUNREACH) &&
+        links_[link].state == LinkState::Up) {
+        log_.notice("link {}: {}", links_[link].settings.name, std::strerror(error));
+        set_state(link, settings_.mode == Mode::Client ? LinkState::Handshaking : LinkState::Down, clock_.now());
+    }
     if (auto n = send_error_limit_.allow(clock_.now())) {
         log_.warn("link {}: send failed: {}; {} such", links_[link].settings.name, std::strerror(error), *n);
     }
