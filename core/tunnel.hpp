@@ -26,6 +26,7 @@
 #include "core/reorder.hpp"
 #include "core/scheduler.hpp"
 #include "core/secret.hpp"
+#include "core/wire.hpp"
 
 namespace mlvpn::core {
 
@@ -115,6 +116,8 @@ private:
     void send_initiation(LinkIndex index, Io& io, Time now, bool fresh);
     void on_initiation(LinkIndex index, Datagram& d, Io& io, Time now);
     void on_response(LinkIndex index, Datagram& d, Io& io, Time now);
+    void send_response(LinkIndex index, Datagram& d, std::span<const std::byte, wire::kResponseSize> response,
+                       Io& io, Time now);
     uint32_t new_index();
 
     // Transport (tunnel.cpp)

@@ -107,6 +107,19 @@ void Tunnel::send_initiation(LinkIndex index, Io& io, Time now, bool fresh) {
     if (link.state == LinkState::Down) set_state(index, LinkState::Handshaking, now);
 }
 
+// Answers in the initiation's own buffer, to where it came from.
+void Tunnel::send_response(LinkIndex index, Datagram& d, std::span<const std::byte, wire::kResponseSize> response,
+                           Io& io, Time now) {
+    Link& link = links_[index];
+    std::memcpy(d.buffer->data, response.data(), response.size());
+    d.buffer->offset = 0;
+    d.buffer->length = wire::kResponseSize;
+    ++link.stats.tx_packets;
+    link.stats.tx_bytes += wire::kResponseSize;
+    link.last_tx = now;
+    io.send(index, d.buffer, &d.from);
+}
+
 void Tunnel::on_initiation(LinkIndex index, Datagram& d, Io& io, Time now) {
     Link& link = links_[index];
     const auto bytes = d.buffer->bytes();
@@ -125,13 +138,7 @@ void Tunnel::on_initiation(LinkIndex index, Datagram& d, Io& io, Time now) {
     // with no new work, as long as the session it made is not yet in use.
     if (link.cached.valid && std::memcmp(link.cached.init.data(), bytes.data(), wire::kInitSize) == 0) {
         ++link.stats.handshakes_received;
-        std::memcpy(d.buffer->data, link.cached.response.data(), wire::kResponseSize);
-        d.buffer->offset = 0;
-        d.buffer->length = wire::kResponseSize;
-        ++link.stats.tx_packets;
-        link.stats.tx_bytes += wire::kResponseSize;
-        link.last_tx = now;
-        io.send(index, d.buffer, &d.from);
+        send_response(index, d, link.cached.response, io, now);
         return;
     }
 
@@ -190,13 +197,7 @@ void Tunnel::on_initiation(LinkIndex index, Datagram& d, Io& io, Time now) {
     link.cached.valid = true;
     log_.debug("protocol", "link {}: initiation from {}, answered", link.settings.name, d.from.to_string());
 
-    std::memcpy(d.buffer->data, response.data(), wire::kResponseSize);
-    d.buffer->offset = 0;
-    d.buffer->length = wire::kResponseSize;
-    ++link.stats.tx_packets;
-    link.stats.tx_bytes += wire::kResponseSize;
-    link.last_tx = now;
-    io.send(index, d.buffer, &d.from);
+    send_response(index, d, response, io, now);
 }
 
 void Tunnel::on_response(LinkIndex index, Datagram& d, Io& io, Time now) {
