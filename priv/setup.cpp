@@ -144,8 +144,14 @@ uint32_t payload_mtu(uint32_t path_mtu, int family) {
 
 Result<Resources> build_resources(const core::Config& config, core::Logger& log) {
     Resources r;
+    if (!config.control_unix_path.empty() || !config.control_bind_host.empty()) {
+        log.warn("{}: control_unix_path/control_bind_host: this version does not serve a control socket yet; "
+                 "the setting is ignored (use SIGUSR1 for per-link figures in the log)",
+                 config.path);
+    }
     uint32_t fits = 65535;
     std::string narrowest;
+    uint32_t narrowest_path_mtu = 0;
     for (const auto& l : config.links) {
         auto spec = socket_spec(config, l);
         if (!spec) return tl::unexpected(spec.error());
@@ -157,6 +163,7 @@ Result<Resources> build_resources(const core::Config& config, core::Logger& log)
         if (m < fits) {
             fits = m;
             narrowest = l.name;
+            narrowest_path_mtu = sock->path_mtu;
         }
         std::optional<core::Endpoint> allowed;
         if (config.mode == core::Mode::Server && !l.remotehost.empty()) {
@@ -172,8 +179,9 @@ Result<Resources> build_resources(const core::Config& config, core::Logger& log)
     const uint32_t largest = fits > frame ? fits - frame : 0;
     uint32_t mtu = config.mtu.value_or(largest);
     if (mtu > largest) {
-        log.warn("{}: mtu {} does not fit link {} ({} bytes of overhead over its path MTU); using {}",
-                 config.path, mtu, narrowest, payload_mtu(0xffff, AF_INET) == 0 ? 0 : 0xffff - fits, largest);
+        log.warn("{}: mtu {} does not fit link {} (path MTU {}, of which mlvpn, UDP and IP take {}{}); using {}",
+                 config.path, mtu, narrowest, narrowest_path_mtu, narrowest_path_mtu - fits,
+                 frame != 0 ? fmt::format(" and the Ethernet frame {}", frame) : std::string(), largest);
         mtu = largest;
     }
     if (mtu < 68) {
