@@ -42,9 +42,7 @@ Monitor::Monitor(MonitorParams params, Channel channel, pid_t worker, int signal
       hooks_(hooks),
       log_(log),
       clock_(clock),
-      link_sent_(p_.config.links.size(), false),
-      socket_sent_(p_.config.links.size(), false),
-      link_up_(p_.config.links.size(), false) {}
+      policy_(p_.config.links.size()) {}
 
 bool Monitor::violation(const std::string& what) {
     log_.error("worker broke the protocol ({}); stopping", what);
@@ -54,7 +52,8 @@ bool Monitor::violation(const std::string& what) {
 }
 
 bool Monitor::dispatch(const msg::Any& any, bool has_fd) {
-    if (has_fd) return violation("a request came with a descriptor");
+    const bool had_up = policy_.any_link_up();
+    if (auto why = policy_.admit(any, has_fd)) return violation(*why);
     const size_t links = p_.config.links.size();
 
     if (const auto* m = std::get_if<msg::Log>(&any)) {
@@ -62,94 +61,57 @@ bool Monitor::dispatch(const msg::Any& any, bool has_fd) {
         log_.write(static_cast<core::Level>(m->level), std::string_view(m->text, m->length));
         return true;
     }
-    if (phase_ == Phase::Setup) {
-        if (std::holds_alternative<msg::GetConfig>(any)) {
-            if (config_sent_) return violation("configuration asked twice");
-            config_sent_ = true;
-            msg::Config c;
-            c.mode = p_.config.mode == core::Mode::Server ? 1 : 0;
-            c.tuntap = p_.config.tuntap == core::TunType::Tap ? 1 : 0;
-            c.cleartext_data = p_.config.cleartext_data ? 1 : 0;
-            c.debug_stderr = p_.worker_debug ? 1 : 0;
-            c.mtu = p_.resources.frame_mtu;
-            c.link_count = static_cast<uint32_t>(links);
-            c.reorder_buffer_size = p_.config.reorder_buffer_size.value_or(core::kDefaultReorderCapacity);
-            c.log_level = static_cast<uint8_t>(p_.worker_log_level);
-            msg::set_string(c.name, p_.name);
-            std::memcpy(c.psk, p_.psk.data(), sizeof c.psk);
-            auto s = channel_.send(c);
-            sodium_memzero(c.psk, sizeof c.psk);
-            return s ? true : violation(s.error().message);
+    Status sent;
+    if (std::holds_alternative<msg::GetConfig>(any)) {
+        msg::Config c;
+        c.mode = p_.config.mode == core::Mode::Server ? 1 : 0;
+        c.tuntap = p_.config.tuntap == core::TunType::Tap ? 1 : 0;
+        c.cleartext_data = p_.config.cleartext_data ? 1 : 0;
+        c.debug_stderr = p_.worker_debug ? 1 : 0;
+        c.mtu = p_.resources.frame_mtu;
+        c.link_count = static_cast<uint32_t>(links);
+        c.reorder_buffer_size = p_.config.reorder_buffer_size.value_or(core::kDefaultReorderCapacity);
+        c.log_level = static_cast<uint8_t>(p_.worker_log_level);
+        msg::set_string(c.name, p_.name);
+        std::memcpy(c.psk, p_.psk.data(), sizeof c.psk);
+        sent = channel_.send(c);
+        sodium_memzero(c.psk, sizeof c.psk);
+    } else if (const auto* get_link = std::get_if<msg::GetLink>(&any)) {
+        const auto& lc = p_.config.links[get_link->index];
+        msg::Link l;
+        l.index = get_link->index;
+        msg::set_string(l.name, lc.name);
+        l.connected = p_.config.mode == core::Mode::Client ? 1 : 0;
+        l.fallback_only = lc.fallback_only ? 1 : 0;
+        l.timeout_ms = lc.timeout_s * 1000;
+        l.bandwidth = lc.bandwidth_upload;
+        l.loss_tolerence_pct = lc.loss_tolerence_pct;
+        l.latency_tolerence_ms = lc.latency_tolerence_ms;
+        if (const auto& peer = p_.resources.allowed_peers[get_link->index]) {
+            l.has_allowed_peer = 1;
+            std::memcpy(&l.allowed_peer, &peer->addr, peer->len);
+            l.allowed_peer_len = peer->len;
         }
-        if (const auto* m = std::get_if<msg::GetLink>(&any)) {
-            if (!config_sent_ || m->index >= links || link_sent_[m->index]) {
-                return violation(fmt::format("link {} asked out of turn", m->index));
-            }
-            link_sent_[m->index] = true;
-            const auto& lc = p_.config.links[m->index];
-            msg::Link l;
-            l.index = m->index;
-            msg::set_string(l.name, lc.name);
-            l.connected = p_.config.mode == core::Mode::Client ? 1 : 0;
-            l.fallback_only = lc.fallback_only ? 1 : 0;
-            l.timeout_ms = lc.timeout_s * 1000;
-            l.bandwidth = lc.bandwidth_upload;
-            l.loss_tolerence_pct = lc.loss_tolerence_pct;
-            l.latency_tolerence_ms = lc.latency_tolerence_ms;
-            if (const auto& peer = p_.resources.allowed_peers[m->index]) {
-                l.has_allowed_peer = 1;
-                std::memcpy(&l.allowed_peer, &peer->addr, peer->len);
-                l.allowed_peer_len = peer->len;
-            }
-            auto s = channel_.send(l);
-            return s ? true : violation(s.error().message);
-        }
-        if (std::holds_alternative<msg::OpenTun>(any)) {
-            if (!config_sent_ || tun_sent_) return violation("tunnel device asked out of turn");
-            tun_sent_ = true;
-            msg::Tun t;
-            msg::set_string(t.ifname, p_.resources.tun.name);
-            auto s = channel_.send(t, p_.resources.tun.fd.get());
-            return s ? true : violation(s.error().message);
-        }
-        if (const auto* m = std::get_if<msg::OpenLink>(&any)) {
-            if (!config_sent_ || m->index >= links || socket_sent_[m->index]) {
-                return violation(fmt::format("socket of link {} asked out of turn", m->index));
-            }
-            socket_sent_[m->index] = true;
-            msg::LinkSocket ls;
-            ls.index = m->index;
-            auto s = channel_.send(ls, p_.resources.sockets[m->index].fd.get());
-            // priv has no use for data sockets: the worker holds the only copy.
-            p_.resources.sockets[m->index].fd.reset();
-            return s ? true : violation(s.error().message);
-        }
-        if (std::holds_alternative<msg::Ready>(any)) {
-            const bool all = tun_sent_ && std::all_of(link_sent_.begin(), link_sent_.end(), [](bool b) { return b; }) &&
-                             std::all_of(socket_sent_.begin(), socket_sent_.end(), [](bool b) { return b; });
-            if (!all) return violation("ready before setup was complete");
-            phase_ = Phase::Running;
-            log_.info("worker ready ({})", std::get<msg::Ready>(any).backend == 1 ? "io_uring" : "epoll");
-            return true;
-        }
-        return violation("request not allowed during setup");
+        sent = channel_.send(l);
+    } else if (std::holds_alternative<msg::OpenTun>(any)) {
+        msg::Tun t;
+        msg::set_string(t.ifname, p_.resources.tun.name);
+        sent = channel_.send(t, p_.resources.tun.fd.get());
+    } else if (const auto* open_link = std::get_if<msg::OpenLink>(&any)) {
+        msg::LinkSocket ls;
+        ls.index = open_link->index;
+        sent = channel_.send(ls, p_.resources.sockets[open_link->index].fd.get());
+        // priv has no use for data sockets: the worker holds the only copy.
+        p_.resources.sockets[open_link->index].fd.reset();
+    } else if (const auto* ready = std::get_if<msg::Ready>(&any)) {
+        log_.info("worker ready ({})", ready->backend == 1 ? "io_uring" : "epoll");
+    } else if (const auto* state = std::get_if<msg::LinkState>(&any)) {
+        run_link_hooks(state->index, state->up == 1, had_up);
     }
-    if (phase_ == Phase::Running) {
-        if (const auto* m = std::get_if<msg::LinkState>(&any)) {
-            if (m->index >= links) return violation("link index out of range");
-            if (link_up_[m->index] == (m->up == 1)) return violation("link state unchanged");
-            on_link_state(m->index, m->up == 1);
-            return true;
-        }
-        return violation("request not allowed while running");
-    }
-    return true;  // stopping: ignore the rest
+    return sent ? true : violation(sent.error().message);
 }
 
-void Monitor::on_link_state(uint32_t index, bool up) {
-    const bool any_before = std::any_of(link_up_.begin(), link_up_.end(), [](bool b) { return b; });
-    link_up_[index] = up;
-    const bool any_after = std::any_of(link_up_.begin(), link_up_.end(), [](bool b) { return b; });
+void Monitor::run_link_hooks(uint32_t index, bool up, bool any_before) {
     if (hooks_ == nullptr) return;
     const auto& dev = p_.resources.tun.name;
     const auto& link = p_.config.links[index].name;
@@ -159,13 +121,21 @@ void Monitor::on_link_state(uint32_t index, bool up) {
         hooks_->enqueue(hook_args(dev, HookEvent::RtunUp, link));
     } else {
         hooks_->enqueue(hook_args(dev, HookEvent::RtunDown, link));
-        if (!any_after) hooks_->enqueue(hook_args(dev, HookEvent::TuntapDown));
+        if (!policy_.any_link_up()) hooks_->enqueue(hook_args(dev, HookEvent::TuntapDown));
     }
 }
 
 void Monitor::run_down_hooks() {
-    for (size_t i = 0; i < link_up_.size(); ++i) {
-        if (link_up_[i]) on_link_state(static_cast<uint32_t>(i), false);
+    // The links that were up go down with us: their rtun_down, then tuntap_down.
+    if (hooks_ != nullptr) {
+        const auto& dev = p_.resources.tun.name;
+        bool any = false;
+        for (size_t i = 0; i < p_.config.links.size(); ++i) {
+            if (!policy_.link_up(i)) continue;
+            hooks_->enqueue(hook_args(dev, HookEvent::RtunDown, p_.config.links[i].name));
+            any = true;
+        }
+        if (any) hooks_->enqueue(hook_args(dev, HookEvent::TuntapDown));
     }
     if (hooks_ != nullptr && !hooks_->idle() && !hooks_->drain(kExitHookLimit, clock_)) {
         log_.warn("hooks still running at exit were stopped");
@@ -193,7 +163,7 @@ void Monitor::reap_worker(bool wait) {
     if (got != worker_) return;
     worker_alive_ = false;
     worker_status_ = status;
-    if (phase_ == Phase::Stopping) {
+    if (stopping_) {
         log_.info("worker {}", describe_status(status));
     } else {
         log_.error("worker {}; shutting down", describe_status(status));
@@ -223,7 +193,7 @@ void Monitor::on_signal() {
         case SIGTERM:
         case SIGINT:
             log_.notice("signal {} ({}): stopping", si.ssi_signo, strsignal(static_cast<int>(si.ssi_signo)));
-            phase_ = Phase::Stopping;
+            stopping_ = true;
             done_ = true;
             break;
         case SIGHUP:
@@ -268,7 +238,7 @@ int Monitor::run() {
         }
         if (hooks_ != nullptr) hooks_->service(clock_.now());
     }
-    phase_ = Phase::Stopping;
+    stopping_ = true;
     stop_worker();
     run_down_hooks();
     return exit_status_;

@@ -17,6 +17,7 @@
 #include "core/secret.hpp"
 #include "priv/channel.hpp"
 #include "priv/hook.hpp"
+#include "priv/policy.hpp"
 #include "priv/setup.hpp"
 
 namespace mlvpn::priv {
@@ -40,13 +41,11 @@ public:
     int run();
 
 private:
-    enum class Phase { Setup, Running, Stopping };
-
     bool handle_message();          // false: stop the loop
     bool dispatch(const msg::Any& m, bool has_fd);
     bool violation(const std::string& what);
     void on_signal();
-    void on_link_state(uint32_t index, bool up);
+    void run_link_hooks(uint32_t index, bool up, bool any_before);
     void stop_worker();
     void reap_worker(bool wait);
     void run_down_hooks();
@@ -59,12 +58,8 @@ private:
     core::Logger& log_;
     const core::Clock& clock_;
 
-    Phase phase_ = Phase::Setup;
-    bool config_sent_ = false;
-    bool tun_sent_ = false;
-    std::vector<bool> link_sent_;
-    std::vector<bool> socket_sent_;
-    std::vector<bool> link_up_;
+    bool stopping_ = false;  // a stop was asked for: the worker's exit is expected
+    RequestPolicy policy_;
     bool worker_alive_ = true;
     int worker_status_ = 0;
     int exit_status_ = 0;

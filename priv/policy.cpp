@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: BSD-2-Clause
+#include "priv/policy.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace mlvpn::priv {
+
+namespace {
+bool all(const std::vector<bool>& v) {
+    return std::all_of(v.begin(), v.end(), [](bool b) { return b; });
+}
+}  // namespace
+
+RequestPolicy::RequestPolicy(size_t links)
+    : link_sent_(links, false), socket_sent_(links, false), link_up_(links, false) {}
+
+bool RequestPolicy::any_link_up() const {
+    return std::any_of(link_up_.begin(), link_up_.end(), [](bool b) { return b; });
+}
+
+std::optional<std::string> RequestPolicy::admit(const msg::Any& m, bool has_fd) {
+    std::optional<std::string> why;
+    if (phase_ == Phase::Broken) {
+        why = "the channel is already closed for a violation";
+    } else if (has_fd) {
+        why = "a request came with a descriptor";
+    } else if (std::holds_alternative<msg::Log>(m)) {
+        return std::nullopt;
+    } else {
+        why = phase_ == Phase::Setup ? setup(m) : running_request(m);
+    }
+    if (why) phase_ = Phase::Broken;
+    return why;
+}
+
+std::optional<std::string> RequestPolicy::setup(const msg::Any& any) {
+    const size_t links = link_sent_.size();
+    if (std::holds_alternative<msg::GetConfig>(any)) {
+        if (config_sent_) return "configuration asked twice";
+        config_sent_ = true;
+        return std::nullopt;
+    }
+    if (!config_sent_) return "a request before the configuration";
+    if (const auto* m = std::get_if<msg::GetLink>(&any)) {
+        if (m->index >= links || link_sent_[m->index]) return fmt::format("link {} asked out of turn", m->index);
+        link_sent_[m->index] = true;
+        return std::nullopt;
+    }
+    if (std::holds_alternative<msg::OpenTun>(any)) {
+        if (tun_sent_) return "tunnel device asked twice";
+        tun_sent_ = true;
+        return std::nullopt;
+    }
+    if (const auto* m = std::get_if<msg::OpenLink>(&any)) {
+        if (m->index >= links || socket_sent_[m->index]) {
+            return fmt::format("socket of link {} asked out of turn", m->index);
+        }
+        socket_sent_[m->index] = true;
+        return std::nullopt;
+    }
+    if (std::holds_alternative<msg::Ready>(any)) {
+        if (!tun_sent_ || !all(link_sent_) || !all(socket_sent_)) return "ready before setup was complete";
+        phase_ = Phase::Running;
+        return std::nullopt;
+    }
+    return "request not allowed during setup";
+}
+
+std::optional<std::string> RequestPolicy::running_request(const msg::Any& any) {
+    if (const auto* m = std::get_if<msg::LinkState>(&any)) {
+        if (m->index >= link_up_.size()) return "link index out of range";
+        if (link_up_[m->index] == (m->up == 1)) return "link state unchanged";
+        link_up_[m->index] = m->up == 1;
+        return std::nullopt;
+    }
+    return "request not allowed while running";
+}
+
+}  // namespace mlvpn::priv
