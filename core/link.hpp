@@ -37,6 +37,15 @@ enum class LinkState : uint8_t {
 };
 const char* to_string(LinkState state);
 
+// What the operator wants of a link (mlvpnctl link NAME up|down|backup);
+// starts as Backup for fallback_only links, Up for the others.
+enum class LinkAdmin : uint8_t {
+    Up,      // a primary link: carries data whenever it is up
+    Backup,  // carries data only while no primary link is up
+    Down,    // taken out: nothing is sent on it, everything received is dropped
+};
+const char* to_string(LinkAdmin admin);
+
 struct LinkStats {
     uint64_t tx_packets = 0, tx_bytes = 0;  // datagrams sent (all kinds), bytes on the wire
     uint64_t rx_packets = 0, rx_bytes = 0;  // authenticated datagrams received
@@ -46,6 +55,7 @@ struct LinkStats {
     uint64_t drop_malformed = 0;    // bad length, type, flags, or inner header
     uint64_t drop_no_session = 0;   // unknown receiver index or expired session
     uint64_t drop_peer = 0;         // handshake from an address that is not allowed
+    uint64_t drop_admin = 0;        // received while the link is administratively down
     uint64_t send_errors = 0;       // the kernel refused a send
     uint64_t handshakes_sent = 0, handshakes_received = 0;
     uint64_t handshakes_completed = 0;
@@ -69,6 +79,8 @@ struct CachedResponse {  // the responder's answer to the last initiation
 struct Link {
     LinkSettings settings;
     LinkState state = LinkState::Down;
+    LinkAdmin admin = LinkAdmin::Up;
+    const char* reason = "starting";  // why the link is in its state (for status)
     Endpoint peer;  // where to send (server side); empty on connected links
 
     std::optional<Session> current;

@@ -34,6 +34,15 @@ const char* to_string(LinkState state) {
     return "?";
 }
 
+const char* to_string(LinkAdmin admin) {
+    switch (admin) {
+    case LinkAdmin::Up: return "up";
+    case LinkAdmin::Backup: return "backup";
+    case LinkAdmin::Down: return "down";
+    }
+    return "?";
+}
+
 uint32_t ms32(Time t) {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
     const auto v = static_cast<uint32_t>(ms);
@@ -52,13 +61,14 @@ Tunnel::Tunnel(TunnelSettings settings, SecretKey psk, const Clock& clock, Logge
     const Time now = clock_.now();
     for (size_t i = 0; i < links_.size(); ++i) {
         links_[i].settings = settings_.links[i];
+        links_[i].admin = settings_.links[i].fallback_only ? LinkAdmin::Backup : LinkAdmin::Up;
         links_[i].state_since = now;
         links_[i].next_handshake = now;
     }
 }
 
 bool Tunnel::usable(const Link& link, Time now) const {
-    return link.state == LinkState::Up && link.current && link.current->confirmed &&
+    return link.state == LinkState::Up && link.admin != LinkAdmin::Down && link.current && link.current->confirmed &&
            !expired(*link.current, now) && (link.settings.connected || !link.peer.empty());
 }
 
@@ -70,8 +80,25 @@ size_t Tunnel::usable_links() const {
 
 std::vector<LinkEvent> Tunnel::take_events() { return std::exchange(events_, {}); }
 
-void Tunnel::set_state(LinkIndex index, LinkState state, Time now) {
+void Tunnel::set_admin(LinkIndex index, LinkAdmin admin) {
+    if (index >= links_.size()) return;
     Link& link = links_[index];
+    if (link.admin == admin) return;
+    log_.notice("link {}: administratively {} (was {})", link.settings.name, to_string(admin), to_string(link.admin));
+    link.admin = admin;
+    const Time now = clock_.now();
+    if (admin == LinkAdmin::Down) {
+        set_state(index, LinkState::Down, now, "administratively down");
+        link.pending.reset();
+    } else if (link.state == LinkState::Down) {
+        link.reason = settings_.mode == Mode::Client ? "handshaking" : "waiting for the peer";
+        link.next_handshake = now;
+    }
+}
+
+void Tunnel::set_state(LinkIndex index, LinkState state, Time now, const char* reason) {
+    Link& link = links_[index];
+    link.reason = reason;
     if (link.state == state) return;
     const bool was_up = link.state == LinkState::Up;
     link.state = state;
@@ -159,11 +186,11 @@ void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
     bool any_primary = false;
     for (size_t i = 0; i < n; ++i) {
         usable_scratch_[i] = usable(links_[i], now);
-        any_primary |= usable_scratch_[i] && !links_[i].settings.fallback_only;
+        any_primary |= usable_scratch_[i] && links_[i].admin == LinkAdmin::Up;
     }
     if (any_primary) {
         for (size_t i = 0; i < n; ++i) {
-            if (links_[i].settings.fallback_only) usable_scratch_[i] = false;
+            if (links_[i].admin == LinkAdmin::Backup) usable_scratch_[i] = false;
         }
     }
     const std::span<const bool> usable_now(usable_scratch_.get(), n);
@@ -200,6 +227,11 @@ void Tunnel::on_datagrams(LinkIndex index, std::span<Datagram> datagrams, Io& io
     for (Datagram& d : datagrams) {
         if (index >= links_.size() || d.buffer->length == 0) {
             if (index < links_.size()) ++links_[index].stats.drop_malformed;
+            io.release(d.buffer);
+            continue;
+        }
+        if (links_[index].admin == LinkAdmin::Down) {
+            ++links_[index].stats.drop_admin;
             io.release(d.buffer);
             continue;
         }
@@ -285,7 +317,7 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now) {
     link.last_rx = now;
     ++link.stats.rx_packets;
     link.stats.rx_bytes += b->length;
-    if (s == &*link.current && link.state != LinkState::Up) set_state(index, LinkState::Up, now);
+    if (s == &*link.current && link.state != LinkState::Up) set_state(index, LinkState::Up, now, "traffic");
 
     auto inner_bytes = b->bytes().subspan(wire::kTransportHeaderSize + wire::kTagSize);
     const auto inner = inner_bytes.first<wire::kInnerHeaderSize>();
@@ -355,6 +387,7 @@ Time Tunnel::link_timers(LinkIndex index, Io& io, Time now) {
     if (link.previous && expired(*link.previous, now)) link.previous.reset();
     if (link.next && now - link.next->created >= timing::kRejectAfter) link.next.reset();
     if (link.current && expired(*link.current, now)) link.current.reset();
+    if (link.admin == LinkAdmin::Down) return kNever;  // taken out: no timers, nothing sent
 
     // Link timeout: no authenticated packet for `timeout`.
     if (link.state == LinkState::Up) {
@@ -362,7 +395,8 @@ Time Tunnel::link_timers(LinkIndex index, Io& io, Time now) {
         if (now >= dead_at || !link.current) {
             log_.notice("link {}: nothing received for {} ms", link.settings.name,
                         std::chrono::duration_cast<std::chrono::milliseconds>(now - link.last_rx).count());
-            set_state(index, settings_.mode == Mode::Client ? LinkState::Handshaking : LinkState::Down, now);
+            set_state(index, settings_.mode == Mode::Client ? LinkState::Handshaking : LinkState::Down, now,
+                      "timeout");
         } else {
             next = std::min(next, dead_at);
         }
@@ -422,7 +456,8 @@ void Tunnel::on_send_error(LinkIndex link, int error) {
     if ((error == ENETUNREACH || error == ENETDOWN || error == EHOSTUNREACH) &&
         links_[link].state == LinkState::Up) {
         log_.notice("link {}: {}", links_[link].settings.name, std::strerror(error));
-        set_state(link, settings_.mode == Mode::Client ? LinkState::Handshaking : LinkState::Down, clock_.now());
+        set_state(link, settings_.mode == Mode::Client ? LinkState::Handshaking : LinkState::Down, clock_.now(),
+                  "unreachable");
     }
     if (auto n = send_error_limit_.allow(clock_.now())) {
         log_.warn("link {}: send failed: {}; {} such", links_[link].settings.name, std::strerror(error), *n);

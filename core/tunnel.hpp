@@ -105,11 +105,14 @@ public:
     const Link& link(LinkIndex i) const { return links_[i]; }
     const TunnelStats& stats() const { return stats_; }
     const Reorder& reorder() const { return reorder_; }
+    const Scheduler& scheduler() const { return scheduler_; }
     // Hands back every packet still held for reordering (at shutdown).
     void flush(Io& io);
     const TunnelSettings& settings() const { return settings_; }
     // Links that are up and may carry data now.
     size_t usable_links() const;
+    // Changes what the operator wants of a link (takes effect at once).
+    void set_admin(LinkIndex link, LinkAdmin admin);
 
 private:
     // Handshake (tunnel_handshake.cpp)
@@ -127,7 +130,7 @@ private:
     void send_keepalive(LinkIndex index, Io& io, Time now);
     // Seals [headroom | inner | payload] already in `b` and queues it.
     void seal_and_send(LinkIndex index, Session& s, wire::Type type, Buffer* b, Io& io, Time now);
-    void set_state(LinkIndex index, LinkState state, Time now);
+    void set_state(LinkIndex index, LinkState state, Time now, const char* reason);
     void update_rtt(Link& link, uint32_t echo, Time now);
     uint32_t echo_for(const Link& link, Time now) const;
     Time link_timers(LinkIndex index, Io& io, Time now);

@@ -104,7 +104,7 @@ void Tunnel::send_initiation(LinkIndex index, Io& io, Time now, bool fresh) {
     link.stats.tx_bytes += b->length;
     link.last_tx = now;
     io.send(index, b, link.settings.connected ? nullptr : &link.peer);
-    if (link.state == LinkState::Down) set_state(index, LinkState::Handshaking, now);
+    if (link.state == LinkState::Down) set_state(index, LinkState::Handshaking, now, "no answer yet");
 }
 
 // Answers in the initiation's own buffer, to where it came from.
@@ -245,7 +245,7 @@ void Tunnel::on_response(LinkIndex index, Datagram& d, Io& io, Time now) {
     ++link.stats.rx_packets;
     link.stats.rx_bytes += wire::kResponseSize;
     log_.debug("protocol", "link {}: session established", link.settings.name);
-    set_state(index, LinkState::Up, now);
+    set_state(index, LinkState::Up, now, "handshake");
     // Confirm the session to the responder right away: it may not send on
     // it before it has seen us use it.
     send_keepalive(index, io, now);

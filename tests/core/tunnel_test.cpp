@@ -355,3 +355,38 @@ TEST_CASE("tunnel: a packet lost on one link holds the others only for the bound
     CHECK(p.server->reorder().stats().gaps_skipped == 1);
     check_no_leak(p);
 }
+
+TEST_CASE("tunnel: a link taken down by the operator carries nothing and comes back when set up") {
+    Pair p(2);
+    REQUIRE(p.establish());
+    p.client->set_admin(1, LinkAdmin::Down);
+    CHECK(p.client->link(1).state == LinkState::Down);
+    CHECK(std::string(p.client->link(1).reason) == "administratively down");
+    const auto tx_before = p.client->link(1).stats.tx_packets;
+    p.send_from(true, packets(20, 300));
+    p.tick(500ms, 6);  // keepalive time passes: still nothing on link 1
+    CHECK(p.client->link(1).stats.tx_packets == tx_before);
+    CHECK(p.server->link(0).stats.rx_data == 20 + 0);
+    // What the server sends on it is dropped, not delivered.
+    p.send_from(false, packets(10, 300));
+    CHECK(p.client->link(1).stats.drop_admin > 0);
+    CHECK(p.client_io.tun.size() < 10);
+
+    p.client->set_admin(1, LinkAdmin::Up);
+    REQUIRE(p.establish());
+    const auto rx1 = p.server->link(1).stats.rx_data;
+    p.send_from(true, packets(20, 300));
+    CHECK(p.server->link(1).stats.rx_data == rx1 + 10);
+    check_no_leak(p);
+}
+
+TEST_CASE("tunnel: backup at run time behaves like fallback_only") {
+    Pair p(2);
+    REQUIRE(p.establish());
+    p.client->set_admin(1, LinkAdmin::Backup);
+    p.send_from(true, packets(20, 300));
+    CHECK(p.server->link(1).stats.rx_data == 0);
+    p.client->set_admin(0, LinkAdmin::Down);
+    p.send_from(true, packets(20, 300));
+    CHECK(p.server->link(1).stats.rx_data == 20);
+}

@@ -1,0 +1,233 @@
+// SPDX-License-Identifier: BSD-2-Clause
+#include "core/status.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <fmt/format.h>
+
+namespace mlvpn::core {
+
+namespace {
+
+double ms(Duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+std::string state_name(const Link& l) {
+    if (l.state == LinkState::Up && l.admin == LinkAdmin::Backup) return "fallback";
+    return to_string(l.state);
+}
+
+}  // namespace
+
+Status snapshot(const Tunnel& tunnel, const StatusMeta& meta, const Clock& clock) {
+    Status s;
+    s.meta = meta;
+    const Time now = clock.now();
+    s.now_unix = clock.wall_ns() / 1'000'000'000ULL;
+    const auto& settings = tunnel.settings();
+    s.mode = settings.mode == Mode::Server ? "server" : "client";
+    s.tuntap = settings.tuntap == TunType::Tap ? "tap" : "tun";
+    s.mtu = settings.mtu;
+    s.tunnel = tunnel.stats();
+    s.reorder = tunnel.reorder().stats();
+    s.reorder_held = tunnel.reorder().held();
+    s.reorder_wait_ms = tunnel.reorder().capacity() > 0 ? ms(tunnel.reorder().max_wait()) : 0;
+
+    double total_weight = 0;
+    for (LinkIndex i = 0; i < tunnel.link_count(); ++i) {
+        if (tunnel.link(i).admin == LinkAdmin::Up) total_weight += tunnel.scheduler().weight(i);
+    }
+    for (LinkIndex i = 0; i < tunnel.link_count(); ++i) {
+        const Link& l = tunnel.link(i);
+        LinkStatus ls;
+        ls.name = l.settings.name;
+        ls.state = state_name(l);
+        ls.reason = l.reason;
+        ls.admin = to_string(l.admin);
+        ls.local = i < meta.local.size() ? meta.local[i] : "";
+        ls.peer = !l.peer.empty() ? l.peer.to_string() : (i < meta.remote.size() ? meta.remote[i] : "-");
+        ls.has_rtt = l.has_rtt;
+        ls.rtt_ms = l.has_rtt ? ms(l.srtt) : 0;
+        ls.rttvar_ms = l.has_rtt ? ms(l.rttvar) : 0;
+        ls.bandwidth = l.settings.bandwidth;
+        ls.weight = l.admin == LinkAdmin::Up && total_weight > 0 ? tunnel.scheduler().weight(i) / total_weight : 0;
+        ls.timeout_s = static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(l.settings.timeout).count());
+        if (l.last_rx != Time{}) {
+            ls.last_packet_age_s = std::chrono::duration<double>(now - l.last_rx).count();
+            ls.last_packet_unix = s.now_unix - static_cast<uint64_t>(ls.last_packet_age_s);
+        }
+        ls.stats = l.stats;
+        s.links.push_back(std::move(ls));
+    }
+    return s;
+}
+
+std::string to_json(const Status& s) {
+    using nlohmann::json;
+    json links = json::array();
+    for (const auto& l : s.links) {
+        const auto& st = l.stats;
+        links.push_back({
+            // mlvpn 2.3's fields
+            {"name", l.name},
+            {"mode", s.mode},
+            {"bindaddr", l.local},
+            {"destaddr", l.peer},
+            {"status", l.state == "up" || l.state == "fallback" ? "connected"
+                       : l.state == "handshaking"               ? "waiting peer"
+                                                                 : "disconnected"},
+            {"sentpackets", st.tx_packets},
+            {"recvpackets", st.rx_packets},
+            {"sentbytes", st.tx_bytes},
+            {"recvbytes", st.rx_bytes},
+            {"bandwidth", l.bandwidth},
+            {"srtt", l.has_rtt ? static_cast<uint64_t>(l.rtt_ms + 0.5) : 0},
+            {"loss", 0},
+            {"disconnects", st.downs},
+            {"last_packet", l.last_packet_unix},
+            {"timeout", l.timeout_s},
+            // and the rest
+            {"state", l.state},
+            {"reason", l.reason},
+            {"admin", l.admin},
+            {"peer", l.peer},
+            {"rtt_ms", l.has_rtt ? json(l.rtt_ms) : json(nullptr)},
+            {"rttvar_ms", l.has_rtt ? json(l.rttvar_ms) : json(nullptr)},
+            {"weight", l.weight},
+            {"last_packet_age_s", l.last_packet_age_s >= 0 ? json(l.last_packet_age_s) : json(nullptr)},
+            {"data_sent", st.tx_data},
+            {"data_received", st.rx_data},
+            {"handshakes", {{"sent", st.handshakes_sent},
+                            {"received", st.handshakes_received},
+                            {"completed", st.handshakes_completed}}},
+            {"drops", {{"auth", st.drop_auth},
+                       {"replay", st.drop_replay},
+                       {"malformed", st.drop_malformed},
+                       {"no_session", st.drop_no_session},
+                       {"peer", st.drop_peer},
+                       {"admin", st.drop_admin}}},
+            {"send_errors", st.send_errors},
+            {"ups", st.ups},
+        });
+    }
+    const auto& t = s.tunnel;
+    json doc = {
+        {"name", s.meta.name},
+        {"version", s.meta.version},
+        {"pid", s.meta.pid},
+        {"worker_pid", s.meta.worker_pid},
+        {"uptime", s.now_unix >= s.meta.started_unix ? s.now_unix - s.meta.started_unix : 0},
+        {"started", s.meta.started_unix},
+        {"last_reload", s.meta.last_reload_unix},
+        {"mode", s.mode},
+        {"backend", s.meta.backend},
+        {"tuntap", {{"type", s.tuntap}, {"name", s.meta.device}, {"mtu", s.mtu}}},
+        {"device", {{"read", t.tun_rx},
+                    {"written", t.tun_tx},
+                    {"drops", {{"no_link", t.drop_no_link},
+                               {"oversize", t.drop_oversize},
+                               {"queue_full", t.drop_no_buffer},
+                               {"malformed", t.drop_tun_malformed}}},
+                    {"write_errors", t.tun_write_errors}}},
+        {"reorder", {{"held", s.reorder_held},
+                     {"wait_ms", s.reorder_wait_ms},
+                     {"in_order", s.reorder.in_order},
+                     {"reordered", s.reorder.reordered},
+                     {"late", s.reorder.late},
+                     {"gaps_skipped", s.reorder.gaps_skipped},
+                     {"overflows", s.reorder.overflows}}},
+        {"tunnels", links},
+    };
+    return doc.dump(2) + "\n";
+}
+
+std::string prometheus_label(std::string_view v) {
+    std::string out;
+    for (char c : v) {
+        if (c == '\\') out += "\\\\";
+        else if (c == '"') out += "\\\"";
+        else if (c == '\n') out += "\\n";
+        else out += c;
+    }
+    return out;
+}
+
+std::string to_prometheus(const Status& s) {
+    std::string out;
+    const std::string tunnel = prometheus_label(s.meta.name);
+    auto family = [&](std::string_view name, std::string_view type, std::string_view help) {
+        out += fmt::format("# HELP mlvpn_{} {}\n# TYPE mlvpn_{} {}\n", name, help, name, type);
+    };
+    auto sample = [&](std::string_view name, std::string_view labels, auto value) {
+        out += fmt::format("mlvpn_{}{{tunnel=\"{}\"{}}} {}\n", name, tunnel, labels, value);
+    };
+    auto per_link = [&](std::string_view name, std::string_view type, std::string_view help, auto get) {
+        family(name, type, help);
+        for (const auto& l : s.links) sample(name, fmt::format(",link=\"{}\"", prometheus_label(l.name)), get(l));
+    };
+
+    family("info", "gauge", "Constant 1, with the version and the I/O backend as labels.");
+    sample("info", fmt::format(",version=\"{}\",backend=\"{}\",mode=\"{}\"", prometheus_label(s.meta.version),
+                               prometheus_label(s.meta.backend), s.mode),
+           1);
+    family("start_time_seconds", "gauge", "When the daemon started, seconds since the Unix epoch.");
+    sample("start_time_seconds", "", s.meta.started_unix);
+    family("last_reload_time_seconds", "gauge", "When the configuration was last (re)loaded.");
+    sample("last_reload_time_seconds", "", s.meta.last_reload_unix);
+
+    family("link_state", "gauge", "1 for the state each link is in, 0 for the others.");
+    for (const auto& l : s.links) {
+        for (const char* st : {"down", "handshaking", "up", "fallback"}) {
+            sample("link_state", fmt::format(",link=\"{}\",state=\"{}\"", prometheus_label(l.name), st),
+                   l.state == st ? 1 : 0);
+        }
+    }
+    per_link("link_up", "gauge", "1 when the link carries traffic (up or fallback).",
+             [](const LinkStatus& l) { return l.state == "up" || l.state == "fallback" ? 1 : 0; });
+    per_link("link_sent_bytes_total", "counter", "Bytes sent on the link (UDP payload).",
+             [](const LinkStatus& l) { return l.stats.tx_bytes; });
+    per_link("link_received_bytes_total", "counter", "Authentic bytes received on the link (UDP payload).",
+             [](const LinkStatus& l) { return l.stats.rx_bytes; });
+    per_link("link_sent_packets_total", "counter", "Datagrams sent on the link.",
+             [](const LinkStatus& l) { return l.stats.tx_packets; });
+    per_link("link_received_packets_total", "counter", "Authentic datagrams received on the link.",
+             [](const LinkStatus& l) { return l.stats.rx_packets; });
+    per_link("link_rtt_seconds", "gauge", "Smoothed round-trip time (NaN before the first sample).",
+             [](const LinkStatus& l) { return l.has_rtt ? fmt::format("{}", l.rtt_ms / 1000) : std::string("NaN"); });
+    per_link("link_rtt_variation_seconds", "gauge", "Round-trip time variation.",
+             [](const LinkStatus& l) { return l.has_rtt ? fmt::format("{}", l.rttvar_ms / 1000) : std::string("NaN"); });
+    per_link("link_weight_ratio", "gauge", "Share of the bytes the scheduler gives the link.",
+             [](const LinkStatus& l) { return l.weight; });
+    per_link("link_disconnects_total", "counter", "Times the link went down.",
+             [](const LinkStatus& l) { return l.stats.downs; });
+    per_link("link_send_errors_total", "counter", "Sends the kernel refused.",
+             [](const LinkStatus& l) { return l.stats.send_errors; });
+    family("link_dropped_packets_total", "counter", "Datagrams dropped on receipt, by reason.");
+    for (const auto& l : s.links) {
+        const auto& st = l.stats;
+        const std::pair<const char*, uint64_t> reasons[] = {
+            {"auth", st.drop_auth},       {"replay", st.drop_replay}, {"malformed", st.drop_malformed},
+            {"no_session", st.drop_no_session}, {"peer", st.drop_peer}, {"admin", st.drop_admin}};
+        for (const auto& [reason, n] : reasons) {
+            sample("link_dropped_packets_total",
+                   fmt::format(",link=\"{}\",reason=\"{}\"", prometheus_label(l.name), reason), n);
+        }
+    }
+    family("device_packets_total", "counter", "Packets read from and written to the tunnel device.");
+    sample("device_packets_total", ",direction=\"read\"", s.tunnel.tun_rx);
+    sample("device_packets_total", ",direction=\"written\"", s.tunnel.tun_tx);
+    family("device_dropped_packets_total", "counter", "Packets from the device that were not sent, by reason.");
+    sample("device_dropped_packets_total", ",reason=\"no_link\"", s.tunnel.drop_no_link);
+    sample("device_dropped_packets_total", ",reason=\"oversize\"", s.tunnel.drop_oversize);
+    sample("device_dropped_packets_total", ",reason=\"queue_full\"", s.tunnel.drop_no_buffer);
+    family("reorder_packets_total", "counter", "Received packets by what the reorder buffer did with them.");
+    sample("reorder_packets_total", ",outcome=\"in_order\"", s.reorder.in_order);
+    sample("reorder_packets_total", ",outcome=\"reordered\"", s.reorder.reordered);
+    sample("reorder_packets_total", ",outcome=\"late\"", s.reorder.late);
+    family("reorder_gaps_skipped_total", "counter", "Sequence numbers given up on (lost, or later than the wait).");
+    sample("reorder_gaps_skipped_total", "", s.reorder.gaps_skipped);
+    family("reorder_wait_seconds", "gauge", "How long an early packet may wait for the ones before it.");
+    sample("reorder_wait_seconds", "", s.reorder_wait_ms / 1000);
+    return out;
+}
+
+}  // namespace mlvpn::core

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// What `mlvpnctl show`, GET /status and GET /metrics report: a snapshot of a
+// Tunnel taken at one instant, and its two renderings.
+//
+// The JSON keeps mlvpn 2.3's field names where they exist ("tunnels",
+// "sentbytes", "srtt", "status", ...), so scripts written for 2.3 keep
+// working, and adds the rest. The metrics follow Prometheus conventions:
+// prefix mlvpn_, base units (seconds, bytes), _total on counters, labels
+// tunnel and link.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/clock.hpp"
+#include "core/link.hpp"
+#include "core/reorder.hpp"
+#include "core/tunnel.hpp"
+
+namespace mlvpn::core {
+
+// What the Tunnel does not know: filled in by the worker.
+struct StatusMeta {
+    std::string name;       // tunnel name (-n)
+    std::string version;
+    int pid = 0;            // [priv]'s, the daemon's main pid
+    int worker_pid = 0;
+    uint64_t started_unix = 0;      // wall clock seconds
+    uint64_t last_reload_unix = 0;  // = started when never reloaded
+    std::string device;     // interface name
+    std::string backend;    // "io_uring" or "epoll"
+    std::vector<std::string> local;  // per link: bound address
+    std::vector<std::string> remote;  // per link: configured remote (client), or ""
+};
+
+struct LinkStatus {
+    std::string name;
+    std::string state;    // down | handshaking | up | fallback
+    std::string reason;   // why (timeout, administratively down, handshake, ...)
+    std::string admin;    // up | backup | down
+    std::string local;    // bound address
+    std::string peer;     // where packets go, or "-" when unknown
+    bool has_rtt = false;
+    double rtt_ms = 0;
+    double rttvar_ms = 0;
+    uint64_t bandwidth = 0;  // bandwidth_upload, bytes/s
+    double weight = 0;       // share of the bytes among primary links, 0..1
+    uint32_t timeout_s = 0;
+    double last_packet_age_s = -1;  // since the last authentic packet; -1 never
+    uint64_t last_packet_unix = 0;
+    LinkStats stats;
+};
+
+struct Status {
+    StatusMeta meta;
+    uint64_t now_unix = 0;
+    std::string mode;    // client | server
+    std::string tuntap;  // tun | tap
+    uint32_t mtu = 0;
+    TunnelStats tunnel;
+    ReorderStats reorder;
+    size_t reorder_held = 0;
+    double reorder_wait_ms = 0;
+    std::vector<LinkStatus> links;
+};
+
+Status snapshot(const Tunnel& tunnel, const StatusMeta& meta, const Clock& clock);
+std::string to_json(const Status& status);
+std::string to_prometheus(const Status& status);
+// A Prometheus label value with \, " and newline escaped.
+std::string prometheus_label(std::string_view value);
+
+}  // namespace mlvpn::core

@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: BSD-2-Clause
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include "core/status.hpp"
+#include "tests/core/fake_io.hpp"
+
+using namespace mlvpn::test;
+
+namespace {
+
+StatusMeta meta() {
+    StatusMeta m;
+    m.name = "site\"a";
+    m.version = "3.0.0";
+    m.pid = 10;
+    m.worker_pid = 11;
+    m.device = "mlvpn0";
+    m.backend = "io_uring";
+    return m;
+}
+
+}  // namespace
+
+TEST_CASE("status: JSON keeps mlvpn 2.3's fields and adds state, reason and drops") {
+    Pair p(2);
+    REQUIRE(p.establish());
+    p.send_from(true, {ip_packet(100, 1)});
+    p.client->set_admin(1, LinkAdmin::Down);
+    const auto doc = nlohmann::json::parse(to_json(snapshot(*p.client, meta(), p.clock)));
+    CHECK(doc["name"] == "site\"a");
+    CHECK(doc["tuntap"]["name"] == "mlvpn0");
+    REQUIRE(doc["tunnels"].size() == 2);
+    const auto& l0 = doc["tunnels"][0];
+    for (const char* key : {"name", "mode", "bindaddr", "destaddr", "status", "sentpackets", "recvpackets",
+                            "sentbytes", "recvbytes", "bandwidth", "srtt", "loss", "disconnects", "last_packet",
+                            "timeout"}) {
+        CAPTURE(key);
+        CHECK(l0.contains(key));
+    }
+    CHECK(l0["status"] == "connected");
+    CHECK(l0["state"] == "up");
+    CHECK(l0["sentpackets"].get<uint64_t>() > 0);
+    CHECK(doc["tunnels"][1]["state"] == "down");
+    CHECK(doc["tunnels"][1]["reason"] == "administratively down");
+    CHECK(doc["tunnels"][1]["admin"] == "down");
+    CHECK(l0["drops"].contains("replay"));
+}
+
+TEST_CASE("status: Prometheus text has HELP/TYPE, _total counters, escaped labels") {
+    Pair p(1);
+    REQUIRE(p.establish());
+    const std::string text = to_prometheus(snapshot(*p.server, meta(), p.clock));
+    CHECK(text.find("# TYPE mlvpn_link_sent_bytes_total counter\n") != std::string::npos);
+    CHECK(text.find("# HELP mlvpn_link_rtt_seconds ") != std::string::npos);
+    CHECK(text.find("mlvpn_link_up{tunnel=\"site\\\"a\",link=\"link0\"} 1\n") != std::string::npos);
+    CHECK(text.find("mlvpn_link_state{tunnel=\"site\\\"a\",link=\"link0\",state=\"up\"} 1\n") != std::string::npos);
+    CHECK(prometheus_label("a\\b\"c\nd") == "a\\\\b\\\"c\\nd");
+    // Every sample line belongs to a declared family.
+    size_t pos = 0;
+    while ((pos = text.find('\n', pos)) != std::string::npos && pos + 1 < text.size()) {
+        const size_t start = pos + 1;
+        if (text[start] != '#') {
+            const std::string name = text.substr(start, text.find_first_of("{ ", start) - start);
+            CAPTURE(name);
+            CHECK(text.find("# TYPE " + name + " ") != std::string::npos);
+        }
+        pos = start;
+    }
+}
