@@ -13,6 +13,9 @@
 //   otherwise wake the loop in a busy spin it could do nothing about.
 // - Link sockets are read and written with MSG_DONTWAIT; the TUN fd is set to
 //   O_NONBLOCK, as read() takes no flags.
+// What both loops do alike is not here: the checks on what the handler hands
+// back (checked_io), a turn's input batches (turn_batches), the configuration
+// and read-error rules (loop_common).
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -28,20 +31,19 @@
 
 #include <fmt/format.h>
 
-#include "core/wire.hpp"
 #include "priv/fd.hpp"
 #include "uring/buffer_pool.hpp"
+#include "uring/checked_io.hpp"
 #include "uring/loop.hpp"
+#include "uring/loop_common.hpp"
+#include "uring/turn_batches.hpp"
 
 namespace mlvpn::uring {
 namespace {
 
 using core::Buffer;
-using core::Datagram;
 using core::LinkIndex;
 
-constexpr uint32_t kHeadroom = static_cast<uint32_t>(core::wire::kHeadroom);
-constexpr uint32_t kMaxBatch = 1024;
 constexpr size_t kMaxMmsg = 1024;  // UIO_MAXIOV: the most sendmmsg takes at once
 // Hard (non-EAGAIN) send errors tolerated per link and flush before the rest
 // of the queue is dropped: a one-shot ICMP error costs one datagram, a
@@ -54,44 +56,26 @@ constexpr uint64_t pack(Source s, uint32_t index) {
     return (uint64_t{static_cast<uint8_t>(s)} << 32) | index;
 }
 
-// See uring_loop.cpp: errors that make re-reading pointless.
-bool is_fatal_read_error(int error) {
-    switch (error) {
-        case EBADF:
-        case EBADFD:
-        case ENOTSOCK:
-        case EINVAL:
-        case EIO:
-        case ENXIO:
-        case ENODEV:
-            return true;
-        default:
-            return false;
-    }
-}
-
 struct PendingSend {
     uint32_t index;
     core::Endpoint to;  // empty: connected socket
 };
 
-class EpollLoop final : public Loop, private core::Io {
+class EpollLoop final : public Loop, private CheckedIo {
 public:
     EpollLoop(const LoopConfig& config, const core::Clock& clock, BufferPool pool, Fd epoll)
-        : clock_(clock),
+        : CheckedIo(pool_, stats_, config.link_fds.size(), config.tun_fd >= 0),
+          clock_(clock),
           batch_(config.batch),
           tun_fd_(config.tun_fd),
           link_fds_(config.link_fds),
           watch_fds_(config.watch_fds),
           pool_(std::move(pool)),
           epoll_(std::move(epoll)),
+          batches_(pool_, stats_, batch_, link_fds_.size(), watch_fds_.size()),
           queued_(pool_.slot_count(), false) {
         const uint32_t slots = pool_.slot_count();
         events_.resize(1 + link_fds_.size() + watch_fds_.size());
-        tun_batch_.reserve(batch_);
-        link_batches_.resize(link_fds_.size());
-        for (auto& b : link_batches_) b.reserve(batch_);
-        readable_.reserve(watch_fds_.size());
         rx_msgs_.resize(batch_);
         rx_iovs_.resize(batch_);
         rx_names_.resize(batch_);
@@ -109,24 +93,20 @@ public:
     const LoopStats& stats() const override { return stats_; }
 
 private:
-    // core::Io
-    Buffer* acquire() override;
-    void release(Buffer* buffer) override;
-    void send(LinkIndex link, Buffer* buffer, const core::Endpoint* to) override;
-    void write_tun(Buffer* buffer) override;
+    // CheckedIo
+    bool taken(uint32_t index) const override { return queued_[index]; }
+    int queue_send(LinkIndex link, uint32_t index, const Buffer& buffer, const core::Endpoint* to) override;
+    int queue_tun_write(uint32_t index, const Buffer& buffer) override;
 
-    int64_t handler_slot(Buffer* buffer);
     void read_tun();
     void receive(LinkIndex link);
-    void read_failed(const char* what, std::optional<LinkIndex> link, int error);
-    void deliver(Handler& handler);
+    void read_failed(std::optional<LinkIndex> link, int error);
     void flush();
     void flush_link(LinkIndex link);
     void flush_tun();
     void drop_sends(LinkIndex link, size_t from, int error);
     void done_sending(uint32_t index);
     Status set_inputs(bool on);
-    void drop_batches();
     void update_gauges();
 
     const core::Clock& clock_;
@@ -134,14 +114,13 @@ private:
     const int tun_fd_;
     const std::vector<int> link_fds_;
     const std::vector<int> watch_fds_;
+    LoopStats stats_;
     BufferPool pool_;
     Fd epoll_;
     bool inputs_on_ = true;
     std::vector<epoll_event> events_;
 
-    std::vector<Buffer*> tun_batch_;
-    std::vector<std::vector<Datagram>> link_batches_;
-    std::vector<int> readable_;
+    TurnBatches batches_;  // one turn's harvest; uses pool_ and stats_
     std::vector<mmsghdr> rx_msgs_;
     std::vector<iovec> rx_iovs_;
     std::vector<core::Endpoint> rx_names_;
@@ -155,71 +134,8 @@ private:
     std::vector<mmsghdr> tx_msgs_;
     std::vector<iovec> tx_iovs_;
 
-    Handler* handler_ = nullptr;
     std::optional<Error> fatal_;
-    LoopStats stats_;
 };
-
-// --- core::Io -------------------------------------------------------------
-
-Buffer* EpollLoop::acquire() {
-    Buffer* b = pool_.acquire();
-    if (b == nullptr) ++stats_.pool_empty;
-    return b;
-}
-
-int64_t EpollLoop::handler_slot(Buffer* buffer) {
-    const int64_t index = pool_.out_index(buffer);
-    if (index < 0 || queued_[static_cast<size_t>(index)]) {
-        ++stats_.rejected;
-        return -1;
-    }
-    return index;
-}
-
-void EpollLoop::release(Buffer* buffer) {
-    if (handler_slot(buffer) >= 0) pool_.release(buffer);
-}
-
-void EpollLoop::send(LinkIndex link, Buffer* buffer, const core::Endpoint* to) {
-    const int64_t index = handler_slot(buffer);
-    if (index < 0) return;
-    if (link >= link_fds_.size()) {
-        ++stats_.rejected;
-        pool_.release(buffer);
-        return;
-    }
-    if (uint64_t{buffer->offset} + buffer->length > pool_.slot_size() ||
-        (to != nullptr && to->len > sizeof(to->addr))) {
-        ++stats_.rejected;
-        pool_.release(buffer);
-        if (handler_ != nullptr) handler_->on_send_error(link, EINVAL);
-        return;
-    }
-    PendingSend p{static_cast<uint32_t>(index), {}};
-    if (to != nullptr) p.to = *to;
-    queued_[static_cast<size_t>(index)] = true;
-    sends_[link].push_back(p);
-}
-
-void EpollLoop::write_tun(Buffer* buffer) {
-    const int64_t index = handler_slot(buffer);
-    if (index < 0) return;
-    int error = 0;
-    if (tun_fd_ < 0) {
-        error = EBADF;
-    } else if (uint64_t{buffer->offset} + buffer->length > pool_.slot_size()) {
-        ++stats_.rejected;
-        error = EINVAL;
-    }
-    if (error != 0) {
-        pool_.release(buffer);
-        if (handler_ != nullptr) handler_->on_tun_write_error(error);
-        return;
-    }
-    queued_[static_cast<size_t>(index)] = true;
-    tun_writes_.push_back(static_cast<uint32_t>(index));
-}
 
 // --- input ----------------------------------------------------------------
 
@@ -232,16 +148,14 @@ void EpollLoop::read_tun() {
         }
         const ssize_t n = ::read(tun_fd_, pool_.slot_data(b->index) + kHeadroom, pool_.slot_size() - kHeadroom);
         if (n > 0) {
-            b->length = static_cast<uint32_t>(n);
-            tun_batch_.push_back(b);
-            ++stats_.tun_reads;
+            batches_.add_tun(b, static_cast<uint32_t>(n));
             continue;
         }
         const int error = errno;
         pool_.release(b);
         if (n == 0 || error == EINTR) continue;  // a zero-byte read carries nothing
         if (error == EAGAIN || error == EWOULDBLOCK) return;
-        read_failed("read from the TUN device", std::nullopt, error);
+        read_failed(std::nullopt, error);
         if (fatal_) return;
     }
 }
@@ -271,42 +185,38 @@ void EpollLoop::receive(LinkIndex link) {
     const int n = recvmmsg(link_fds_[link], rx_msgs_.data(), count, MSG_DONTWAIT, nullptr);
     const int error = errno;
     const uint32_t got = n > 0 ? static_cast<uint32_t>(n) : 0;
-    for (uint32_t k = 0; k < got; ++k) {
-        Buffer* b = rx_slots_[k];
-        const msghdr& h = rx_msgs_[k].msg_hdr;
-        // A datagram larger than the slot: never pass on a truncated one.
-        if ((h.msg_flags & MSG_TRUNC) != 0) {
-            ++stats_.truncated;
-            pool_.release(b);
-            continue;
-        }
-        b->offset = 0;
-        b->length = rx_msgs_[k].msg_len;
-        Datagram d{b, {}};
-        if (h.msg_namelen <= sizeof(d.from.addr)) {
-            d.from = rx_names_[k];
-            d.from.len = h.msg_namelen;
-        }
-        link_batches_[link].push_back(d);
-        ++stats_.datagrams;
-    }
+    for (uint32_t k = 0; k < got; ++k)
+        batches_.add_datagram(link, rx_slots_[k], rx_msgs_[k].msg_len, rx_msgs_[k].msg_hdr);
     for (uint32_t k = got; k < count; ++k) pool_.release(rx_slots_[k]);
-    if (n < 0 && error != EAGAIN && error != EWOULDBLOCK && error != EINTR) read_failed("receive", link, error);
+    if (n < 0 && error != EAGAIN && error != EWOULDBLOCK && error != EINTR) read_failed(link, error);
 }
 
-void EpollLoop::read_failed(const char* what, std::optional<LinkIndex> link, int error) {
-    if (!is_fatal_read_error(error)) {
+// A transient error is counted and the fd read again; the first fatal one
+// ends run().
+void EpollLoop::read_failed(std::optional<LinkIndex> link, int error) {
+    std::optional<Error> fatal = fatal_read_error("epoll loop", link, error);
+    if (!fatal)
         ++stats_.read_errors;
-        return;
-    }
-    if (fatal_) return;
-    if (link)
-        fatal_ = Error{fmt::format("epoll loop: {} on link {}: {}", what, *link, strerror(error))};
-    else
-        fatal_ = Error{fmt::format("epoll loop: {}: {}", what, strerror(error))};
+    else if (!fatal_)
+        fatal_ = std::move(fatal);
 }
 
 // --- output ---------------------------------------------------------------
+
+// CheckedIo: what the handler hands over waits for the end of the turn.
+int EpollLoop::queue_send(LinkIndex link, uint32_t index, const Buffer&, const core::Endpoint* to) {
+    PendingSend p{index, {}};
+    if (to != nullptr) p.to = *to;
+    queued_[index] = true;
+    sends_[link].push_back(p);
+    return 0;
+}
+
+int EpollLoop::queue_tun_write(uint32_t index, const Buffer&) {
+    queued_[index] = true;
+    tun_writes_.push_back(index);
+    return 0;
+}
 
 void EpollLoop::done_sending(uint32_t index) {
     queued_[index] = false;
@@ -316,7 +226,7 @@ void EpollLoop::done_sending(uint32_t index) {
 void EpollLoop::drop_sends(LinkIndex link, size_t from, int error) {
     for (size_t i = from; i < sends_[link].size(); ++i) {
         done_sending(sends_[link][i].index);
-        if (handler_ != nullptr) handler_->on_send_error(link, error);
+        send_failed(link, error);
     }
 }
 
@@ -351,30 +261,25 @@ void EpollLoop::flush_link(LinkIndex link) {
             if (static_cast<size_t>(n) == chunk) continue;
             // Short: the socket buffer filled up, or the next datagram failed
             // (sendmmsg loses that error; the retry will report it).
-            if (retried) {
-                drop_sends(link, i, EAGAIN);
+        } else if (n < 0 && error != EAGAIN && error != EWOULDBLOCK && error != EINTR) {
+            // The datagram at i failed on its own (EMSGSIZE, ECONNREFUSED from
+            // an earlier ICMP error, EPERM from a firewall, ...): report and go on.
+            done_sending(queue[i].index);
+            send_failed(link, error);
+            ++i;
+            if (++hard_errors >= kMaxHardSendErrors) {
+                drop_sends(link, i, error);
                 break;
             }
-            retried = true;
             continue;
         }
-        if (n == 0 || error == EAGAIN || error == EWOULDBLOCK || error == EINTR) {
-            if (retried) {
-                drop_sends(link, i, EAGAIN);
-                break;
-            }
-            retried = true;
-            continue;
-        }
-        // The datagram at i failed on its own (EMSGSIZE, ECONNREFUSED from an
-        // earlier ICMP error, EPERM from a firewall, ...): report and go on.
-        done_sending(queue[i].index);
-        if (handler_ != nullptr) handler_->on_send_error(link, error);
-        ++i;
-        if (++hard_errors >= kMaxHardSendErrors) {
-            drop_sends(link, i, error);
+        // Short, or nothing went (a full socket buffer, a signal): retry the
+        // rest once, then drop it in order.
+        if (retried) {
+            drop_sends(link, i, EAGAIN);
             break;
         }
+        retried = true;
     }
     queue.clear();
 }
@@ -389,7 +294,7 @@ void EpollLoop::flush_tun() {
         ++stats_.submits;
         ++stats_.sqes;
         done_sending(index);
-        if (n < 0 && handler_ != nullptr) handler_->on_tun_write_error(error);
+        if (n < 0) tun_write_failed(error);
     }
     tun_writes_.clear();
 }
@@ -420,31 +325,6 @@ Status EpollLoop::set_inputs(bool on) {
     return {};
 }
 
-void EpollLoop::deliver(Handler& handler) {
-    if (!tun_batch_.empty()) {
-        handler.on_tun(tun_batch_, *this);
-        tun_batch_.clear();
-    }
-    for (LinkIndex link = 0; link < link_batches_.size(); ++link) {
-        auto& batch = link_batches_[link];
-        if (batch.empty()) continue;
-        handler.on_datagrams(link, batch, *this);
-        batch.clear();
-    }
-    for (int fd : readable_) handler.on_readable(fd, *this);
-    readable_.clear();
-}
-
-void EpollLoop::drop_batches() {
-    for (Buffer* b : tun_batch_) pool_.release(b);
-    tun_batch_.clear();
-    for (auto& batch : link_batches_) {
-        for (Datagram& d : batch) pool_.release(d.buffer);
-        batch.clear();
-    }
-    readable_.clear();
-}
-
 void EpollLoop::update_gauges() {
     stats_.slots_free = pool_.available();
     stats_.slots_held = pool_.slot_count() - pool_.available();
@@ -461,13 +341,10 @@ int wait_ms(core::Time deadline, core::Time now) {
 
 Status EpollLoop::run(Handler& handler) {
     handler_ = &handler;
-    struct Detach {
-        EpollLoop* loop;
-        ~Detach() {
-            loop->handler_ = nullptr;
-            loop->update_gauges();
-        }
-    } detach{this};
+    const OnExit detach([this] {
+        handler_ = nullptr;
+        update_gauges();
+    });
 
     if (fatal_) return tl::unexpected(*fatal_);
     core::Time deadline = handler.on_timer(*this);
@@ -492,15 +369,15 @@ Status EpollLoop::run(Handler& handler) {
                     receive(index);
                     break;
                 case Source::watch:
-                    readable_.push_back(watch_fds_[index]);
+                    batches_.add_readable(watch_fds_[index]);
                     break;
             }
         }
         if (fatal_) {
-            drop_batches();
+            batches_.drop();
             return tl::unexpected(*fatal_);
         }
-        deliver(handler);
+        batches_.deliver(handler, *this);
         deadline = handler.on_timer(*this);
         flush();
         update_gauges();
@@ -508,20 +385,12 @@ Status EpollLoop::run(Handler& handler) {
     return {};
 }
 
-Status validate(const LoopConfig& config) {
-    if (config.batch == 0 || config.batch > kMaxBatch)
-        return fail(fmt::format("event loop: batch {} is outside 1..{}", config.batch, kMaxBatch));
-    for (size_t i = 0; i < config.link_fds.size(); ++i)
-        if (config.link_fds[i] < 0) return fail(fmt::format("event loop: link {} has no socket", i));
-    for (int fd : config.watch_fds)
-        if (fd < 0) return fail(fmt::format("event loop: bad watch fd {}", fd));
-    return {};
-}
-
 }  // namespace
 
+// --- construction ---------------------------------------------------------
+
 Result<std::unique_ptr<Loop>> make_epoll_loop(const LoopConfig& config, const core::Clock& clock) {
-    if (auto ok = validate(config); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_config(config); !ok) return tl::unexpected(ok.error());
     auto pool = BufferPool::create(config.slot_size, config.slot_count);
     if (!pool) return tl::unexpected(pool.error());
 

@@ -42,6 +42,10 @@
 // - Teardown cancels every request and reaps them before the ring and the
 //   pool go away, since the kernel uses a slot until its request completes.
 //
+// What both loops do alike is not here: the checks on what the handler hands
+// back (checked_io), a turn's input batches (turn_batches), the configuration
+// and read-error rules (loop_common).
+//
 // Multishot recvmsg/read with a provided-buffer ring is the next step for
 // speed (RESEARCH.md). It fits this shape: arm_read() would arm one multishot
 // request per fd and keep the buffer ring stocked from the pool instead of
@@ -62,20 +66,19 @@
 
 #include <fmt/format.h>
 
-#include "core/wire.hpp"
 #include "uring/buffer_pool.hpp"
+#include "uring/checked_io.hpp"
 #include "uring/loop.hpp"
+#include "uring/loop_common.hpp"
 #include "uring/ring.hpp"
+#include "uring/turn_batches.hpp"
 
 namespace mlvpn::uring {
 namespace {
 
 using core::Buffer;
-using core::Datagram;
 using core::LinkIndex;
 
-constexpr uint32_t kHeadroom = static_cast<uint32_t>(core::wire::kHeadroom);
-constexpr uint32_t kMaxBatch = 1024;
 constexpr unsigned kMaxEntries = 32768;  // IORING_MAX_ENTRIES
 // How long teardown waits for cancelled requests. Measured on the real
 // monotonic clock: the injected one may be a FakeClock that never moves.
@@ -89,26 +92,6 @@ constexpr uint64_t pack(Op op, uint32_t index) {
 }
 constexpr Op op_of(uint64_t user_data) { return static_cast<Op>(user_data >> 32); }
 constexpr uint32_t index_of(uint64_t user_data) { return static_cast<uint32_t>(user_data); }
-
-// Read errors that mean the descriptor itself is unusable: re-arming would
-// fail the same way forever. Everything else is re-armed: a UDP socket
-// reports each ICMP error (ECONNREFUSED, EHOSTUNREACH, EMSGSIZE, ...) once,
-// ENOBUFS/ENOMEM pass, and a TUN packet larger than the slot fails its read
-// with EFAULT and is gone.
-bool is_fatal_read_error(int error) {
-    switch (error) {
-        case EBADF:
-        case EBADFD:  // TUN: the queue was detached from its device
-        case ENOTSOCK:
-        case EINVAL:
-        case EIO:
-        case ENXIO:
-        case ENODEV:
-            return true;
-        default:
-            return false;
-    }
-}
 
 // What the ring is doing with one slot.
 struct SlotOp {
@@ -132,25 +115,23 @@ struct ReadFd {
     bool nowait = true;
 };
 
-class UringLoop final : public Loop, private core::Io {
+class UringLoop final : public Loop, private CheckedIo {
 public:
     UringLoop(const LoopConfig& config, const core::Clock& clock, BufferPool pool, std::unique_ptr<Ring> ring)
-        : clock_(clock),
+        : CheckedIo(pool_, stats_, config.link_fds.size(), config.tun_fd >= 0),
+          clock_(clock),
           batch_(config.batch),
           watch_fds_(config.watch_fds),
           pool_(std::move(pool)),
           ring_(std::move(ring)),
           slots_(std::make_unique<SlotOp[]>(pool_.slot_count())),
-          poll_armed_(config.watch_fds.size(), false) {
+          poll_armed_(config.watch_fds.size(), false),
+          batches_(pool_, stats_, batch_, config.link_fds.size(), config.watch_fds.size()) {
         unsigned file = 0;
         if (config.tun_fd >= 0) tun_ = ReadFd{.file = file++, .round = batch_};
         for (size_t i = 0; i < config.link_fds.size(); ++i)
             links_.push_back(ReadFd{.file = file++, .round = batch_});
         watch_base_ = file;
-        tun_batch_.reserve(batch_);
-        link_batches_.resize(links_.size());
-        for (auto& b : link_batches_) b.reserve(batch_);
-        readable_.reserve(watch_fds_.size());
         update_gauges();
     }
 
@@ -161,13 +142,11 @@ public:
     const LoopStats& stats() const override { return stats_; }
 
 private:
-    // core::Io
-    Buffer* acquire() override;
-    void release(Buffer* buffer) override;
-    void send(LinkIndex link, Buffer* buffer, const core::Endpoint* to) override;
-    void write_tun(Buffer* buffer) override;
+    // CheckedIo
+    bool taken(uint32_t index) const override { return slots_[index].op != Op::idle; }
+    int queue_send(LinkIndex link, uint32_t index, const Buffer& buffer, const core::Endpoint* to) override;
+    int queue_tun_write(uint32_t index, const Buffer& buffer) override;
 
-    int64_t handler_slot(Buffer* buffer);
     void start(io_uring_sqe* sqe, Op op, uint32_t index);
     void finish(uint32_t index);
     bool arm_read(ReadFd& fd, std::optional<LinkIndex> link, bool nowait);
@@ -178,15 +157,14 @@ private:
     void finish_read(uint32_t index, int res);
     void finish_write(uint32_t index, int res);
     void finish_poll(uint32_t index, int res);
-    void read_failed(const char* what, std::optional<LinkIndex> link, int error);
-    void deliver(Handler& handler);
-    void drop_batches();
+    void read_failed(std::optional<LinkIndex> link, int error);
     void update_gauges();
     void teardown();
 
     const core::Clock& clock_;
     const uint32_t batch_;
     const std::vector<int> watch_fds_;
+    LoopStats stats_;
     BufferPool pool_;
     std::unique_ptr<Ring> ring_;  // torn down in teardown(), before pool_
     std::unique_ptr<SlotOp[]> slots_;
@@ -197,62 +175,17 @@ private:
     uint32_t kernel_slots_ = 0;  // slots lent to requests in flight
     uint32_t polls_armed_ = 0;
     uint32_t arm_start_ = 0;  // rotates which fd gets buffers first
-
-    // One turn's harvest, handed to the handler and cleared.
-    std::vector<Buffer*> tun_batch_;
-    std::vector<std::vector<Datagram>> link_batches_;
-    std::vector<int> readable_;
-
-    Handler* handler_ = nullptr;  // set during run()
+    TurnBatches batches_;  // one turn's harvest; uses pool_ and stats_
     std::optional<Error> fatal_;
-    LoopStats stats_;
 };
 
-// --- core::Io -------------------------------------------------------------
+// --- output (CheckedIo) ---------------------------------------------------
 
-Buffer* UringLoop::acquire() {
-    Buffer* b = pool_.acquire();
-    if (b == nullptr) ++stats_.pool_empty;
-    return b;
-}
-
-// The slot of a buffer the handler owns: one of ours, out of the pool and in
-// no request. -1 (counted) for anything else.
-int64_t UringLoop::handler_slot(Buffer* buffer) {
-    const int64_t index = pool_.out_index(buffer);
-    if (index < 0 || slots_[index].op != Op::idle) {
-        ++stats_.rejected;
-        return -1;
-    }
-    return index;
-}
-
-void UringLoop::release(Buffer* buffer) {
-    if (handler_slot(buffer) >= 0) pool_.release(buffer);
-}
-
-void UringLoop::send(LinkIndex link, Buffer* buffer, const core::Endpoint* to) {
-    const int64_t index = handler_slot(buffer);
-    if (index < 0) return;
-    if (link >= links_.size()) {
-        ++stats_.rejected;
-        pool_.release(buffer);
-        return;
-    }
-    auto reject = [&](int error) {
-        pool_.release(buffer);
-        if (handler_ != nullptr) handler_->on_send_error(link, error);
-    };
-    if (uint64_t{buffer->offset} + buffer->length > pool_.slot_size() ||
-        (to != nullptr && to->len > sizeof(to->addr))) {
-        ++stats_.rejected;
-        return reject(EINVAL);
-    }
+int UringLoop::queue_send(LinkIndex link, uint32_t index, const Buffer& buffer, const core::Endpoint* to) {
     io_uring_sqe* sqe = ring_->get_sqe();
-    if (sqe == nullptr) return reject(EAGAIN);
-
+    if (sqe == nullptr) return EAGAIN;
     SlotOp& s = slots_[index];
-    s.iov = {pool_.slot_data(static_cast<uint32_t>(index)) + buffer->offset, buffer->length};
+    s.iov = {pool_.slot_data(index) + buffer.offset, buffer.length};
     s.msg = {};
     s.msg.msg_iov = &s.iov;
     s.msg.msg_iovlen = 1;
@@ -265,26 +198,16 @@ void UringLoop::send(LinkIndex link, Buffer* buffer, const core::Endpoint* to) {
     // MSG_DONTWAIT: a full socket buffer fails the send with EAGAIN (see the
     // top of the file) instead of parking it.
     io_uring_prep_sendmsg(sqe, static_cast<int>(links_[link].file), &s.msg, MSG_DONTWAIT);
-    start(sqe, Op::send, static_cast<uint32_t>(index));
+    start(sqe, Op::send, index);
+    return 0;
 }
 
-void UringLoop::write_tun(Buffer* buffer) {
-    const int64_t index = handler_slot(buffer);
-    if (index < 0) return;
-    auto reject = [&](int error) {
-        pool_.release(buffer);
-        if (handler_ != nullptr) handler_->on_tun_write_error(error);
-    };
-    if (!tun_) return reject(EBADF);
-    if (uint64_t{buffer->offset} + buffer->length > pool_.slot_size()) {
-        ++stats_.rejected;
-        return reject(EINVAL);
-    }
+int UringLoop::queue_tun_write(uint32_t index, const Buffer& buffer) {
     io_uring_sqe* sqe = ring_->get_sqe();
-    if (sqe == nullptr) return reject(EAGAIN);
-    io_uring_prep_write(sqe, static_cast<int>(tun_->file),
-                        pool_.slot_data(static_cast<uint32_t>(index)) + buffer->offset, buffer->length, 0);
-    start(sqe, Op::tun_write, static_cast<uint32_t>(index));
+    if (sqe == nullptr) return EAGAIN;
+    io_uring_prep_write(sqe, static_cast<int>(tun_->file), pool_.slot_data(index) + buffer.offset, buffer.length, 0);
+    start(sqe, Op::tun_write, index);
+    return 0;
 }
 
 // --- requests -------------------------------------------------------------
@@ -425,28 +348,11 @@ void UringLoop::finish_read(uint32_t index, int res) {
     }
 
     if (data && is_tun) {
-        b->offset = kHeadroom;
-        b->length = static_cast<uint32_t>(res);
-        tun_batch_.push_back(b);
-        ++stats_.tun_reads;
+        batches_.add_tun(b, static_cast<uint32_t>(res));
         return;
     }
     if (data) {
-        // A datagram larger than the slot: never pass on a truncated one.
-        if ((s.msg.msg_flags & MSG_TRUNC) != 0) {
-            ++stats_.truncated;
-            pool_.release(b);
-            return;
-        }
-        b->offset = 0;
-        b->length = static_cast<uint32_t>(res);
-        Datagram d{b, {}};
-        if (s.msg.msg_namelen <= sizeof(d.from.addr)) {
-            std::memcpy(&d.from.addr, &s.name.addr, s.msg.msg_namelen);
-            d.from.len = s.msg.msg_namelen;
-        }
-        link_batches_[s.link].push_back(d);
-        ++stats_.datagrams;
+        batches_.add_datagram(s.link, b, static_cast<uint32_t>(res), s.msg);
         return;
     }
     pool_.release(b);
@@ -457,19 +363,17 @@ void UringLoop::finish_read(uint32_t index, int res) {
         fd.nowait = false;
         return;
     }
-    read_failed(is_tun ? "read from the TUN device" : "receive", link, -res);
+    read_failed(link, -res);
 }
 
-void UringLoop::read_failed(const char* what, std::optional<LinkIndex> link, int error) {
-    if (!is_fatal_read_error(error)) {
+// A transient error is counted and the fd read again; the first fatal one
+// ends run().
+void UringLoop::read_failed(std::optional<LinkIndex> link, int error) {
+    std::optional<Error> fatal = fatal_read_error("io_uring", link, error);
+    if (!fatal)
         ++stats_.read_errors;
-        return;
-    }
-    if (fatal_) return;
-    if (link)
-        fatal_ = Error{fmt::format("io_uring: {} on link {}: {}", what, *link, strerror(error))};
-    else
-        fatal_ = Error{fmt::format("io_uring: {}: {}", what, strerror(error))};
+    else if (!fatal_)
+        fatal_ = std::move(fatal);
 }
 
 void UringLoop::finish_write(uint32_t index, int res) {
@@ -478,18 +382,18 @@ void UringLoop::finish_write(uint32_t index, int res) {
     const LinkIndex link = s.link;
     finish(index);
     pool_.release(pool_.slot(index));
-    if (res >= 0 || handler_ == nullptr) return;
+    if (res >= 0) return;
     if (is_send)
-        handler_->on_send_error(link, -res);
+        send_failed(link, -res);
     else
-        handler_->on_tun_write_error(-res);
+        tun_write_failed(-res);
 }
 
 void UringLoop::finish_poll(uint32_t index, int res) {
     poll_armed_[index] = false;
     --polls_armed_;
     if (res >= 0) {
-        readable_.push_back(watch_fds_[index]);
+        batches_.add_readable(watch_fds_[index]);
         return;
     }
     if (res == -ECANCELED || res == -EINTR || res == -EAGAIN) return;
@@ -498,31 +402,6 @@ void UringLoop::finish_poll(uint32_t index, int res) {
 }
 
 // --- the turn -------------------------------------------------------------
-
-void UringLoop::deliver(Handler& handler) {
-    if (!tun_batch_.empty()) {
-        handler.on_tun(tun_batch_, *this);
-        tun_batch_.clear();
-    }
-    for (LinkIndex link = 0; link < link_batches_.size(); ++link) {
-        auto& batch = link_batches_[link];
-        if (batch.empty()) continue;
-        handler.on_datagrams(link, batch, *this);
-        batch.clear();
-    }
-    for (int fd : readable_) handler.on_readable(fd, *this);
-    readable_.clear();
-}
-
-void UringLoop::drop_batches() {
-    for (Buffer* b : tun_batch_) pool_.release(b);
-    tun_batch_.clear();
-    for (auto& batch : link_batches_) {
-        for (Datagram& d : batch) pool_.release(d.buffer);
-        batch.clear();
-    }
-    readable_.clear();
-}
 
 void UringLoop::update_gauges() {
     stats_.submits = ring_->submit_calls();
@@ -533,13 +412,10 @@ void UringLoop::update_gauges() {
 
 Status UringLoop::run(Handler& handler) {
     handler_ = &handler;
-    struct Detach {
-        UringLoop* loop;
-        ~Detach() {
-            loop->handler_ = nullptr;
-            loop->update_gauges();
-        }
-    } detach{this};
+    const OnExit detach([this] {
+        handler_ = nullptr;
+        update_gauges();
+    });
 
     if (fatal_) return tl::unexpected(*fatal_);
     core::Time deadline = handler.on_timer(*this);
@@ -552,10 +428,10 @@ Status UringLoop::run(Handler& handler) {
         ++stats_.turns;
         ring_->for_each_completion([this](const io_uring_cqe& cqe) { complete(cqe); });
         if (fatal_) {
-            drop_batches();
+            batches_.drop();
             return tl::unexpected(*fatal_);
         }
-        deliver(handler);
+        batches_.deliver(handler, *this);
         deadline = handler.on_timer(*this);
         arm_reads();
         arm_polls();
@@ -572,7 +448,7 @@ Status UringLoop::run(Handler& handler) {
 // buffer space are cancelled.
 void UringLoop::teardown() {
     if (!ring_) return;
-    drop_batches();
+    batches_.drop();
     for (uint32_t i = 0; i < pool_.slot_count(); ++i) {
         const Op op = slots_[i].op;
         if (op == Op::idle) continue;
@@ -595,31 +471,21 @@ void UringLoop::teardown() {
         if (!ring_->submit_and_wait(left)) break;
         ring_->for_each_completion([this](const io_uring_cqe& cqe) { complete(cqe); });
     }
-    drop_batches();  // reads that completed instead of being cancelled
+    batches_.drop();  // reads that completed instead of being cancelled
     // Requests the kernel still holds might write into their slots: keep the
     // memory mapped rather than risk it being reused.
     if (kernel_slots_ > 0) pool_.leak();
     ring_.reset();
 }
 
-// --- construction ---------------------------------------------------------
-
-Status validate(const LoopConfig& config) {
-    if (config.batch == 0 || config.batch > kMaxBatch)
-        return fail(fmt::format("event loop: batch {} is outside 1..{}", config.batch, kMaxBatch));
-    for (size_t i = 0; i < config.link_fds.size(); ++i)
-        if (config.link_fds[i] < 0) return fail(fmt::format("event loop: link {} has no socket", i));
-    for (int fd : config.watch_fds)
-        if (fd < 0) return fail(fmt::format("event loop: bad watch fd {}", fd));
-    return {};
-}
-
 }  // namespace
+
+// --- construction ---------------------------------------------------------
 
 Result<std::unique_ptr<Loop>> make_uring_loop(const LoopConfig& config, const core::Clock& clock,
                                               UringUnavailable* why) {
     if (why != nullptr) why->unavailable = false;
-    if (auto ok = validate(config); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_config(config); !ok) return tl::unexpected(ok.error());
     auto pool = BufferPool::create(config.slot_size, config.slot_count);
     if (!pool) return tl::unexpected(pool.error());
 

@@ -21,11 +21,14 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "core/wire.hpp"
 #include "priv/fd.hpp"
@@ -166,6 +169,41 @@ int64_t check_packet(const uint8_t* data, size_t size) {
     return seq;
 }
 
+// Writes `p` as one packet (datagram); the test cannot go on without it.
+void write_packet(int fd, const std::vector<uint8_t>& p) {
+    REQUIRE(write(fd, p.data(), p.size()) == static_cast<ssize_t>(p.size()));
+}
+
+// Hands every packet queued on the nonblocking `fd` to take(data, size).
+template <class F>
+void drain(int fd, F&& take) {
+    std::vector<uint8_t> buf(65536);
+    ssize_t n;
+    while ((n = read(fd, buf.data(), buf.size())) >= 0) take(buf.data(), static_cast<size_t>(n));
+}
+
+// Until done() or `limit` passes: waits (20 ms at most) for `fd` to be
+// readable, then drains it into take(data, size).
+template <class Done, class Take>
+void collect(int fd, std::chrono::milliseconds limit, Done&& done, Take&& take) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (!done() && std::chrono::steady_clock::now() < end) {
+        pollfd pfd{fd, POLLIN, 0};
+        poll(&pfd, 1, 20);
+        drain(fd, take);
+    }
+}
+
+// The seq of the next packet on `fd` (-1 = mangled), which must come within
+// two seconds.
+int64_t read_one(int fd) {
+    pollfd pfd{fd, POLLIN, 0};
+    REQUIRE(poll(&pfd, 1, 2000) == 1);
+    std::vector<uint8_t> buf(65536);
+    const ssize_t n = read(fd, buf.data(), buf.size());
+    return check_packet(buf.data(), static_cast<size_t>(std::max<ssize_t>(n, 0)));
+}
+
 // Writes packets [0, count) into `out` and reads them back from `in`, never
 // more than `window` outstanding (so no socket buffer overflows), until all
 // are back or `limit` passes. Returns the seqs in arrival order (-1 = mangled).
@@ -174,7 +212,6 @@ std::vector<int64_t> pump(int out, int in, uint32_t count, uint32_t window, uint
     std::vector<int64_t> got;
     uint32_t sent = already_sent;
     const auto end = std::chrono::steady_clock::now() + limit;
-    std::vector<uint8_t> buf(65536);
     while (got.size() < count && std::chrono::steady_clock::now() < end) {
         while (sent < count && sent - got.size() < window) {
             auto p = packet(sent);
@@ -183,11 +220,7 @@ std::vector<int64_t> pump(int out, int in, uint32_t count, uint32_t window, uint
         }
         pollfd pfd{in, POLLIN, 0};
         poll(&pfd, 1, 20);
-        for (;;) {
-            const ssize_t n = read(in, buf.data(), buf.size());
-            if (n < 0) break;
-            got.push_back(check_packet(buf.data(), static_cast<size_t>(n)));
-        }
+        drain(in, [&](const uint8_t* data, size_t size) { got.push_back(check_packet(data, size)); });
     }
     return got;
 }
@@ -208,10 +241,7 @@ int io_wq_workers() {
 }
 
 void prefill(int out, uint32_t count) {
-    for (uint32_t seq = 0; seq < count; ++seq) {
-        auto p = packet(seq);
-        REQUIRE(write(out, p.data(), p.size()) == static_cast<ssize_t>(p.size()));
-    }
+    for (uint32_t seq = 0; seq < count; ++seq) write_packet(out, packet(seq));
 }
 
 void check_in_order(const std::vector<int64_t>& got, uint32_t count) {
@@ -381,6 +411,11 @@ public:
     }
     const std::string& create_error() const { return create_error_; }
     void go() { go_.open(); }
+    // Signals `stop_fd` (the handler's stop_fd) and waits for run() to end.
+    void stop(int stop_fd) {
+        eventfd_signal(stop_fd);
+        join();
+    }
     void join() {
         go_.open();
         if (thread_.joinable()) thread_.join();
@@ -399,69 +434,86 @@ private:
 
 #define LOOP_TYPES UringKind, EpollKind
 
+// --- bursts -------------------------------------------------------------------
+
+constexpr uint32_t kBurst = 2000, kBurstWindow = 64;
+
+struct BurstResult {
+    std::vector<int64_t> got;  // seqs in arrival order, -1 = mangled
+    int io_wq_workers = 0;     // counted right after the burst
+    std::string run_error;
+    LoopStats stats;
+};
+
+// Pushes kBurst packets through the loop, written at `out` and read back at
+// `in`, kBurstWindow at most in flight; the first window is queued before the
+// loop's first turn, so that turn has a full batch. nullopt when the loop
+// could not be created (see Runner::created()).
+template <class Kind>
+std::optional<BurstResult> burst(Net& net, TestHandler& h, int out, int in) {
+    h.stop_fd = net.stop.get();
+    Runner<Kind> r(net.config(), h);
+    if (!r.created()) return std::nullopt;
+    prefill(out, kBurstWindow);
+    r.go();
+    BurstResult result;
+    result.got = pump(out, in, kBurst, kBurstWindow, kBurstWindow);
+    result.io_wq_workers = io_wq_workers();
+    r.stop(net.stop.get());
+    result.run_error = r.run_error();
+    result.stats = r.stats();
+    return result;
+}
+
+// What every burst must show, whichever the direction: the loop ended
+// cleanly, every packet arrived intact and in order, no buffer was left with
+// the handler; io_uring made one io_uring_enter per turn (plus the final
+// flush), never one per packet, and never needed an io-wq worker.
+template <class Kind>
+void check_burst(const BurstResult& b) {
+    CHECK(b.run_error == "");
+    check_in_order(b.got, kBurst);
+    CHECK(b.stats.slots_held == 0);
+    if (Kind::kName == "io_uring") {
+        CHECK(b.stats.submits <= b.stats.turns + 1);
+        CHECK(b.io_wq_workers == 0);
+    }
+}
+
+template <class Kind>
+std::string describe(const LoopStats& s) {
+    return fmt::format("{}: turns {}, submits {}, sqes {}", Kind::kName, s.turns, s.submits, s.sqes);
+}
+
 }  // namespace
 
 TEST_CASE_TEMPLATE("loop: a burst from the TUN device goes out on the link, intact and in order", Kind,
                    LOOP_TYPES) {
     Net net;
     TestHandler h;
-    h.stop_fd = net.stop.get();
-    Runner<Kind> r(net.config(), h);
-    if (!r.created()) return;
-    constexpr uint32_t kCount = 2000, kWindow = 64;
-    prefill(net.tun_peer.get(), kWindow);  // queued before the first turn: one full batch
-    r.go();
-    auto got = pump(net.tun_peer.get(), net.peer0.get(), kCount, kWindow, kWindow);
-    const int workers = io_wq_workers();
-    eventfd_signal(net.stop.get());
-    r.join();
-    CHECK(r.run_error() == "");
-    check_in_order(got, kCount);
-
-    const LoopStats& s = r.stats();
-    INFO(Kind::kName << ": turns " << s.turns << ", submits " << s.submits << ", sqes " << s.sqes
-                     << ", largest batch " << h.max_tun_batch.load());
-    CHECK(s.tun_reads == kCount);
+    const auto b = burst<Kind>(net, h, net.tun_peer.get(), net.peer0.get());
+    if (!b) return;
+    INFO(describe<Kind>(b->stats) << ", largest batch " << h.max_tun_batch.load());
+    check_burst<Kind>(*b);
+    CHECK(b->stats.tun_reads == kBurst);
     CHECK(h.max_tun_batch >= 2);
     CHECK(h.send_errors == 0);
-    CHECK(s.sqes > s.submits);  // batching: several SQEs / messages per syscall
-    if (Kind::kName == "io_uring") {
-        // One io_uring_enter per turn (plus the final flush), never per packet.
-        CHECK(s.submits <= s.turns + 1);
-        CHECK(h.max_tun_batch == 32);
-        CHECK(workers == 0);
-    }
-    CHECK(s.slots_held == 0);
-    CHECK(s.rejected == 0);
+    CHECK(b->stats.sqes > b->stats.submits);  // batching: several SQEs / messages per syscall
+    if (Kind::kName == "io_uring") CHECK(h.max_tun_batch == 32);
+    CHECK(b->stats.rejected == 0);
 }
 
 TEST_CASE_TEMPLATE("loop: a burst of datagrams reaches the TUN device, intact and in order", Kind,
                    LOOP_TYPES) {
     Net net;
     TestHandler h;
-    h.stop_fd = net.stop.get();
-    Runner<Kind> r(net.config(), h);
-    if (!r.created()) return;
-    constexpr uint32_t kCount = 2000, kWindow = 64;
-    prefill(net.peer0.get(), kWindow);
-    r.go();
-    auto got = pump(net.peer0.get(), net.tun_peer.get(), kCount, kWindow, kWindow);
-    const int workers = io_wq_workers();
-    eventfd_signal(net.stop.get());
-    r.join();
-    CHECK(r.run_error() == "");
-    check_in_order(got, kCount);
-    const LoopStats& s = r.stats();
-    INFO(Kind::kName << ": turns " << s.turns << ", submits " << s.submits << ", sqes " << s.sqes
-                     << ", largest batch " << h.max_datagram_batch.load());
-    CHECK(s.datagrams == kCount);
+    const auto b = burst<Kind>(net, h, net.peer0.get(), net.tun_peer.get());
+    if (!b) return;
+    INFO(describe<Kind>(b->stats) << ", largest batch " << h.max_datagram_batch.load());
+    check_burst<Kind>(*b);
+    CHECK(b->stats.datagrams == kBurst);
     CHECK(h.max_datagram_batch >= 2);
     CHECK(h.tun_write_errors == 0);
-    if (Kind::kName == "io_uring") {
-        CHECK(s.submits <= s.turns + 1);
-        CHECK(workers == 0);
-    }
-    CHECK(s.slots_held == 0);
 }
 
 TEST_CASE_TEMPLATE("loop: an unconnected link answers each sender at its address", Kind, LOOP_TYPES) {
@@ -480,23 +532,16 @@ TEST_CASE_TEMPLATE("loop: an unconnected link answers each sender at its address
     // Interleaved: each batch mixes both senders, each answer must still find
     // its own sender.
     constexpr uint32_t kCount = 100;
-    for (uint32_t seq = 0; seq < kCount; ++seq) {
-        auto p = packet(seq);
-        REQUIRE(write(seq % 2 ? b.get() : a.get(), p.data(), p.size()) == static_cast<ssize_t>(p.size()));
-    }
+    for (uint32_t seq = 0; seq < kCount; ++seq) write_packet(seq % 2 ? b.get() : a.get(), packet(seq));
     std::vector<int64_t> at_a, at_b;
-    std::vector<uint8_t> buf(4096);
     const auto end = std::chrono::steady_clock::now() + 3s;
     while (at_a.size() + at_b.size() < kCount && std::chrono::steady_clock::now() < end) {
         pollfd pfd[2] = {{a.get(), POLLIN, 0}, {b.get(), POLLIN, 0}};
         poll(pfd, 2, 20);
-        for (auto [fd, out] : {std::pair{a.get(), &at_a}, std::pair{b.get(), &at_b}}) {
-            ssize_t n;
-            while ((n = read(fd, buf.data(), buf.size())) >= 0) out->push_back(check_packet(buf.data(), n));
-        }
+        for (auto [fd, out] : {std::pair{a.get(), &at_a}, std::pair{b.get(), &at_b}})
+            drain(fd, [out = out](const uint8_t* data, size_t size) { out->push_back(check_packet(data, size)); });
     }
-    eventfd_signal(net.stop.get());
-    r.join();
+    r.stop(net.stop.get());
     CHECK(r.run_error() == "");
     REQUIRE(at_a.size() == kCount / 2);
     REQUIRE(at_b.size() == kCount / 2);
@@ -573,8 +618,7 @@ TEST_CASE_TEMPLATE("loop: an empty pool stalls reads without losing a buffer", K
     eventfd_signal(net.flush.get());
     auto got = pump(net.tun_peer.get(), net.peer0.get(), kCount, kCount, kCount);
     // Quiet again: everything not lent to a read is back in the pool.
-    eventfd_signal(net.stop.get());
-    r.join();
+    r.stop(net.stop.get());
     CHECK(r.run_error() == "");
     check_in_order(got, kCount);
 
@@ -602,27 +646,14 @@ TEST_CASE_TEMPLATE("loop: a datagram larger than a slot is dropped, one that fit
     if (!r.created()) return;
     r.go();
     const size_t sizes[] = {kSlot + 1, kSlot, 3000, 10, kSlot + 100};
-    for (uint32_t i = 0; i < 5; ++i) {
-        auto p = packet(i, sizes[i]);
-        REQUIRE(write(net.peer0.get(), p.data(), p.size()) == static_cast<ssize_t>(p.size()));
-    }
+    for (uint32_t i = 0; i < 5; ++i) write_packet(net.peer0.get(), packet(i, sizes[i]));
     std::vector<std::vector<uint8_t>> got;
-    std::vector<uint8_t> buf(65536);
-    const auto end = std::chrono::steady_clock::now() + 2s;
-    while (got.size() < 2 && std::chrono::steady_clock::now() < end) {
-        pollfd pfd{net.tun_peer.get(), POLLIN, 0};
-        poll(&pfd, 1, 20);
-        ssize_t n;
-        while ((n = read(net.tun_peer.get(), buf.data(), buf.size())) >= 0)
-            got.emplace_back(buf.begin(), buf.begin() + n);
-    }
+    auto take = [&](const uint8_t* data, size_t size) { got.emplace_back(data, data + size); };
+    collect(net.tun_peer.get(), 2s, [&] { return got.size() >= 2; }, take);
     // Give a wrongly passed truncated datagram the time to show up.
     std::this_thread::sleep_for(50ms);
-    ssize_t n;
-    while ((n = read(net.tun_peer.get(), buf.data(), buf.size())) >= 0)
-        got.emplace_back(buf.begin(), buf.begin() + n);
-    eventfd_signal(net.stop.get());
-    r.join();
+    drain(net.tun_peer.get(), take);
+    r.stop(net.stop.get());
     CHECK(r.run_error() == "");
     REQUIRE(got.size() == 2);
     CHECK(got[0] == packet(1, kSlot));
@@ -647,24 +678,18 @@ TEST_CASE_TEMPLATE("loop: ICMP errors on a link are not fatal", Kind, LOOP_TYPES
     if (!r.created()) return;
     r.go();
     // TUN -> link 0 -> ICMP port unreachable -> ECONNREFUSED on the socket.
-    auto p = packet(0);
-    REQUIRE(write(net.tun_peer.get(), p.data(), p.size()) == static_cast<ssize_t>(p.size()));
+    write_packet(net.tun_peer.get(), packet(0));
     std::this_thread::sleep_for(100ms);
     // The link still works: a datagram from its peer, back again, reaches
     // the TUN device.
     Fd sender(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     REQUIRE(bind(sender.get(), &dead.addr.sa, dead.len) == 0);
     connect_to(sender.get(), local_endpoint(link.get()));
-    auto q = packet(1);
-    REQUIRE(write(sender.get(), q.data(), q.size()) == static_cast<ssize_t>(q.size()));
-    std::vector<uint8_t> buf(4096);
-    pollfd pfd{net.tun_peer.get(), POLLIN, 0};
-    REQUIRE(poll(&pfd, 1, 2000) == 1);
-    const ssize_t n = read(net.tun_peer.get(), buf.data(), buf.size());
-    eventfd_signal(net.stop.get());
-    r.join();
+    write_packet(sender.get(), packet(1));
+    const int64_t seq = read_one(net.tun_peer.get());
+    r.stop(net.stop.get());
     CHECK(r.run_error() == "");
-    CHECK(check_packet(buf.data(), static_cast<size_t>(std::max<ssize_t>(n, 0))) == 1);
+    CHECK(seq == 1);
     // Whoever met the error first: the receive (re-armed) or a send.
     CHECK(r.stats().read_errors + static_cast<uint64_t>(h.send_errors) >= 1);
 }
@@ -725,16 +750,12 @@ TEST_CASE_TEMPLATE("loop: buffers handed back wrongly are refused, not reused", 
     } h;
     Runner<Kind> r(net.config(), h);
     if (!r.created()) return;
-    auto p = packet(5);
-    REQUIRE(write(net.tun_peer.get(), p.data(), p.size()) == static_cast<ssize_t>(p.size()));
+    write_packet(net.tun_peer.get(), packet(5));
     r.go();
-    std::vector<uint8_t> buf(4096);
-    pollfd pfd{net.peer0.get(), POLLIN, 0};
-    REQUIRE(poll(&pfd, 1, 2000) == 1);
-    const ssize_t n = read(net.peer0.get(), buf.data(), buf.size());
+    const int64_t seq = read_one(net.peer0.get());
     r.join();
     CHECK(r.run_error() == "");
-    CHECK(check_packet(buf.data(), static_cast<size_t>(std::max<ssize_t>(n, 0))) == 5);
+    CHECK(seq == 5);
     CHECK(r.stats().rejected == 7);
     CHECK(h.send_errors == 1);  // the oversized one: EINVAL
     CHECK(h.last_send_error == EINVAL);
@@ -761,28 +782,19 @@ TEST_CASE_TEMPLATE("loop: a link with a full socket buffer drops with EAGAIN and
     Runner<Kind> r(config, h);
     if (!r.created()) return;
     constexpr uint32_t kCount = 50;
-    for (uint32_t seq = 0; seq < kCount; ++seq) {
-        auto p = packet(seq, 500);
-        REQUIRE(write(net.tun_peer.get(), p.data(), p.size()) == static_cast<ssize_t>(p.size()));
-    }
+    for (uint32_t seq = 0; seq < kCount; ++seq) write_packet(net.tun_peer.get(), packet(seq, 500));
     r.go();
     std::this_thread::sleep_for(100ms);  // the loop meets the full buffer
     std::vector<int64_t> got;
-    std::vector<uint8_t> buf(4096);
-    const auto end = std::chrono::steady_clock::now() + 2s;
-    while (got.size() + static_cast<size_t>(h.send_errors) < kCount && std::chrono::steady_clock::now() < end) {
-        pollfd pfd{peer.get(), POLLIN, 0};
-        poll(&pfd, 1, 20);
-        ssize_t n;
-        while ((n = read(peer.get(), buf.data(), buf.size())) >= 0) {
+    collect(
+        peer.get(), 2s, [&] { return got.size() + static_cast<size_t>(h.send_errors) >= kCount; },
+        [&](const uint8_t* data, size_t size) {
             uint32_t seq = 0;
-            std::memcpy(&seq, buf.data(), 4);
-            const bool intact = n == 500 && std::vector<uint8_t>(buf.begin(), buf.begin() + n) == packet(seq, 500);
+            std::memcpy(&seq, data, 4);
+            const bool intact = size == 500 && std::vector<uint8_t>(data, data + size) == packet(seq, 500);
             got.push_back(intact ? seq : -1);
-        }
-    }
-    eventfd_signal(net.stop.get());
-    r.join();
+        });
+    r.stop(net.stop.get());
     CHECK(r.run_error() == "");
     CHECK(std::find(got.begin(), got.end(), -1) == got.end());
     INFO("arrival order: " << [&] { std::string s; for (auto g : got) s += std::to_string(g) + " "; return s; }());
