@@ -151,6 +151,10 @@ constexpr GeneralKey kGeneralKeys[] = {
          c.control_unix_path = v;
          return {};
      }},
+    {"control_unix_mode",
+     [](Config& c, std::string_view k, std::string_view v) {
+         return assign(c.control_unix_mode, to_mode(k, v));
+     }},
     {"control_bind_host",
      [](Config& c, std::string_view k, std::string_view v) -> Status {
          if (auto s = check_host(k, v); !s) return s;

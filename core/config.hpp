@@ -77,7 +77,8 @@ struct Config {
     uint32_t latency_tolerence_ms = 1000;
 
     std::string statuscommand;  // "" = none
-    std::string control_unix_path;
+    std::string control_unix_path;  // "" = /run/mlvpn/NAME.sock
+    uint32_t control_unix_mode = 0600;  // new: permissions of the control socket
     std::string control_bind_host;
     uint16_t control_bind_port = 0;
 

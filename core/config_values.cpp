@@ -85,6 +85,16 @@ Result<bool> to_bool(std::string_view key, std::string_view v) {
 }
 
 // SO_MARK takes any 32-bit value; marks are often written in hex.
+Result<uint32_t> to_mode(std::string_view key, std::string_view v) {
+    const bool octal = !v.empty() && v.size() <= 4 &&
+                       std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '7'; });
+    if (!octal) return fail(fmt::format("{}: '{}' is not an octal mode like 0600", key, shown(v)));
+    uint32_t mode = 0;
+    for (char c : v) mode = mode * 8 + static_cast<uint32_t>(c - '0');
+    if (mode > 0777) return fail(fmt::format("{}: {} is out of range (0..0777)", key, shown(v)));
+    return mode;
+}
+
 Result<uint32_t> to_fwmark(std::string_view key, std::string_view v) {
     constexpr std::string_view expected = "expected decimal or 0x hex, 1..4294967295";
     if (v.size() > 2 && v[0] == '0' && (v[1] == 'x' || v[1] == 'X')) {

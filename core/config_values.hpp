@@ -26,6 +26,8 @@ Result<uint32_t> to_u32(std::string_view key, std::string_view v, uint32_t min, 
 Result<uint16_t> to_port(std::string_view key, std::string_view v);
 // 0/1, yes/no, true/false, on/off (any case).
 Result<bool> to_bool(std::string_view key, std::string_view v);
+// File permissions in octal ("0600", "660"), at most 0777.
+Result<uint32_t> to_mode(std::string_view key, std::string_view v);
 // Decimal or 0x hex, 1..2^32-1.
 Result<uint32_t> to_fwmark(std::string_view key, std::string_view v);
 

@@ -16,6 +16,7 @@
 #include "core/log.hpp"
 #include "priv/channel.hpp"
 #include "priv/cli.hpp"
+#include "priv/control_sockets.hpp"
 #include "priv/hook.hpp"
 #include "priv/log_sink.hpp"
 #include "priv/monitor.hpp"
@@ -70,6 +71,7 @@ Result<Fd> block_signals() {
 
 int run(const priv::Options& o, priv::ProcTitle& title) {
     uring::SystemClock clock;
+    const uint64_t started_unix = clock.wall_ns() / 1'000'000'000ULL;
     auto sink = make_sink(o, clock);
     core::Logger log(*sink, o.log_level());
     for (const auto& t : o.debug_tokens) log.enable_token(t);
@@ -93,6 +95,11 @@ int run(const priv::Options& o, priv::ProcTitle& title) {
     auto resources = priv::build_resources(*config, log);
     if (!resources) return fatal(log, o, resources.error().message);
     if (auto s = priv::prepare_empty_dir(kChrootDir); !s) return fatal(log, o, s.error().message);
+    auto controls = priv::open_control_sockets(*config, o.name);
+    if (!controls) return fatal(log, o, controls.error().message);
+    const std::string control_path =
+        config->control_unix_path.empty() ? priv::default_control_path(o.name) : config->control_unix_path;
+    for (const auto& c : *controls) log.info("control socket: {}", c.where);
 
     std::unique_ptr<priv::HookRunner> hooks;
     if (!config->statuscommand.empty()) {
@@ -124,9 +131,10 @@ int run(const priv::Options& o, priv::ProcTitle& title) {
                config->mode == core::Mode::Server ? "server" : "client", resources->tun.name,
                config->links.size(), worker);
 
-    priv::MonitorParams mp{*config, *resources, *psk, o.name, o.log_level(), o.debug};
+    priv::MonitorParams mp{*config, *resources, *controls, *psk, o.name, started_unix, o.log_level(), o.debug};
     priv::Monitor monitor(mp, std::move(channels->first), worker, signals->get(), hooks.get(), log, clock);
     const int status = monitor.run();
+    priv::remove_control_socket(control_path);
     log.notice("mlvpn stopped");
     return status;
 }

@@ -23,6 +23,7 @@ bool valid(const GetConfig&) { return true; }
 bool valid(const Config& m) {
     return m.mode <= 1 && m.tuntap <= 1 && m.cleartext_data <= 1 && m.debug_stderr <= 1 &&
            m.mtu >= 68 && m.mtu <= 65535 + 18 && m.link_count >= 1 && m.link_count <= kMaxLinks && m.reorder_buffer_size <= 65536 &&
+           m.control_count <= kMaxControlSockets && m.priv_pid > 0 &&
            m.log_level >= 3 && m.log_level <= 7 && zero(m.reserved) && terminated(m.name);
 }
 bool valid(const GetLink& m) { return m.index < kMaxLinks; }
@@ -35,7 +36,7 @@ bool valid(const Link& m) {
                    (m.allowed_peer.sin6_family == AF_INET6 && m.allowed_peer_len == sizeof(sockaddr_in6)));
     return m.index < kMaxLinks && terminated(m.name) && m.name[0] != '\0' && m.connected <= 1 &&
            m.fallback_only <= 1 && m.reserved == 0 && m.timeout_ms > 0 && m.loss_tolerence_pct <= 100 &&
-           peer_ok;
+           peer_ok && terminated(m.local) && terminated(m.remote);
 }
 bool valid(const OpenTun&) { return true; }
 bool valid(const Tun& m) { return m.error >= 0 && terminated(m.ifname); }
@@ -43,6 +44,9 @@ bool valid(const OpenLink& m) { return m.index < kMaxLinks; }
 bool valid(const LinkSocket& m) { return m.index < kMaxLinks && m.error >= 0; }
 bool valid(const Ready& m) { return m.backend == 1 || m.backend == 2; }
 bool valid(const LinkState& m) { return m.index < kMaxLinks && m.up <= 1 && zero(m.reserved); }
+bool valid(const Reload&) { return true; }
+bool valid(const OpenControl& m) { return m.index < kMaxControlSockets; }
+bool valid(const ControlListener& m) { return m.index < kMaxControlSockets && m.privileged <= 1 && zero(m.reserved); }
 bool valid(const Log& m) {
     return m.level >= 3 && m.level <= 7 && m.reserved == 0 && m.length <= kLogTextSize;
 }
@@ -74,6 +78,9 @@ std::optional<Any> decode(std::span<const std::byte> d) {
     case Type::Ready: return read_as<Ready>(d);
     case Type::LinkState: return read_as<LinkState>(d);
     case Type::Log: return read_as<Log>(d);
+    case Type::Reload: return read_as<Reload>(d);
+    case Type::OpenControl: return read_as<OpenControl>(d);
+    case Type::ControlListener: return read_as<ControlListener>(d);
     }
     return std::nullopt;
 }

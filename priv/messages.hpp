@@ -38,12 +38,17 @@ enum class Type : uint16_t {
     Ready = 10,      // the data path runs; no answer
     LinkState = 12,  // a link went up or down; no answer (priv runs hooks)
     Log = 14,        // a line for priv's log; no answer
+    Reload = 16,     // an operator asked (mlvpnctl reload); no answer
+    OpenControl = 18,  // -> ControlListener, with the listening socket
+    ControlListener = 19,
 };
 
 inline constexpr size_t kNameSize = 32;    // NUL-terminated link / tunnel names
 inline constexpr size_t kIfNameSize = 16;  // IFNAMSIZ
 inline constexpr size_t kLogTextSize = 480;
 inline constexpr uint32_t kMaxLinks = 64;
+inline constexpr size_t kAddressText = 64;  // "[ipv6]:port"
+inline constexpr uint32_t kMaxControlSockets = 2;
 
 struct Header {
     Type type;
@@ -63,6 +68,9 @@ struct Config {
     uint32_t mtu = 0;      // largest packet the device hands us (frame for TAP)
     uint32_t link_count = 0;
     uint32_t reorder_buffer_size = 0;  // packets; 0 = off
+    uint32_t control_count = 0;  // control sockets to ask for
+    int32_t priv_pid = 0;
+    uint64_t started_unix = 0;  // when priv started, for uptime
     uint8_t log_level = 0;  // core::Level
     uint8_t reserved[3] = {};
     char name[kNameSize] = {};  // tunnel name, for the process title
@@ -88,6 +96,8 @@ struct Link {
     uint32_t latency_tolerence_ms = 0;
     sockaddr_in6 allowed_peer{};  // AF_INET stored as sockaddr_in in the first bytes
     uint32_t allowed_peer_len = 0;
+    char local[kAddressText] = {};   // for status: the bound address
+    char remote[kAddressText] = {};  // for status: the configured peer, or ""
 };
 
 struct OpenTun {
@@ -123,6 +133,22 @@ struct LinkState {
     uint8_t reserved[3] = {};
 };
 
+struct Reload {
+    Header h{Type::Reload, 0};
+};
+
+struct OpenControl {
+    Header h{Type::OpenControl, 0};
+    uint32_t index = 0;
+};
+
+struct ControlListener {
+    Header h{Type::ControlListener, 0};
+    uint32_t index = 0;
+    uint8_t privileged = 0;  // the Unix socket
+    uint8_t reserved[3] = {};
+};
+
 struct Log {
     Header h{Type::Log, 0};
     uint8_t level = 0;  // core::Level, 3..7
@@ -132,7 +158,7 @@ struct Log {
 };
 
 using Any = std::variant<GetConfig, Config, GetLink, Link, OpenTun, Tun, OpenLink, LinkSocket, Ready,
-                         LinkState, Log>;
+                         LinkState, Log, Reload, OpenControl, ControlListener>;
 
 template <class M>
 std::span<const std::byte> bytes_of(const M& m) {

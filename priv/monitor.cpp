@@ -42,7 +42,7 @@ Monitor::Monitor(MonitorParams params, Channel channel, pid_t worker, int signal
       hooks_(hooks),
       log_(log),
       clock_(clock),
-      policy_(p_.config.links.size()) {}
+      policy_(p_.config.links.size(), p_.controls.size()) {}
 
 bool Monitor::violation(const std::string& what) {
     log_.error("worker broke the protocol ({}); stopping", what);
@@ -71,6 +71,9 @@ bool Monitor::dispatch(const msg::Any& any, bool has_fd) {
         c.mtu = p_.resources.frame_mtu;
         c.link_count = static_cast<uint32_t>(links);
         c.reorder_buffer_size = p_.config.reorder_buffer_size.value_or(core::kDefaultReorderCapacity);
+        c.control_count = static_cast<uint32_t>(p_.controls.size());
+        c.priv_pid = getpid();
+        c.started_unix = p_.started_unix;
         c.log_level = static_cast<uint8_t>(p_.worker_log_level);
         msg::set_string(c.name, p_.name);
         std::memcpy(c.psk, p_.psk.data(), sizeof c.psk);
@@ -87,6 +90,9 @@ bool Monitor::dispatch(const msg::Any& any, bool has_fd) {
         l.bandwidth = lc.bandwidth_upload;
         l.loss_tolerence_pct = lc.loss_tolerence_pct;
         l.latency_tolerence_ms = lc.latency_tolerence_ms;
+        const auto& sock = p_.resources.sockets[get_link->index];
+        msg::set_string(l.local, sock.local.to_string());
+        msg::set_string(l.remote, sock.remote.empty() ? std::string() : sock.remote.to_string());
         if (const auto& peer = p_.resources.allowed_peers[get_link->index]) {
             l.has_allowed_peer = 1;
             std::memcpy(&l.allowed_peer, &peer->addr, peer->len);
@@ -103,6 +109,14 @@ bool Monitor::dispatch(const msg::Any& any, bool has_fd) {
         sent = channel_.send(ls, p_.resources.sockets[open_link->index].fd.get());
         // priv has no use for data sockets: the worker holds the only copy.
         p_.resources.sockets[open_link->index].fd.reset();
+    } else if (const auto* open_control = std::get_if<msg::OpenControl>(&any)) {
+        msg::ControlListener cl;
+        cl.index = open_control->index;
+        cl.privileged = p_.controls[open_control->index].privileged ? 1 : 0;
+        sent = channel_.send(cl, p_.controls[open_control->index].fd.get());
+        p_.controls[open_control->index].fd.reset();  // the worker serves it
+    } else if (std::holds_alternative<msg::Reload>(any)) {
+        reload("mlvpnctl reload");
     } else if (const auto* ready = std::get_if<msg::Ready>(&any)) {
         log_.info("worker ready ({})", ready->backend == 1 ? "io_uring" : "epoll");
     } else if (const auto* state = std::get_if<msg::LinkState>(&any)) {
@@ -186,6 +200,12 @@ void Monitor::stop_worker() {
     }
 }
 
+void Monitor::reload(const char* why) {
+    log_.warn("{}: this version cannot reload its configuration live; restart mlvpn to apply changes "
+              "(still running with the configuration it started with)",
+              why);
+}
+
 void Monitor::on_signal() {
     signalfd_siginfo si{};
     while (read(signal_fd_, &si, sizeof si) == sizeof si) {
@@ -197,8 +217,7 @@ void Monitor::on_signal() {
             done_ = true;
             break;
         case SIGHUP:
-            log_.warn("SIGHUP: this version cannot reload its configuration live; restart mlvpn to apply "
-                      "changes (still running with the configuration it started with)");
+            reload("SIGHUP");
             break;
         case SIGUSR1:
             // The figures live in the worker: it logs them.

@@ -16,6 +16,7 @@
 #include "core/log.hpp"
 #include "core/secret.hpp"
 #include "priv/channel.hpp"
+#include "priv/control_sockets.hpp"
 #include "priv/hook.hpp"
 #include "priv/policy.hpp"
 #include "priv/setup.hpp"
@@ -25,8 +26,10 @@ namespace mlvpn::priv {
 struct MonitorParams {
     const core::Config& config;
     Resources& resources;
+    std::vector<ControlSocket>& controls;
     core::SecretKey& psk;
     std::string name;
+    uint64_t started_unix = 0;
     core::Level worker_log_level = core::Level::Notice;
     bool worker_debug = false;
 };
@@ -45,6 +48,7 @@ private:
     bool dispatch(const msg::Any& m, bool has_fd);
     bool violation(const std::string& what);
     void on_signal();
+    void reload(const char* why);
     void run_link_hooks(uint32_t index, bool up, bool any_before);
     void stop_worker();
     void reap_worker(bool wait);

@@ -13,8 +13,8 @@ bool all(const std::vector<bool>& v) {
 }
 }  // namespace
 
-RequestPolicy::RequestPolicy(size_t links)
-    : link_sent_(links, false), socket_sent_(links, false), link_up_(links, false) {}
+RequestPolicy::RequestPolicy(size_t links, size_t control_sockets)
+    : link_sent_(links, false), socket_sent_(links, false), control_sent_(control_sockets, false), link_up_(links, false) {}
 
 bool RequestPolicy::any_link_up() const {
     return std::any_of(link_up_.begin(), link_up_.end(), [](bool b) { return b; });
@@ -60,8 +60,17 @@ std::optional<std::string> RequestPolicy::setup(const msg::Any& any) {
         socket_sent_[m->index] = true;
         return std::nullopt;
     }
+    if (const auto* m = std::get_if<msg::OpenControl>(&any)) {
+        if (m->index >= control_sent_.size() || control_sent_[m->index]) {
+            return fmt::format("control socket {} asked out of turn", m->index);
+        }
+        control_sent_[m->index] = true;
+        return std::nullopt;
+    }
     if (std::holds_alternative<msg::Ready>(any)) {
-        if (!tun_sent_ || !all(link_sent_) || !all(socket_sent_)) return "ready before setup was complete";
+        if (!tun_sent_ || !all(link_sent_) || !all(socket_sent_) || !all(control_sent_)) {
+            return "ready before setup was complete";
+        }
         phase_ = Phase::Running;
         return std::nullopt;
     }
@@ -75,6 +84,7 @@ std::optional<std::string> RequestPolicy::running_request(const msg::Any& any) {
         link_up_[m->index] = m->up == 1;
         return std::nullopt;
     }
+    if (std::holds_alternative<msg::Reload>(any)) return std::nullopt;
     return "request not allowed while running";
 }
 

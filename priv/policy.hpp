@@ -3,9 +3,10 @@
 // permission table of OpenSSH's monitor, as a pure state machine so that it
 // is tested (and fuzzed) without processes.
 //
-//   setup:   GetConfig once, first; then GetLink(i), OpenLink(i) once per link
-//            and OpenTun once, in any order; then Ready once -> running
-//   running: LinkState(i, up) only as a real transition
+//   setup:   GetConfig once, first; then GetLink(i), OpenLink(i) once per link,
+//            OpenControl(i) once per control socket and OpenTun once, in any
+//            order; then Ready once -> running
+//   running: LinkState(i, up) only as a real transition; Reload
 //   always:  Log
 // No request may carry a descriptor. The first violation is final.
 #pragma once
@@ -21,7 +22,7 @@ namespace mlvpn::priv {
 
 class RequestPolicy {
 public:
-    explicit RequestPolicy(size_t links);
+    explicit RequestPolicy(size_t links, size_t control_sockets = 0);
 
     // nullopt when `m` is allowed now (the state moves on); otherwise why not.
     std::optional<std::string> admit(const msg::Any& m, bool has_fd);
@@ -40,6 +41,7 @@ private:
     bool tun_sent_ = false;
     std::vector<bool> link_sent_;
     std::vector<bool> socket_sent_;
+    std::vector<bool> control_sent_;
     std::vector<bool> link_up_;
 };
 

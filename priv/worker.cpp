@@ -12,9 +12,12 @@
 #include <optional>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
+#include "core/status.hpp"
 #include "core/tunnel.hpp"
 #include "core/wire.hpp"
+#include "priv/control_server.hpp"
 #include "priv/log_sink.hpp"
 #include "uring/loop.hpp"
 #include "uring/system_clock.hpp"
@@ -75,10 +78,11 @@ Result<std::pair<Answer, Fd>> ask(Channel& channel, const Request& request) {
 struct Setup {
     core::TunnelSettings settings;
     core::SecretKey psk;
-    std::string name;
+    core::StatusMeta meta;
     std::string ifname;
     Fd tun;
     std::vector<Fd> sockets;
+    std::vector<ControlServer::Listener> controls;
 };
 
 Result<Setup> fetch_setup(Channel& channel) {
@@ -91,7 +95,12 @@ Result<Setup> fetch_setup(Channel& channel) {
     s.settings.cleartext_data = c.cleartext_data == 1;
     s.settings.mtu = c.mtu;
     s.settings.reorder_buffer_size = c.reorder_buffer_size;
-    s.name = std::string(msg::get_string(c.name));
+    s.meta.name = std::string(msg::get_string(c.name));
+    s.meta.version = MLVPN_VERSION;
+    s.meta.pid = c.priv_pid;
+    s.meta.worker_pid = getpid();
+    s.meta.started_unix = c.started_unix;
+    s.meta.last_reload_unix = c.started_unix;
     std::memcpy(s.psk.data(), c.psk, sizeof c.psk);
     sodium_memzero(const_cast<uint8_t*>(c.psk), sizeof c.psk);
 
@@ -117,6 +126,8 @@ Result<Setup> fetch_setup(Channel& channel) {
             ls.allowed_peer = e;
         }
         s.settings.links.push_back(std::move(ls));
+        s.meta.local.emplace_back(msg::get_string(l.local));
+        s.meta.remote.emplace_back(msg::get_string(l.remote));
     }
 
     auto tun = ask<msg::Tun>(channel, msg::OpenTun{});
@@ -125,6 +136,7 @@ Result<Setup> fetch_setup(Channel& channel) {
         return fail(fmt::format("priv could not give the tunnel device: {}", std::strerror(tun->first.error)));
     }
     s.ifname = std::string(msg::get_string(tun->first.ifname));
+    s.meta.device = s.ifname;
     s.tun = std::move(tun->second);
 
     for (uint32_t i = 0; i < c.link_count; ++i) {
@@ -137,6 +149,14 @@ Result<Setup> fetch_setup(Channel& channel) {
                                     std::strerror(sock->first.error)));
         }
         s.sockets.push_back(std::move(sock->second));
+    }
+    for (uint32_t i = 0; i < c.control_count; ++i) {
+        msg::OpenControl req;
+        req.index = i;
+        auto ctl = ask<msg::ControlListener>(channel, req);
+        if (!ctl) return tl::unexpected(ctl.error());
+        if (!ctl->second) return fail("priv sent no control socket");
+        s.controls.push_back(ControlServer::Listener{std::move(ctl->second), ctl->first.privileged == 1});
     }
     return s;
 }
@@ -160,15 +180,60 @@ Result<Fd> make_signalfd() {
 class WorkerHandler final : public uring::Handler {
 public:
     WorkerHandler(core::Tunnel& tunnel, Channel& channel, int signal_fd, core::Logger& log, ProcTitle& title,
-                  std::string name, bool natural_title)
+                  core::StatusMeta meta, const core::Clock& clock, bool natural_title)
         : tunnel_(tunnel),
           channel_(channel),
           signal_fd_(signal_fd),
           log_(log),
           title_(title),
-          name_(std::move(name)),
+          meta_(std::move(meta)),
+          clock_(clock),
           natural_title_(natural_title) {
         update_title();
+    }
+
+    void set_control(ControlServer* control) { control_ = control; }
+    void set_backend(const char* backend) { meta_.backend = backend; }
+
+    // The answer to one control request (the protocol layer made sure it is
+    // well-formed and allowed on the socket it came from).
+    std::string answer(const core::control::Request& r) {
+        namespace control = core::control;
+        switch (r.kind) {
+        case control::Kind::Status:
+            return control::response(r, 200, "application/json", core::to_json(core::snapshot(tunnel_, meta_, clock_)));
+        case control::Kind::Metrics:
+            return control::response(r, 200, "text/plain; version=0.0.4; charset=utf-8",
+                                     core::to_prometheus(core::snapshot(tunnel_, meta_, clock_)));
+        case control::Kind::Link: {
+            for (core::LinkIndex i = 0; i < tunnel_.link_count(); ++i) {
+                if (tunnel_.link(i).settings.name != r.link) continue;
+                tunnel_.set_admin(i, r.admin);
+                for (const auto& e : tunnel_.take_events()) report(e);
+                update_title();
+                return control::response(
+                    r, 200, "application/json",
+                    nlohmann::json{{"ok", true}, {"message", fmt::format("link {} is now {}", r.link, core::to_string(r.admin))}}.dump() + "\n");
+            }
+            control::Request e = r;
+            e.http_status = 404;
+            e.error = fmt::format("no link named '{}'", r.link);
+            return control::error_response(e);
+        }
+        case control::Kind::Reload: {
+            if (auto sent = channel_.send(msg::Reload{}); !sent) {
+                control::Request e = r;
+                e.http_status = 503;
+                e.error = "cannot reach the privileged process";
+                return control::error_response(e);
+            }
+            return control::response(r, 200, "application/json",
+                                     nlohmann::json{{"ok", true}, {"message", "reload requested; the log says how it went"}}.dump() + "\n");
+        }
+        case control::Kind::Error:
+            break;
+        }
+        return control::error_response(r);
     }
 
     void on_tun(std::span<core::Buffer*> packets, core::Io& io) override { tunnel_.on_tun_packets(packets, io); }
@@ -179,7 +244,8 @@ public:
     void on_tun_write_error(int error) override { tunnel_.on_tun_write_error(error); }
 
     core::Time on_timer(core::Io& io) override {
-        const core::Time next = tunnel_.on_timer(io);
+        core::Time next = tunnel_.on_timer(io);
+        if (control_ != nullptr) next = std::min(next, control_->on_timer());
         auto events = tunnel_.take_events();
         if (!events.empty()) {
             for (const auto& e : events) report(e);
@@ -189,6 +255,10 @@ public:
     }
 
     void on_readable(int fd, core::Io&) override {
+        if (control_ != nullptr && fd == control_->fd()) {
+            control_->on_ready();
+            return;
+        }
         if (fd == signal_fd_) {
             signalfd_siginfo si{};
             while (read(signal_fd_, &si, sizeof si) == sizeof si) {
@@ -253,7 +323,7 @@ private:
 
     void update_title() {
         if (natural_title_) return;
-        std::string t = "mlvpn: " + name_;
+        std::string t = "mlvpn: " + meta_.name;
         for (core::LinkIndex i = 0; i < tunnel_.link_count(); ++i) {
             const auto& l = tunnel_.link(i);
             t += l.state == core::LinkState::Up ? " @" : " !";
@@ -267,8 +337,10 @@ private:
     int signal_fd_;
     core::Logger& log_;
     ProcTitle& title_;
-    std::string name_;
+    core::StatusMeta meta_;
+    const core::Clock& clock_;
     bool natural_title_;
+    ControlServer* control_ = nullptr;
     bool running_ = true;
     std::vector<bool> up_;
 };
@@ -314,6 +386,21 @@ int worker_main(Channel channel, const WorkerParams& params, ProcTitle& title) {
     lc.tun_fd = setup->tun.get();
     for (const auto& s : setup->sockets) lc.link_fds.push_back(s.get());
     lc.watch_fds = {channel.fd(), signals->get()};
+    core::Tunnel tunnel(std::move(setup->settings), std::move(setup->psk), clock, log);
+    WorkerHandler handler(tunnel, channel, signals->get(), log, title, setup->meta, clock, params.natural_title);
+    std::optional<ControlServer> control;
+    if (!setup->controls.empty()) {
+        auto made = ControlServer::make(std::move(setup->controls),
+                                        [&handler](const core::control::Request& r) { return handler.answer(r); },
+                                        clock, log);
+        if (!made) {
+            log.error("worker: {}", made.error().message);
+            return 1;
+        }
+        control.emplace(std::move(*made));
+        handler.set_control(&*control);
+        lc.watch_fds.push_back(control->fd());
+    }
     lc.slot_size = slot_size_for(setup->settings.mtu);
     lc.slot_count = lc.slot_size <= 4096 ? 4096 : std::max<uint32_t>(256, (32u << 20) / lc.slot_size);
     lc.batch = 32;
@@ -329,8 +416,7 @@ int worker_main(Channel channel, const WorkerParams& params, ProcTitle& title) {
         return 1;
     }
 
-    core::Tunnel tunnel(std::move(setup->settings), std::move(setup->psk), clock, log);
-    WorkerHandler handler(tunnel, channel, signals->get(), log, title, setup->name, params.natural_title);
+    handler.set_backend((*loop)->name());
     msg::Ready ready;
     ready.backend = std::string_view((*loop)->name()) == "io_uring" ? 1 : 2;
     if (auto s = channel.send(ready); !s) {

@@ -9,7 +9,7 @@ PACKAGES="
     cmake g++ make pkg-config
     liburing-dev libsodium-dev libnl-3-dev libnl-route-3-dev libcap-ng-dev
     doctest-dev libexpected-dev libfmt-dev nlohmann-json3-dev
-    iproute2 iperf3 iputils-ping nftables tcpdump procps passwd
+    iproute2 iperf3 iputils-ping nftables tcpdump procps passwd curl python3
 "
 
 if [ "$(id -u)" -ne 0 ]; then

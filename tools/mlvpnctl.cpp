@@ -16,6 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -155,16 +156,20 @@ std::string duration(uint64_t s) {
 }
 
 void print_table(const json& doc, const std::string& only) {
+    if (!only.empty()) {
+        const auto& links = doc["tunnels"];
+        const bool known = std::any_of(links.begin(), links.end(),
+                                       [&](const json& l) { return l.value("name", "") == only; });
+        if (!known) throw Failure{1, fmt::format("no link named '{}'", only)};
+    }
     fmt::print("tunnel {} ({}, {} {} mtu {}, {}), up {}, pid {}\n", doc.value("name", "?"), doc.value("mode", "?"),
                doc["tuntap"].value("type", "?"), doc["tuntap"].value("name", "?"), doc["tuntap"].value("mtu", 0),
                doc.value("backend", "?"), duration(doc.value("uptime", 0ULL)), doc.value("pid", 0));
     fmt::print("{:<12} {:<11} {:<22} {:<24} {:>9} {:>6} {:>10} {:>10} {:>7}\n", "LINK", "STATE", "REASON", "PEER",
                "RTT", "WEIGHT", "SENT", "RECEIVED", "DROPS");
-    bool shown = false;
     for (const auto& l : doc["tunnels"]) {
         const std::string name = l.value("name", "");
         if (!only.empty() && name != only) continue;
-        shown = true;
         uint64_t drops = 0;
         for (const auto& [reason, n] : l["drops"].items()) drops += n.get<uint64_t>();
         const std::string rtt = l["rtt_ms"].is_number() ? fmt::format("{:.2f} ms", l["rtt_ms"].get<double>()) : "-";
@@ -175,7 +180,6 @@ void print_table(const json& doc, const std::string& only) {
                    l.value("reason", ""), l.value("peer", "-"), rtt, 100 * l.value("weight", 0.0),
                    human_bytes(l.value("sentbytes", 0.0)), human_bytes(l.value("recvbytes", 0.0)), drops);
     }
-    if (!only.empty() && !shown) throw Failure{1, fmt::format("no link named '{}'", only)};
 }
 
 int run(int argc, char** argv) {

@@ -981,3 +981,20 @@ TEST_CASE("parse_ip_prefix") {
     }
     CHECK(*parse_ip_prefix("10.0.0.0/8", true) == *parse_ip_prefix("10.0.0.0/08", true));
 }
+
+TEST_CASE("config: control_unix_mode") {
+    auto good = mlvpn::core::parse_config("[general]\nmode = server\npassword = x\ncontrol_unix_mode = \"0660\"\n[l]\nbindport = 1\n", "c");
+    REQUIRE(good);
+    CHECK(good->control_unix_mode == 0660);
+    auto dflt = mlvpn::core::parse_config("[general]\nmode = server\npassword = x\n[l]\nbindport = 1\n", "c");
+    REQUIRE(dflt);
+    CHECK(dflt->control_unix_mode == 0600);
+    for (const char* bad : {"0800", "1777", "rw", "-1", "07777"}) {
+        CAPTURE(bad);
+        auto r = mlvpn::core::parse_config(std::string("[general]\nmode = server\npassword = x\ncontrol_unix_mode = ") + bad +
+                                               "\n[l]\nbindport = 1\n",
+                                           "c");
+        REQUIRE_FALSE(r);
+        CHECK(r.error().message.starts_with("c:4: control_unix_mode:"));
+    }
+}

@@ -71,6 +71,10 @@ CLIENT_CONF="$TMP_DIR/client.conf"
 SERVER_CONF="$TMP_DIR/server.conf"
 CLIENT_LOG="$TMP_DIR/client.log"
 SERVER_LOG="$TMP_DIR/server.log"
+# The control sockets live in the test's own directory: the default
+# (/run/mlvpn/NAME.sock) is shared by everything on the machine.
+CLIENT_SOCK="$TMP_DIR/client.sock"
+SERVER_SOCK="$TMP_DIR/server.sock"
 
 CLIENT_TUN_IP=10.42.43.2
 SERVER_TUN_IP=10.42.43.1
@@ -326,12 +330,14 @@ _write_conf() {
         if [[ $side == server ]]; then
             echo 'mode = "server"'
             echo "password = \"$SERVER_PASSWORD\""
+            echo "control_unix_path = \"$SERVER_SOCK\""
             echo "ip4 = \"$SERVER_TUN_IP/30\""
             echo "ip4_gateway = \"$CLIENT_TUN_IP\""
             [[ -n $SERVER_GENERAL_EXTRA ]] && printf '%s\n' "$SERVER_GENERAL_EXTRA"
         else
             echo 'mode = "client"'
             echo "password = \"$CLIENT_PASSWORD\""
+            echo "control_unix_path = \"$CLIENT_SOCK\""
             echo "ip4 = \"$CLIENT_TUN_IP/30\""
             echo "ip4_gateway = \"$SERVER_TUN_IP\""
             [[ -n $CLIENT_GENERAL_EXTRA ]] && printf '%s\n' "$CLIENT_GENERAL_EXTRA"
