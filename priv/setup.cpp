@@ -144,11 +144,6 @@ uint32_t payload_mtu(uint32_t path_mtu, int family) {
 
 Result<Resources> build_resources(const core::Config& config, core::Logger& log) {
     Resources r;
-    if (!config.control_unix_path.empty() || !config.control_bind_host.empty()) {
-        log.warn("{}: control_unix_path/control_bind_host: this version does not serve a control socket yet; "
-                 "the setting is ignored (use SIGUSR1 for per-link figures in the log)",
-                 config.path);
-    }
     uint32_t fits = 65535;
     std::string narrowest;
     uint32_t narrowest_path_mtu = 0;
