@@ -121,6 +121,7 @@ write_conf() {
         echo "[general]"
         echo "mode = \"$side\""
         echo "password = \"demo password, change me\""
+        echo "control_unix_path = \"$WORK/$side.sock\""
         if [[ $side == server ]]; then
             echo "ip4 = \"$TUN_S/30\""
             echo "ip4_gateway = \"$TUN_C\""
@@ -270,4 +271,7 @@ for _ in $(seq 30); do ip netns pids "$NS_C" | xargs -r ps -o comm= -p | grep -q
 rtt=$(sed -n 's/^rtt .* = \(.*\) ms$/\1/p' "$WORK/ping.txt")
 loss=$(sed -n 's/.* \([0-9.]*%\) packet loss.*/\1/p' "$WORK/ping.txt")
 [[ -n $rtt ]] && echo "  ping under load: min/avg/max/mdev $rtt ms, $loss lost (each link's tbf queues up to 20 ms)"
+echo
+bold "What the client daemon reports (mlvpnctl show)"
+"$BUILD/tools/mlvpnctl" -s "$WORK/client.sock" show 2>&1 | sed 's/^/  /' || true
 exit 0
