@@ -80,6 +80,10 @@ struct Link {
     LinkSettings settings;
     LinkState state = LinkState::Down;
     LinkAdmin admin = LinkAdmin::Up;
+    // Removed from the configuration by a reload: its index stays reserved
+    // (indices never move), it behaves as administratively down, and it is
+    // left out of status.
+    bool removed = false;
     const char* reason = "starting";  // why the link is in its state (for status)
     Endpoint peer;  // where to send (server side); empty on connected links
 
@@ -94,6 +98,7 @@ struct Link {
     Time last_rx{};    // last authenticated packet
     Time last_tx{};    // last packet sent
     Time next_handshake{};  // initiator: when to (re)send an initiation
+    bool rekey_now = false;  // initiator: handshake although the session is fine (new key)
     Time state_since{};
 
     // RTT from the echo fields: the peer's last timestamp and when it came.

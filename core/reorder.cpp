@@ -106,6 +106,11 @@ Time Reorder::expire(Time now, std::vector<Buffer*>& out) {
     }
 }
 
+void Reorder::set_capacity(size_t capacity, std::vector<Buffer*>& out) {
+    flush(out);
+    slots_.assign(capacity, nullptr);
+}
+
 void Reorder::flush(std::vector<Buffer*>& out) {
     while (held_ > 0) skip_to_first_held(out);
     arrivals_.clear();

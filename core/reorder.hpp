@@ -50,6 +50,9 @@ public:
     void flush(std::vector<Buffer*>& out);
 
     void set_max_wait(Duration d) { max_wait_ = d; }
+    // Flushes what is held (in order) and changes the capacity; the expected
+    // sequence and the counters carry on.
+    void set_capacity(size_t capacity, std::vector<Buffer*>& out);
     Duration max_wait() const { return max_wait_; }
     size_t capacity() const { return slots_.size(); }
     size_t held() const { return held_; }

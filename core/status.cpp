@@ -38,6 +38,7 @@ Status snapshot(const Tunnel& tunnel, const StatusMeta& meta, const Clock& clock
     }
     for (LinkIndex i = 0; i < tunnel.link_count(); ++i) {
         const Link& l = tunnel.link(i);
+        if (l.removed) continue;
         LinkStatus ls;
         ls.name = l.settings.name;
         ls.state = state_name(l);

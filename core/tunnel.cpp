@@ -81,7 +81,7 @@ size_t Tunnel::usable_links() const {
 std::vector<LinkEvent> Tunnel::take_events() { return std::exchange(events_, {}); }
 
 void Tunnel::set_admin(LinkIndex index, LinkAdmin admin) {
-    if (index >= links_.size()) return;
+    if (index >= links_.size() || links_[index].removed) return;
     Link& link = links_[index];
     if (link.admin == admin) return;
     log_.notice("link {}: administratively {} (was {})", link.settings.name, to_string(admin), to_string(link.admin));
@@ -94,6 +94,106 @@ void Tunnel::set_admin(LinkIndex index, LinkAdmin admin) {
         link.reason = settings_.mode == Mode::Client ? "handshaking" : "waiting for the peer";
         link.next_handshake = now;
     }
+}
+
+void Tunnel::set_psk(SecretKey psk) {
+    psk_ = std::move(psk);
+    const Time now = clock_.now();
+    for (auto& link : links_) {
+        // An initiation under the old key would only be refused.
+        link.pending.reset();
+        link.next_handshake = now;
+        link.cached.valid = false;
+        link.rekey_now = settings_.mode == Mode::Client && !link.removed;
+    }
+    log_.notice("new pre-shared key: {}", settings_.mode == Mode::Client
+                                              ? "handshaking again on every link"
+                                              : "used for the client's next handshakes");
+}
+
+void Tunnel::set_general(bool cleartext_data, uint32_t mtu, uint32_t reorder_buffer_size, Io& io) {
+    settings_.cleartext_data = cleartext_data;
+    settings_.mtu = mtu;
+    if (reorder_buffer_size != settings_.reorder_buffer_size) {
+        settings_.reorder_buffer_size = reorder_buffer_size;
+        reorder_.set_capacity(reorder_buffer_size, deliverable_);
+        deliver(io);
+    }
+}
+
+LinkIndex Tunnel::add_link(LinkSettings settings) {
+    const Time now = clock_.now();
+    LinkIndex index = static_cast<LinkIndex>(links_.size());
+    for (LinkIndex i = 0; i < links_.size(); ++i) {
+        if (links_[i].removed) {
+            index = i;
+            break;
+        }
+    }
+    Link fresh;
+    fresh.settings = std::move(settings);
+    fresh.admin = fresh.settings.fallback_only ? LinkAdmin::Backup : LinkAdmin::Up;
+    fresh.state_since = now;
+    fresh.next_handshake = now;
+    if (index == links_.size()) {
+        links_.push_back(std::move(fresh));
+        settings_.links.push_back(links_.back().settings);
+        usable_scratch_ = std::make_unique<bool[]>(links_.size());
+    } else {
+        links_[index] = std::move(fresh);
+        settings_.links[index] = links_[index].settings;
+    }
+    rebuild_scheduler();
+    log_.notice("link {} added", links_[index].settings.name);
+    return index;
+}
+
+void Tunnel::update_link(LinkIndex index, LinkSettings settings) {
+    if (index >= links_.size() || links_[index].removed) return;
+    Link& link = links_[index];
+    if (settings.fallback_only != link.settings.fallback_only && link.admin != LinkAdmin::Down) {
+        link.admin = settings.fallback_only ? LinkAdmin::Backup : LinkAdmin::Up;
+    }
+    link.settings = std::move(settings);
+    settings_.links[index] = link.settings;
+    rebuild_scheduler();
+}
+
+void Tunnel::reset_link(LinkIndex index) {
+    if (index >= links_.size() || links_[index].removed) return;
+    Link& link = links_[index];
+    const Time now = clock_.now();
+    set_state(index, LinkState::Down, now, "new socket");
+    link.current.reset();
+    link.previous.reset();
+    link.next.reset();
+    link.pending.reset();
+    link.cached.valid = false;
+    link.peer = Endpoint{};
+    link.has_rtt = false;
+    link.peer_ts = 0;
+    link.next_handshake = now;
+}
+
+void Tunnel::remove_link(LinkIndex index) {
+    if (index >= links_.size() || links_[index].removed) return;
+    set_state(index, LinkState::Down, clock_.now(), "removed");
+    Link& link = links_[index];
+    log_.notice("link {} removed", link.settings.name);
+    link.removed = true;
+    link.admin = LinkAdmin::Down;
+    link.current.reset();
+    link.previous.reset();
+    link.next.reset();
+    link.pending.reset();
+    link.cached.valid = false;
+    rebuild_scheduler();
+}
+
+void Tunnel::rebuild_scheduler() {
+    std::vector<uint64_t> b;
+    for (const auto& l : links_) b.push_back(l.removed ? 0 : l.settings.bandwidth);
+    scheduler_ = Scheduler(b);
 }
 
 void Tunnel::set_state(LinkIndex index, LinkState state, Time now, const char* reason) {
@@ -405,7 +505,7 @@ Time Tunnel::link_timers(LinkIndex index, Io& io, Time now) {
     if (settings_.mode == Mode::Client) {
         // The initiator keeps a session alive: handshake when there is none,
         // when it is old, or when the peer has gone quiet.
-        const bool want = !link.current || now - link.current->created >= timing::kRekeyAfter ||
+        const bool want = link.rekey_now || !link.current || now - link.current->created >= timing::kRekeyAfter ||
                           link.current->send_counter >= timing::kRekeyAfterMessages ||
                           now - link.last_rx >= timing::kRehandshakeAfterSilence;
         if (want) {

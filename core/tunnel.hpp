@@ -114,6 +114,25 @@ public:
     // Changes what the operator wants of a link (takes effect at once).
     void set_admin(LinkIndex link, LinkAdmin admin);
 
+    // Live reconfiguration (a reload). None of these loses a packet that a
+    // link still able to carry it could carry.
+    //
+    // A new pre-shared key: the initiator handshakes again on every link at
+    // once; the sessions in use stay until the new ones replace them, so a
+    // peer that has not reloaded yet keeps the tunnel up meanwhile.
+    void set_psk(SecretKey psk);
+    // Settings that are not per link. A smaller reorder buffer hands what it
+    // holds to the device.
+    void set_general(bool cleartext_data, uint32_t mtu, uint32_t reorder_buffer_size, Io& io);
+    // A new link (index = link_count() before the call, or a removed one's).
+    LinkIndex add_link(LinkSettings settings);
+    // New settings for a link that keeps its socket and sessions.
+    void update_link(LinkIndex link, LinkSettings settings);
+    // The link's socket was replaced: sessions, peer and state start over.
+    void reset_link(LinkIndex link);
+    // Gone from the configuration: never used again (see Link::removed).
+    void remove_link(LinkIndex link);
+
 private:
     // Handshake (tunnel_handshake.cpp)
     void send_initiation(LinkIndex index, Io& io, Time now, bool fresh);
@@ -135,6 +154,7 @@ private:
     uint32_t echo_for(const Link& link, Time now) const;
     Time link_timers(LinkIndex index, Io& io, Time now);
     void deliver(Io& io);
+    void rebuild_scheduler();
     Duration reorder_wait() const;
 
     TunnelSettings settings_;

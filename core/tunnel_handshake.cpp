@@ -239,6 +239,7 @@ void Tunnel::on_response(LinkIndex index, Datagram& d, Io& io, Time now) {
     s.send_key = std::move(keys.send);
     s.receive_key = std::move(keys.receive);
     link.pending.reset();
+    link.rekey_now = false;
     if (link.current) link.previous = std::move(link.current);
     link.current.emplace(std::move(s));
     link.last_rx = now;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/status.hpp"
 #include "tests/core/fake_io.hpp"
 
 using namespace mlvpn::test;
@@ -389,4 +390,98 @@ TEST_CASE("tunnel: backup at run time behaves like fallback_only") {
     p.client->set_admin(0, LinkAdmin::Down);
     p.send_from(true, packets(20, 300));
     CHECK(p.server->link(1).stats.rx_data == 20);
+}
+
+TEST_CASE("tunnel: a new key handshakes again without losing a packet, even before the peer has it") {
+    Pair p(2);
+    REQUIRE(p.establish());
+    const uint32_t old_index = p.client->link(0).current->local_index;
+    p.client->set_psk(key_of(7));  // the client reloads first: the server refuses the new handshakes
+    p.tick(500ms, 4);
+    CHECK(p.client->link(0).current->local_index == old_index);
+    CHECK(p.server->link(0).stats.drop_auth > 0);
+    p.send_from(true, packets(10, 200));
+    CHECK(p.server_io.tun.size() == 10);  // the old sessions still carry everything
+
+    p.server->set_psk(key_of(7));  // now the server has it too
+    p.tick(500ms, 4);
+    CHECK(p.client->link(0).current->local_index != old_index);
+    CHECK(p.client->usable_links() == 2);
+    p.send_from(true, packets(10, 200));
+    p.send_from(false, packets(10, 200));
+    CHECK(p.server_io.tun.size() == 20);
+    CHECK(p.client_io.tun.size() == 10);
+    check_no_leak(p);
+}
+
+TEST_CASE("tunnel: links added, updated, reset and removed at run time") {
+    Pair p(1);
+    REQUIRE(p.establish());
+    LinkSettings l;
+    l.name = "new";
+    l.timeout = std::chrono::seconds(10);
+    l.connected = true;
+    const LinkIndex ci = p.client->add_link(l);
+    l.connected = false;
+    const LinkIndex si = p.server->add_link(l);
+    REQUIRE(ci == 1);
+    REQUIRE(si == 1);
+    p.client_addr.push_back(endpoint("198.18.0.9", 40009));
+    REQUIRE(p.establish());
+    p.send_from(true, packets(20, 300));
+    CHECK(p.server->link(1).stats.rx_data == 10);
+
+    // New weights: all of it to the new link.
+    auto u = p.client->link(1).settings;
+    u.bandwidth = 1'000'000;
+    p.client->update_link(1, u);
+    auto u0 = p.client->link(0).settings;
+    u0.bandwidth = 1;
+    p.client->update_link(0, u0);
+    p.send_from(true, packets(20, 300));
+    CHECK(p.server->link(1).stats.rx_data >= 29);
+
+    // A new socket: the link starts over and comes back.
+    p.client->reset_link(1);
+    CHECK(p.client->link(1).state == LinkState::Down);
+    REQUIRE(p.establish());
+
+    // Removed: never used again, gone from status, its index kept.
+    p.client->remove_link(1);
+    p.server->remove_link(1);
+    CHECK(p.client->link(1).removed);
+    CHECK(p.client->usable_links() == 1);
+    const auto before = p.server->link(1).stats.rx_packets;
+    p.send_from(true, packets(10, 300));
+    p.tick(500ms, 4);
+    CHECK(p.server->link(1).stats.rx_packets == before);
+    CHECK(p.server_io.tun.size() == 50);
+    CHECK(snapshot(*p.client, StatusMeta{}, p.clock).links.size() == 1);
+    // The next link added reuses the removed one's index.
+    l.name = "again";
+    l.connected = true;
+    CHECK(p.client->add_link(l) == 1);
+    check_no_leak(p);
+}
+
+TEST_CASE("tunnel: the reorder buffer can be resized live; what it holds is delivered") {
+    Pair p(2, 1, 1, [](TunnelSettings&, TunnelSettings& s) { s.reorder_buffer_size = 64; });
+    REQUIRE(p.establish());
+    bool first = true;
+    p.filter = [&](bool up, LinkIndex, const std::vector<std::byte>& d) {
+        if (up && is_data(d) && first) {
+            first = false;
+            return false;
+        }
+        return true;
+    };
+    p.send_from(true, packets(5, 100));
+    CHECK(p.server->reorder().held() == 4);
+    p.server->set_general(false, 1400, 0, p.server_io);
+    CHECK(p.server_io.tun.size() == 4);
+    CHECK(p.server->reorder().held() == 0);
+    p.filter = {};
+    p.send_from(true, packets(5, 100));
+    CHECK(p.server_io.tun.size() == 9);
+    check_no_leak(p);
 }
