@@ -28,6 +28,7 @@ TEST_CASE("messages: every type round-trips") {
     c.mtu = 1424;
     c.link_count = 3;
     c.log_level = 5;
+    c.priv_pid = 1;
     msg::set_string(c.name, "tun0");
     auto d = msg::decode(encoded(c));
     REQUIRE(d);
@@ -73,7 +74,8 @@ TEST_CASE("messages: wrong sizes, unknown types and bad fields are refused") {
         std::memcpy(b.data(), &type, 2);
         const bool ok = msg::decode(b).has_value();
         CHECK(ok == (t == static_cast<int>(msg::Type::LinkState) ||
-                     t == static_cast<int>(msg::Type::LinkSocket)));
+                     t == static_cast<int>(msg::Type::LinkSocket) ||
+                     t == static_cast<int>(msg::Type::ControlListener)));
     }
     auto bad = s;
     bad.up = 2;
