@@ -121,15 +121,9 @@ void Tunnel::set_general(bool cleartext_data, uint32_t mtu, uint32_t reorder_buf
     }
 }
 
-LinkIndex Tunnel::add_link(LinkSettings settings) {
+bool Tunnel::add_link(LinkIndex index, LinkSettings settings) {
+    if (index > links_.size() || (index < links_.size() && !links_[index].removed)) return false;
     const Time now = clock_.now();
-    LinkIndex index = static_cast<LinkIndex>(links_.size());
-    for (LinkIndex i = 0; i < links_.size(); ++i) {
-        if (links_[i].removed) {
-            index = i;
-            break;
-        }
-    }
     Link fresh;
     fresh.settings = std::move(settings);
     fresh.admin = fresh.settings.fallback_only ? LinkAdmin::Backup : LinkAdmin::Up;
@@ -145,7 +139,7 @@ LinkIndex Tunnel::add_link(LinkSettings settings) {
     }
     rebuild_scheduler();
     log_.notice("link {} added", links_[index].settings.name);
-    return index;
+    return true;
 }
 
 void Tunnel::update_link(LinkIndex index, LinkSettings settings) {

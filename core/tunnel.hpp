@@ -124,8 +124,9 @@ public:
     // Settings that are not per link. A smaller reorder buffer hands what it
     // holds to the device.
     void set_general(bool cleartext_data, uint32_t mtu, uint32_t reorder_buffer_size, Io& io);
-    // A new link (index = link_count() before the call, or a removed one's).
-    LinkIndex add_link(LinkSettings settings);
+    // A new link at `index`: link_count() (appended) or a removed link's
+    // index. Returns false (and changes nothing) for any other index.
+    bool add_link(LinkIndex index, LinkSettings settings);
     // New settings for a link that keeps its socket and sessions.
     void update_link(LinkIndex link, LinkSettings settings);
     // The link's socket was replaced: sessions, peer and state start over.

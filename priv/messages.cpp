@@ -47,6 +47,17 @@ bool valid(const LinkState& m) { return m.index < kMaxLinks && m.up <= 1 && zero
 bool valid(const Reload&) { return true; }
 bool valid(const OpenControl& m) { return m.index < kMaxControlSockets; }
 bool valid(const ControlListener& m) { return m.index < kMaxControlSockets && m.privileged <= 1 && zero(m.reserved); }
+bool valid(const ReloadDone& m) { return m.ok <= 1 && zero(m.reserved); }
+bool valid(const ReloadBegin& m) {
+    return m.cleartext_data <= 1 && m.has_key <= 1 && zero(m.reserved) && m.mtu >= 68 && m.mtu <= 65535 + 18 &&
+           m.reorder_buffer_size <= 65536 && m.link_slots >= 1 && m.link_slots <= kMaxLinks;
+}
+bool valid(const LinkUpdate& m) {
+    return m.op >= LinkUpdate::Add && m.op <= LinkUpdate::Remove && zero(m.reserved) &&
+           m.link.h.type == Type::Link && m.link.h.reserved == 0 && valid(m.link);
+}
+bool valid(const ReloadEnd&) { return true; }
+bool valid(const ReloadResult& m) { return m.ok <= 1 && m.reserved == 0 && m.length <= kLogTextSize; }
 bool valid(const Log& m) {
     return m.level >= 3 && m.level <= 7 && m.reserved == 0 && m.length <= kLogTextSize;
 }
@@ -81,6 +92,11 @@ std::optional<Any> decode(std::span<const std::byte> d) {
     case Type::Reload: return read_as<Reload>(d);
     case Type::OpenControl: return read_as<OpenControl>(d);
     case Type::ControlListener: return read_as<ControlListener>(d);
+    case Type::ReloadDone: return read_as<ReloadDone>(d);
+    case Type::ReloadBegin: return read_as<ReloadBegin>(d);
+    case Type::LinkUpdate: return read_as<LinkUpdate>(d);
+    case Type::ReloadEnd: return read_as<ReloadEnd>(d);
+    case Type::ReloadResult: return read_as<ReloadResult>(d);
     }
     return std::nullopt;
 }

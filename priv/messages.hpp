@@ -41,6 +41,14 @@ enum class Type : uint16_t {
     Reload = 16,     // an operator asked (mlvpnctl reload); no answer
     OpenControl = 18,  // -> ControlListener, with the listening socket
     ControlListener = 19,
+    ReloadDone = 20,   // the worker applied ReloadBegin..ReloadEnd
+    // A reload, pushed by priv: ReloadBegin, one LinkUpdate per changed link
+    // (with the new socket for add/replace), ReloadEnd; then, once the worker
+    // says ReloadDone, ReloadResult for whoever asked.
+    ReloadBegin = 21,
+    LinkUpdate = 23,
+    ReloadEnd = 25,
+    ReloadResult = 27,
 };
 
 inline constexpr size_t kNameSize = 32;    // NUL-terminated link / tunnel names
@@ -149,6 +157,44 @@ struct ControlListener {
     uint8_t reserved[3] = {};
 };
 
+struct ReloadBegin {
+    Header h{Type::ReloadBegin, 0};
+    uint8_t cleartext_data = 0;
+    uint8_t has_key = 0;
+    uint8_t reserved[2] = {};
+    uint32_t mtu = 0;  // as in Config
+    uint32_t reorder_buffer_size = 0;
+    uint32_t link_slots = 0;  // link indices in use after the reload, removed ones included
+    uint64_t reload_unix = 0;
+    uint8_t psk[32] = {};
+};
+
+struct LinkUpdate {
+    enum Op : uint8_t { Add = 1, Update = 2, Replace = 3, Remove = 4 };
+    Header h{Type::LinkUpdate, 0};
+    uint8_t op = 0;
+    uint8_t reserved[3] = {};
+    Link link;  // its index says which link; its fields the new settings
+};
+
+struct ReloadEnd {
+    Header h{Type::ReloadEnd, 0};
+};
+
+struct ReloadDone {
+    Header h{Type::ReloadDone, 0};
+    uint8_t ok = 0;
+    uint8_t reserved[3] = {};
+};
+
+struct ReloadResult {
+    Header h{Type::ReloadResult, 0};
+    uint8_t ok = 0;
+    uint8_t reserved = 0;
+    uint16_t length = 0;
+    char text[kLogTextSize] = {};
+};
+
 struct Log {
     Header h{Type::Log, 0};
     uint8_t level = 0;  // core::Level, 3..7
@@ -158,7 +204,8 @@ struct Log {
 };
 
 using Any = std::variant<GetConfig, Config, GetLink, Link, OpenTun, Tun, OpenLink, LinkSocket, Ready,
-                         LinkState, Log, Reload, OpenControl, ControlListener>;
+                         LinkState, Log, Reload, OpenControl, ControlListener, ReloadDone, ReloadBegin,
+                         LinkUpdate, ReloadEnd, ReloadResult>;
 
 template <class M>
 std::span<const std::byte> bytes_of(const M& m) {

@@ -16,6 +16,11 @@ bool all(const std::vector<bool>& v) {
 RequestPolicy::RequestPolicy(size_t links, size_t control_sockets)
     : link_sent_(links, false), socket_sent_(links, false), control_sent_(control_sockets, false), link_up_(links, false) {}
 
+void RequestPolicy::expect_reload_done(size_t links) {
+    reload_pending_ = true;
+    if (links > link_up_.size()) link_up_.resize(links, false);
+}
+
 bool RequestPolicy::any_link_up() const {
     return std::any_of(link_up_.begin(), link_up_.end(), [](bool b) { return b; });
 }
@@ -85,6 +90,11 @@ std::optional<std::string> RequestPolicy::running_request(const msg::Any& any) {
         return std::nullopt;
     }
     if (std::holds_alternative<msg::Reload>(any)) return std::nullopt;
+    if (std::holds_alternative<msg::ReloadDone>(any)) {
+        if (!reload_pending_) return "reload done, but no reload was asked";
+        reload_pending_ = false;
+        return std::nullopt;
+    }
     return "request not allowed while running";
 }
 

@@ -6,7 +6,8 @@
 //   setup:   GetConfig once, first; then GetLink(i), OpenLink(i) once per link,
 //            OpenControl(i) once per control socket and OpenTun once, in any
 //            order; then Ready once -> running
-//   running: LinkState(i, up) only as a real transition; Reload
+//   running: LinkState(i, up) only as a real transition; Reload; ReloadDone
+//            only while priv waits for one (expect_reload_done())
 //   always:  Log
 // No request may carry a descriptor. The first violation is final.
 #pragma once
@@ -28,6 +29,11 @@ public:
     std::optional<std::string> admit(const msg::Any& m, bool has_fd);
 
     bool running() const { return phase_ == Phase::Running; }
+    // priv pushed a reload: the next ReloadDone is expected. The link count
+    // may grow; removed links are down.
+    void expect_reload_done(size_t links);
+    void link_removed(size_t i) { link_up_[i] = false; }
+    bool reload_pending() const { return reload_pending_; }
     bool link_up(size_t i) const { return link_up_[i]; }
     bool any_link_up() const;
 
@@ -43,6 +49,7 @@ private:
     std::vector<bool> socket_sent_;
     std::vector<bool> control_sent_;
     std::vector<bool> link_up_;
+    bool reload_pending_ = false;
 };
 
 }  // namespace mlvpn::priv

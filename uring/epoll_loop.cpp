@@ -64,7 +64,7 @@ struct PendingSend {
 class EpollLoop final : public Loop, private CheckedIo {
 public:
     EpollLoop(const LoopConfig& config, const core::Clock& clock, BufferPool pool, Fd epoll)
-        : CheckedIo(pool_, stats_, config.link_fds.size(), config.tun_fd >= 0),
+        : CheckedIo(pool_, stats_, kMaxLinks, config.tun_fd >= 0),
           clock_(clock),
           batch_(config.batch),
           tun_fd_(config.tun_fd),
@@ -72,15 +72,15 @@ public:
           watch_fds_(config.watch_fds),
           pool_(std::move(pool)),
           epoll_(std::move(epoll)),
-          batches_(pool_, stats_, batch_, link_fds_.size(), watch_fds_.size()),
+          batches_(pool_, stats_, batch_, kMaxLinks, watch_fds_.size()),
           queued_(pool_.slot_count(), false) {
         const uint32_t slots = pool_.slot_count();
-        events_.resize(1 + link_fds_.size() + watch_fds_.size());
+        events_.resize(1 + kMaxLinks + watch_fds_.size());
         rx_msgs_.resize(batch_);
         rx_iovs_.resize(batch_);
         rx_names_.resize(batch_);
         rx_slots_.resize(batch_);
-        sends_.resize(link_fds_.size());
+        sends_.resize(kMaxLinks);
         for (auto& q : sends_) q.reserve(slots);
         tun_writes_.reserve(slots);
         tx_msgs_.resize(slots);
@@ -91,6 +91,7 @@ public:
     Status run(Handler& handler) override;
     const char* name() const override { return "epoll"; }
     const LoopStats& stats() const override { return stats_; }
+    Status set_link_fd(LinkIndex link, int fd) override;
 
 private:
     // CheckedIo
@@ -112,7 +113,7 @@ private:
     const core::Clock& clock_;
     const uint32_t batch_;
     const int tun_fd_;
-    const std::vector<int> link_fds_;
+    std::vector<int> link_fds_;  // -1: a link without a socket (set_link_fd)
     const std::vector<int> watch_fds_;
     LoopStats stats_;
     BufferPool pool_;
@@ -205,6 +206,7 @@ void EpollLoop::read_failed(std::optional<LinkIndex> link, int error) {
 
 // CheckedIo: what the handler hands over waits for the end of the turn.
 int EpollLoop::queue_send(LinkIndex link, uint32_t index, const Buffer&, const core::Endpoint* to) {
+    if (link >= link_fds_.size() || link_fds_[link] < 0) return EBADF;
     PendingSend p{index, {}};
     if (to != nullptr) p.to = *to;
     queued_[index] = true;
@@ -320,8 +322,27 @@ Status EpollLoop::set_inputs(bool on) {
     if (tun_fd_ >= 0)
         if (auto ok = modify(tun_fd_, pack(Source::tun, 0)); !ok) return ok;
     for (uint32_t i = 0; i < link_fds_.size(); ++i)
-        if (auto ok = modify(link_fds_[i], pack(Source::link, i)); !ok) return ok;
+        if (link_fds_[i] >= 0)
+            if (auto ok = modify(link_fds_[i], pack(Source::link, i)); !ok) return ok;
     inputs_on_ = on;
+    return {};
+}
+
+Status EpollLoop::set_link_fd(LinkIndex link, int fd) {
+    if (link > link_fds_.size() || link >= kMaxLinks) {
+        return fail(fmt::format("epoll loop: link {} cannot be set (there are {})", link, link_fds_.size()));
+    }
+    if (link == link_fds_.size()) link_fds_.push_back(-1);
+    if (link_fds_[link] >= 0) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, link_fds_[link], nullptr);
+    link_fds_[link] = fd;
+    if (fd < 0) return {};
+    epoll_event ev{};
+    ev.events = inputs_on_ ? uint32_t{EPOLLIN} : 0u;
+    ev.data.u64 = pack(Source::link, link);
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) {
+        link_fds_[link] = -1;
+        return fail(fmt::format("epoll loop: epoll_ctl fd {}: {}", fd, strerror(errno)));
+    }
     return {};
 }
 

@@ -24,6 +24,9 @@
 
 namespace mlvpn::uring {
 
+// Links a loop can ever hold (live reloads add links up to this).
+inline constexpr uint32_t kMaxLinks = 64;
+
 // What the loop drives. All Buffers passed in become the handler's: it must
 // hand each one back through io (send, write_tun or release).
 class Handler {
@@ -83,6 +86,13 @@ public:
     virtual const char* name() const = 0;  // "io_uring" or "epoll"
     // Updated every turn; gauges are current after run() returns.
     virtual const LoopStats& stats() const = 0;
+    // Gives link `link` a new socket (a reload): `link` is an existing link
+    // or the next index (< kMaxLinks); fd -1 takes the link's socket away.
+    // Reads still waiting on the old socket are cancelled (their buffers come
+    // back to the pool); datagrams it already delivered stay delivered. The
+    // loop does not own descriptors: the caller keeps `fd` open while the
+    // loop uses it, and may close the old one as soon as this returns.
+    virtual Status set_link_fd(core::LinkIndex link, int fd) = 0;
 };
 
 // Fails with `unavailable` set when the kernel refuses io_uring, so the caller

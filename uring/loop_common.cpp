@@ -11,6 +11,8 @@ namespace mlvpn::uring {
 Status check_config(const LoopConfig& config) {
     if (config.batch == 0 || config.batch > kMaxBatch)
         return fail(fmt::format("event loop: batch {} is outside 1..{}", config.batch, kMaxBatch));
+    if (config.link_fds.size() > kMaxLinks)
+        return fail(fmt::format("event loop: {} links, at most {}", config.link_fds.size(), kMaxLinks));
     for (size_t i = 0; i < config.link_fds.size(); ++i)
         if (config.link_fds[i] < 0) return fail(fmt::format("event loop: link {} has no socket", i));
     for (int fd : config.watch_fds)

@@ -52,6 +52,12 @@ bool Ring::supports(int opcode) const {
     return probe_ != nullptr && io_uring_opcode_supported(probe_.get(), opcode);
 }
 
+Status Ring::update_file(unsigned index, int fd) {
+    const int r = io_uring_register_files_update(&ring_, index, &fd, 1);
+    if (r < 0) return fail(fmt::format("io_uring_register_files_update: {}", strerror(-r)));
+    return {};
+}
+
 Status Ring::register_files(std::span<const int> fds) {
     if (fds.empty()) return {};
     const int r = io_uring_register_files(&ring_, fds.data(), static_cast<unsigned>(fds.size()));

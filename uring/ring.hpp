@@ -53,6 +53,8 @@ public:
 
     // Registers `fds` as fixed files 0..n-1 (for IOSQE_FIXED_FILE).
     Status register_files(std::span<const int> fds);
+    // Puts `fd` (or -1: empty) in registered slot `index`.
+    Status update_file(unsigned index, int fd);
 
     // A zeroed SQE to prepare. When the SQ is full the queued SQEs are
     // submitted first (without waiting); nullptr only if that submit failed.

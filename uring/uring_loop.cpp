@@ -113,12 +113,13 @@ struct ReadFd {
     // RWF_NOWAIT on a TUN device that does not support it (older kernels)
     // fails with EOPNOTSUPP; rounds are then single plain reads.
     bool nowait = true;
+    bool open = true;  // a link whose socket was taken away (set_link_fd -1) is not read
 };
 
 class UringLoop final : public Loop, private CheckedIo {
 public:
     UringLoop(const LoopConfig& config, const core::Clock& clock, BufferPool pool, std::unique_ptr<Ring> ring)
-        : CheckedIo(pool_, stats_, config.link_fds.size(), config.tun_fd >= 0),
+        : CheckedIo(pool_, stats_, kMaxLinks, config.tun_fd >= 0),
           clock_(clock),
           batch_(config.batch),
           watch_fds_(config.watch_fds),
@@ -126,12 +127,15 @@ public:
           ring_(std::move(ring)),
           slots_(std::make_unique<SlotOp[]>(pool_.slot_count())),
           poll_armed_(config.watch_fds.size(), false),
-          batches_(pool_, stats_, batch_, config.link_fds.size(), config.watch_fds.size()) {
+          batches_(pool_, stats_, batch_, kMaxLinks, config.watch_fds.size()) {
+        // Registered files: the TUN device, the watched fds, then kMaxLinks
+        // slots for links (empty ones -1), so a reload can fill them.
         unsigned file = 0;
         if (config.tun_fd >= 0) tun_ = ReadFd{.file = file++, .round = batch_};
-        for (size_t i = 0; i < config.link_fds.size(); ++i)
-            links_.push_back(ReadFd{.file = file++, .round = batch_});
         watch_base_ = file;
+        link_base_ = watch_base_ + static_cast<unsigned>(config.watch_fds.size());
+        for (size_t i = 0; i < config.link_fds.size(); ++i)
+            links_.push_back(ReadFd{.file = link_base_ + static_cast<unsigned>(i), .round = batch_});
         update_gauges();
     }
 
@@ -140,6 +144,7 @@ public:
     Status run(Handler& handler) override;
     const char* name() const override { return "io_uring"; }
     const LoopStats& stats() const override { return stats_; }
+    Status set_link_fd(LinkIndex link, int fd) override;
 
 private:
     // CheckedIo
@@ -171,6 +176,7 @@ private:
     std::optional<ReadFd> tun_;
     std::vector<ReadFd> links_;
     unsigned watch_base_ = 0;
+    unsigned link_base_ = 0;
     std::vector<bool> poll_armed_;
     uint32_t kernel_slots_ = 0;  // slots lent to requests in flight
     uint32_t polls_armed_ = 0;
@@ -182,6 +188,7 @@ private:
 // --- output (CheckedIo) ---------------------------------------------------
 
 int UringLoop::queue_send(LinkIndex link, uint32_t index, const Buffer& buffer, const core::Endpoint* to) {
+    if (link >= links_.size() || !links_[link].open) return EBADF;
     io_uring_sqe* sqe = ring_->get_sqe();
     if (sqe == nullptr) return EAGAIN;
     SlotOp& s = slots_[index];
@@ -286,7 +293,7 @@ void UringLoop::arm_reads() {
             if (tun_->in_flight == 0) arm_round(*tun_, std::nullopt);
         } else {
             const LinkIndex link = tun_ ? i - 1 : i;
-            if (links_[link].in_flight == 0) arm_round(links_[link], link);
+            if (links_[link].open && links_[link].in_flight == 0) arm_round(links_[link], link);
         }
     }
     arm_start_ = (arm_start_ + 1) % nfds;
@@ -399,6 +406,31 @@ void UringLoop::finish_poll(uint32_t index, int res) {
     if (res == -ECANCELED || res == -EINTR || res == -EAGAIN) return;
     if (!fatal_)
         fatal_ = Error{fmt::format("io_uring: poll on fd {}: {}", watch_fds_[index], strerror(-res))};
+}
+
+// --- reconfiguration ------------------------------------------------------
+
+Status UringLoop::set_link_fd(LinkIndex link, int fd) {
+    if (link > links_.size() || link >= kMaxLinks) {
+        return fail(fmt::format("io_uring: link {} cannot be set (there are {})", link, links_.size()));
+    }
+    if (link == links_.size()) {
+        links_.push_back(ReadFd{.file = link_base_ + link, .round = batch_, .open = false});
+    }
+    // In-flight requests keep the file they started with; from here on the
+    // slot names the new socket.
+    if (auto ok = ring_->update_file(links_[link].file, fd); !ok) return ok;
+    // Reads parked on the old socket would wait for traffic that now goes
+    // elsewhere: cancel them; the round re-arms on the new socket.
+    for (uint32_t i = 0; i < pool_.slot_count(); ++i) {
+        if (slots_[i].op != Op::recv || slots_[i].link != link) continue;
+        io_uring_sqe* sqe = ring_->get_sqe();
+        if (sqe == nullptr) break;
+        io_uring_prep_cancel64(sqe, pack(Op::recv, i), 0);
+        io_uring_sqe_set_data64(sqe, pack(Op::cancel, 0));
+    }
+    links_[link].open = fd >= 0;
+    return {};
 }
 
 // --- the turn -------------------------------------------------------------
@@ -522,10 +554,12 @@ Result<std::unique_ptr<Loop>> make_uring_loop(const LoopConfig& config, const co
         }
     }
 
+    // The order UringLoop expects: TUN, watched fds, then kMaxLinks link slots.
     std::vector<int> files;
     if (config.tun_fd >= 0) files.push_back(config.tun_fd);
-    files.insert(files.end(), config.link_fds.begin(), config.link_fds.end());
     files.insert(files.end(), config.watch_fds.begin(), config.watch_fds.end());
+    files.insert(files.end(), config.link_fds.begin(), config.link_fds.end());
+    files.resize(files.size() + (kMaxLinks - config.link_fds.size()), -1);
     if (auto ok = (*ring)->register_files(files); !ok) return tl::unexpected(ok.error());
 
     return std::make_unique<UringLoop>(config, clock, std::move(*pool), std::move(*ring));

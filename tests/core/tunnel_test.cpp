@@ -421,11 +421,11 @@ TEST_CASE("tunnel: links added, updated, reset and removed at run time") {
     l.name = "new";
     l.timeout = std::chrono::seconds(10);
     l.connected = true;
-    const LinkIndex ci = p.client->add_link(l);
+    CHECK_FALSE(p.client->add_link(0, l));  // in use
+    CHECK_FALSE(p.client->add_link(5, l));  // not next
+    REQUIRE(p.client->add_link(1, l));
     l.connected = false;
-    const LinkIndex si = p.server->add_link(l);
-    REQUIRE(ci == 1);
-    REQUIRE(si == 1);
+    REQUIRE(p.server->add_link(1, l));
     p.client_addr.push_back(endpoint("198.18.0.9", 40009));
     REQUIRE(p.establish());
     p.send_from(true, packets(20, 300));
@@ -457,10 +457,11 @@ TEST_CASE("tunnel: links added, updated, reset and removed at run time") {
     CHECK(p.server->link(1).stats.rx_packets == before);
     CHECK(p.server_io.tun.size() == 50);
     CHECK(snapshot(*p.client, StatusMeta{}, p.clock).links.size() == 1);
-    // The next link added reuses the removed one's index.
+    // A removed link's index can be used again.
     l.name = "again";
     l.connected = true;
-    CHECK(p.client->add_link(l) == 1);
+    CHECK(p.client->add_link(1, l));
+    CHECK_FALSE(p.client->link(1).removed);
     check_no_leak(p);
 }
 

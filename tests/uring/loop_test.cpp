@@ -277,6 +277,7 @@ struct TestHandler : Handler {
     std::atomic<int> trickle_calls{0}, trickle_bytes{0};
     std::atomic<long> free_at_stop{-1};
     std::vector<Endpoint> link1_sources;
+    mlvpn::uring::Loop* loop = nullptr;  // set by Runner while run() runs
 
     // Timer: fires every `period` until `fire_limit` fires, then stops.
     mlvpn::core::Duration period{0};
@@ -390,7 +391,9 @@ public:
             }
             ready_.open();
             go_.wait();
+            handler.loop = loop->get();
             auto status = (*loop)->run(handler);
+            handler.loop = nullptr;
             if (!status) run_error_ = status.error().message;
             stats_ = (*loop)->stats();
             loop->reset();  // teardown on the thread that owns the ring
@@ -744,7 +747,7 @@ TEST_CASE_TEMPLATE("loop: buffers handed back wrongly are refused, not reused", 
             c->length = 4000;  // beyond the slot
             io.send(0, c, nullptr);
             Buffer* d = io.acquire();
-            io.send(7, d, nullptr);  // no such link
+            io.send(7, d, nullptr);  // a link without a socket: EBADF to the handler
             stop = true;
         }
     } h;
@@ -756,9 +759,9 @@ TEST_CASE_TEMPLATE("loop: buffers handed back wrongly are refused, not reused", 
     r.join();
     CHECK(r.run_error() == "");
     CHECK(seq == 5);
-    CHECK(r.stats().rejected == 7);
-    CHECK(h.send_errors == 1);  // the oversized one: EINVAL
-    CHECK(h.last_send_error == EINVAL);
+    CHECK(r.stats().rejected == 6);
+    CHECK(h.send_errors == 2);  // the oversized one (EINVAL), then link 7 (EBADF)
+    CHECK(h.last_send_error == EBADF);
     CHECK(r.stats().slots_held == 0);
 }
 
@@ -803,4 +806,77 @@ TEST_CASE_TEMPLATE("loop: a link with a full socket buffer drops with EAGAIN and
     CHECK(h.send_errors > 0);
     CHECK(h.last_send_error == EAGAIN);
     CHECK(got.size() + static_cast<size_t>(h.send_errors) == kCount);
+}
+
+
+// A reload gives links new sockets, adds links and takes sockets away while
+// the loop runs.
+TEST_CASE_TEMPLATE("loop: link sockets replaced, added and taken away at run time", Kind, LOOP_TYPES) {
+    Net net;
+    Fd link0b = udp_socket(), peer0b = udp_socket();
+    connect_to(link0b.get(), local_endpoint(peer0b.get()));
+    connect_to(peer0b.get(), local_endpoint(link0b.get()));
+    set_nonblocking(peer0b.get());
+    Fd link2 = udp_socket();
+    Fd client = udp_socket();
+    set_nonblocking(client.get());
+    connect_to(client.get(), local_endpoint(link2.get()));
+
+    struct Reloader : TestHandler {
+        int step = 0;
+        int new_link0 = -1, new_link2 = -1;
+        std::atomic<int> done{0};
+        std::string error;
+        void on_readable(int fd, Io& io) override {
+            if (fd != flush_fd) return TestHandler::on_readable(fd, io);
+            eventfd_take(fd);
+            mlvpn::Status s;
+            if (step == 0) {
+                s = loop->set_link_fd(0, new_link0);
+                if (s) s = loop->set_link_fd(2, new_link2);  // a link the loop never had
+            } else {
+                s = loop->set_link_fd(2, -1);
+            }
+            if (!s) error = s.error().message;
+            CHECK_FALSE(loop->set_link_fd(9, new_link2));  // not the next index
+            ++step;
+            done = step;
+        }
+    } h;
+    h.stop_fd = net.stop.get();
+    h.flush_fd = net.flush.get();
+    h.new_link0 = link0b.get();
+    h.new_link2 = link2.get();
+    Runner<Kind> r(net.config(), h);
+    if (!r.created()) return;
+    r.go();
+
+    write_packet(net.peer0.get(), packet(1));
+    CHECK(read_one(net.tun_peer.get()) == 1);
+
+    eventfd_signal(net.flush.get());
+    for (int i = 0; i < 200 && h.done < 1; ++i) std::this_thread::sleep_for(5ms);
+    REQUIRE(h.done == 1);
+    CHECK(h.error == "");
+    // The new socket is link 0 now; the old one is not read any more.
+    write_packet(peer0b.get(), packet(2));
+    CHECK(read_one(net.tun_peer.get()) == 2);
+    write_packet(net.peer0.get(), packet(3));
+    pollfd pfd{net.tun_peer.get(), POLLIN, 0};
+    CHECK(poll(&pfd, 1, 300) == 0);
+    // Link 2 echoes like link 1.
+    write_packet(client.get(), packet(4));
+    CHECK(read_one(client.get()) == 4);
+
+    eventfd_signal(net.flush.get());
+    for (int i = 0; i < 200 && h.done < 2; ++i) std::this_thread::sleep_for(5ms);
+    REQUIRE(h.done == 2);
+    write_packet(client.get(), packet(5));
+    pfd = {client.get(), POLLIN, 0};
+    CHECK(poll(&pfd, 1, 300) == 0);  // link 2 has no socket: nothing read, nothing echoed
+
+    r.stop(net.stop.get());
+    CHECK(r.run_error() == "");
+    CHECK(r.stats().slots_held == 0);
+    CHECK(h.free_at_stop > 0);
 }
