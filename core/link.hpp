@@ -92,7 +92,7 @@ struct Link {
     std::optional<Session> next;      // responder: not yet confirmed
     std::optional<PendingHandshake> pending;
     CachedResponse cached;
-    uint64_t last_init_timestamp = 0;  // responder: highest accepted; initiator: last sent
+    uint64_t last_init_timestamp = 0;  // initiator: the last one sent (Tunnel keeps the responder's)
     Endpoint next_peer;                // responder: where the unconfirmed initiation came from
 
     Time last_rx{};    // last authenticated packet

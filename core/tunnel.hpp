@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "core/buffer.hpp"
@@ -163,6 +164,12 @@ private:
     const Clock& clock_;
     Logger& log_;
     std::vector<Link> links_;
+    // Responder: the newest initiation timestamp accepted from each of the
+    // initiator's links (its link_id, authenticated in the payload). Keyed
+    // by the sender's link, not by the link it arrives on, so that an
+    // initiation captured on one link and replayed to another is still a
+    // replay there and cannot push that link's own handshakes aside.
+    std::unordered_map<uint16_t, uint64_t> peer_init_timestamps_;
     Scheduler scheduler_;
     std::unique_ptr<bool[]> usable_scratch_;  // per link, rebuilt per batch
     std::vector<LinkEvent> events_;

@@ -161,8 +161,11 @@ void Tunnel::on_initiation(LinkIndex index, Datagram& d, Io& io, Time now) {
         io.release(d.buffer);
         return;
     }
-    // An authentic but old initiation is a replay: no answer.
-    if (ip->timestamp_ns <= link.last_init_timestamp) {
+    // An authentic but old initiation is a replay: no answer. The newest
+    // timestamp is kept per initiator link: a copy of link A's initiation
+    // sent to link B is as old there as it is on A.
+    uint64_t& newest = peer_init_timestamps_[ip->link_id];
+    if (ip->timestamp_ns <= newest) {
         ++link.stats.drop_replay;
         io.release(d.buffer);
         return;
@@ -191,7 +194,7 @@ void Tunnel::on_initiation(LinkIndex index, Datagram& d, Io& io, Time now) {
     s.confirmed = false;
     link.next.emplace(std::move(s));
     link.next_peer = d.from;
-    link.last_init_timestamp = ip->timestamp_ns;
+    newest = ip->timestamp_ns;
     std::memcpy(link.cached.init.data(), bytes.data(), wire::kInitSize);
     link.cached.response = response;
     link.cached.valid = true;

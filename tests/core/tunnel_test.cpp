@@ -154,6 +154,39 @@ TEST_CASE("tunnel: a duplicate initiation gets the same answer until the session
     check_no_leak(p);
 }
 
+TEST_CASE("tunnel: an initiation copied from one link to another is a replay there, and that link stays up") {
+    Pair p(2);
+    REQUIRE(p.establish());
+    // Later, link 0 handshakes again (as after a reload resets it): its
+    // initiation is newer than any link 1 has sent.
+    p.tick(2s);
+    std::vector<std::byte> init0;
+    p.filter = [&](bool up, LinkIndex link, const std::vector<std::byte>& d) {
+        if (up && link == 0 && d[0] == std::byte(1) && init0.empty()) init0 = d;
+        return true;
+    };
+    p.client->reset_link(0);
+    REQUIRE(p.establish());
+    REQUIRE(!init0.empty());
+    p.filter = {};
+    // Sent to the server's other link, from that link's own peer address:
+    // authentic, and newer than anything link 1 accepted, but not new for
+    // the client link that made it.
+    const auto replays_before = p.server->link(1).stats.drop_replay;
+    const auto sent_before = p.server->link(1).stats.tx_packets;
+    Datagram d{p.server_io.make(init0, 1), p.client_addr[1]};
+    p.server->on_datagrams(1, std::span<Datagram>(&d, 1), p.server_io);
+    CHECK(p.server_io.sent.empty());
+    CHECK(p.server->link(1).stats.drop_replay == replays_before + 1);
+    CHECK(p.server->link(1).stats.tx_packets == sent_before);
+    // Link 1 still carries traffic with the session it had.
+    const auto rx_before = p.server->link(1).stats.rx_data;
+    p.send_from(true, packets(8, 200));
+    CHECK(p.server_io.tun.size() == 8);
+    CHECK(p.server->link(1).stats.rx_data == rx_before + 4);
+    check_no_leak(p);
+}
+
 TEST_CASE("tunnel: malformed and tampered datagrams are dropped without a reply") {
     Pair p(1);
     REQUIRE(p.establish());
