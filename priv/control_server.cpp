@@ -85,7 +85,8 @@ void ControlServer::on_client(int fd, uint32_t events) {
     Client& c = it->second;
     bool close = false;
     if (!c.answering && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0) read_request(c, close);
-    if (!close && c.answering && (events & (EPOLLOUT | EPOLLIN | EPOLLRDHUP)) != 0) write_answer(c, close);
+    if (!close && c.waiting && (events & (EPOLLHUP | EPOLLERR)) != 0) close = true;  // gone while waiting
+    if (!close && c.answering && !c.waiting && (events & (EPOLLOUT | EPOLLIN | EPOLLRDHUP)) != 0) write_answer(c, close);
     if (!close && (events & EPOLLERR) != 0) close = true;
     if (close) drop(fd);
 }
@@ -118,16 +119,50 @@ void ControlServer::read_request(Client& c, bool& close) {
         return;
     }
     start_answer(c, *request);
-    write_answer(c, close);
+    if (!c.waiting) write_answer(c, close);
 }
 
 void ControlServer::start_answer(Client& c, const control::Request& request) {
     c.answering = true;
-    c.out = request.kind == control::Kind::Error ? control::error_response(request) : answer_(request);
+    if (request.kind == control::Kind::Error) {
+        c.out = control::error_response(request);
+    } else if (auto a = answer_(request)) {
+        c.out = std::move(*a);
+    } else {
+        // Later: a reload can take a moment (a new key is derived).
+        c.waiting = true;
+        c.request = request;
+        c.deadline = clock_->now() + kWaitTimeout;
+        // Nothing to read or write meanwhile; a client that half-closed (as
+        // mlvpnctl does after its request) still waits for the answer. Only
+        // EPOLLHUP/EPOLLERR, always reported, mean it is gone.
+        epoll_event ev{};
+        ev.events = 0;
+        ev.data.u64 = static_cast<uint64_t>(c.fd.get());
+        epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, c.fd.get(), &ev);
+        return;
+    }
     epoll_event ev{};
     ev.events = EPOLLOUT;
     ev.data.u64 = static_cast<uint64_t>(c.fd.get());
     epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, c.fd.get(), &ev);
+}
+
+void ControlServer::answer_waiting(const std::function<std::string(const control::Request&)>& reply) {
+    std::vector<int> done;
+    for (auto& [fd, c] : clients_) {
+        if (!c.waiting) continue;
+        c.waiting = false;
+        c.out = reply(c.request);
+        epoll_event ev{};
+        ev.events = EPOLLOUT;
+        ev.data.u64 = static_cast<uint64_t>(fd);
+        epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev);
+        bool close = false;
+        write_answer(c, close);
+        if (close) done.push_back(fd);
+    }
+    for (int fd : done) drop(fd);
 }
 
 void ControlServer::write_answer(Client& c, bool& close) {

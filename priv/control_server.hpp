@@ -13,6 +13,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,13 +29,16 @@ class ControlServer {
 public:
     static constexpr size_t kMaxClients = 16;
     static constexpr core::Duration kClientTimeout = std::chrono::seconds(5);
+    // A request answered later (reload) may wait this long.
+    static constexpr core::Duration kWaitTimeout = std::chrono::seconds(30);
 
     struct Listener {
         Fd fd;
         bool privileged = false;  // the Unix socket: may change things
     };
-    // Computes the whole answer (bytes to send) for a complete request.
-    using Answer = std::function<std::string(const core::control::Request&)>;
+    // Computes the whole answer (bytes to send) for a complete request, or
+    // nullopt to keep the client waiting until answer_waiting().
+    using Answer = std::function<std::optional<std::string>(const core::control::Request&)>;
 
     static Result<ControlServer> make(std::vector<Listener> listeners, Answer answer, const core::Clock& clock,
                                       core::Logger& log);
@@ -42,6 +46,8 @@ public:
     // Watch this for readability; then call on_ready().
     int fd() const { return epoll_.get(); }
     void on_ready();
+    // Answers every client kept waiting, with reply(request).
+    void answer_waiting(const std::function<std::string(const core::control::Request&)>& reply);
     // Closes clients past their time; returns the next deadline.
     core::Time on_timer();
     size_t clients() const { return clients_.size(); }
@@ -54,6 +60,8 @@ private:
         std::string out;
         size_t sent = 0;
         bool answering = false;
+        bool waiting = false;  // the answer comes later (answer_waiting)
+        core::control::Request request;
         core::Time deadline{};
     };
 

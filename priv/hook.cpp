@@ -115,7 +115,13 @@ std::vector<std::string> hook_environment(const core::Config& config, std::strin
 
 HookRunner::HookRunner(std::string command, std::vector<std::string> environment, core::Logger& log,
                        core::Duration timeout)
-    : command_(std::move(command)), log_(log), timeout_(timeout) {
+    : log_(log), timeout_(timeout) {
+    reconfigure(std::move(command), std::move(environment));
+}
+
+void HookRunner::reconfigure(std::string command, std::vector<std::string> environment) {
+    command_ = std::move(command);
+    environment_.clear();
     // A NUL would silently cut a string short at exec; such an entry can only
     // come from a bug, and is left out rather than passed on truncated.
     for (auto& entry : environment) {
@@ -142,11 +148,37 @@ HookRunner::~HookRunner() {
     }
 }
 
+namespace {
+std::string opposite_event(const std::string& event) {
+    if (event == "rtun_up") return "rtun_down";
+    if (event == "rtun_down") return "rtun_up";
+    if (event == "tuntap_up") return "tuntap_down";
+    if (event == "tuntap_down") return "tuntap_up";
+    return {};
+}
+}  // namespace
+
 void HookRunner::enqueue(std::vector<std::string> args) {
     for (const auto& a : args) {
         if (a.find('\0') != std::string::npos) {
             log_.error("hook: refusing a run with a NUL byte in an argument");
             return;
+        }
+    }
+    // A burst (a link flapping) coalesces: an event that undoes the last
+    // waiting one for the same link (rtun_up after rtun_down, tuntap_down
+    // after tuntap_up) cancels it, since neither has run and the state is
+    // back where it was.
+    if (args.size() >= 2) {
+        const std::string opposite = opposite_event(args[1]);
+        for (auto it = queue_.rbegin(); it != queue_.rend(); ++it) {
+            if (it->size() != args.size() || (*it)[0] != args[0] || (args.size() == 3 && (*it)[2] != args[2])) continue;
+            if (!opposite.empty() && (*it)[1] == opposite) {
+                log_.debug("hook", "hook: {} and {} coalesced", describe(*it), describe(args));
+                queue_.erase(std::next(it).base());
+                return;
+            }
+            break;  // the last waiting event for this link is not the opposite
         }
     }
     if (queue_.size() >= kMaxQueued) {

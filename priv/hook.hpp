@@ -80,6 +80,9 @@ public:
     // service(), and deadline() says that is due now. When kMaxQueued runs
     // are waiting the oldest is dropped, with a warning. Arguments holding a
     // NUL byte are refused (logged).
+    // A reload: runs that start from now on use this command and environment
+    // (a running one finishes as it started).
+    void reconfigure(std::string command, std::vector<std::string> environment);
     void enqueue(std::vector<std::string> args);
 
     // The descriptors to poll for reading while a hook runs: its pidfd

@@ -2,6 +2,7 @@
 #include "priv/monitor.hpp"
 
 #include "core/reorder.hpp"
+#include <sodium.h>
 
 #include <poll.h>
 #include <signal.h>
@@ -33,8 +34,8 @@ std::string describe_status(int status) {
 
 }  // namespace
 
-Monitor::Monitor(MonitorParams params, Channel channel, pid_t worker, int signal_fd, HookRunner* hooks,
-                 core::Logger& log, const core::Clock& clock)
+Monitor::Monitor(MonitorParams params, Channel channel, pid_t worker, int signal_fd,
+                 std::unique_ptr<HookRunner>& hooks, core::Logger& log, const core::Clock& clock)
     : p_(std::move(params)),
       channel_(std::move(channel)),
       worker_(worker),
@@ -42,7 +43,13 @@ Monitor::Monitor(MonitorParams params, Channel channel, pid_t worker, int signal
       hooks_(hooks),
       log_(log),
       clock_(clock),
-      policy_(p_.config.links.size(), p_.controls.size()) {}
+      policy_(p_.config.links.size(), p_.controls.size()),
+      frame_capacity_(p_.resources.frame_mtu) {
+    for (uint32_t i = 0; i < p_.config.links.size(); ++i) {
+        slots_.of_config.push_back(i);
+        slots_.names.push_back(p_.config.links[i].name);
+    }
+}
 
 bool Monitor::violation(const std::string& what) {
     log_.error("worker broke the protocol ({}); stopping", what);
@@ -80,25 +87,9 @@ bool Monitor::dispatch(const msg::Any& any, bool has_fd) {
         sent = channel_.send(c);
         sodium_memzero(c.psk, sizeof c.psk);
     } else if (const auto* get_link = std::get_if<msg::GetLink>(&any)) {
-        const auto& lc = p_.config.links[get_link->index];
-        msg::Link l;
-        l.index = get_link->index;
-        msg::set_string(l.name, lc.name);
-        l.connected = p_.config.mode == core::Mode::Client ? 1 : 0;
-        l.fallback_only = lc.fallback_only ? 1 : 0;
-        l.timeout_ms = lc.timeout_s * 1000;
-        l.bandwidth = lc.bandwidth_upload;
-        l.loss_tolerence_pct = lc.loss_tolerence_pct;
-        l.latency_tolerence_ms = lc.latency_tolerence_ms;
-        const auto& sock = p_.resources.sockets[get_link->index];
-        msg::set_string(l.local, sock.local.to_string());
-        msg::set_string(l.remote, sock.remote.empty() ? std::string() : sock.remote.to_string());
-        if (const auto& peer = p_.resources.allowed_peers[get_link->index]) {
-            l.has_allowed_peer = 1;
-            std::memcpy(&l.allowed_peer, &peer->addr, peer->len);
-            l.allowed_peer_len = peer->len;
-        }
-        sent = channel_.send(l);
+        const uint32_t i = get_link->index;
+        sent = channel_.send(link_message(i, p_.config, p_.config.links[i], p_.resources.sockets[i],
+                                          p_.resources.allowed_peers[i]));
     } else if (std::holds_alternative<msg::OpenTun>(any)) {
         msg::Tun t;
         msg::set_string(t.ifname, p_.resources.tun.name);
@@ -117,40 +108,69 @@ bool Monitor::dispatch(const msg::Any& any, bool has_fd) {
         p_.controls[open_control->index].fd.reset();  // the worker serves it
     } else if (std::holds_alternative<msg::Reload>(any)) {
         reload("mlvpnctl reload");
+    } else if (const auto* done = std::get_if<msg::ReloadDone>(&any)) {
+        finish_reload(done->ok == 1);
     } else if (const auto* ready = std::get_if<msg::Ready>(&any)) {
         log_.info("worker ready ({})", ready->backend == 1 ? "io_uring" : "epoll");
+        notify(&SystemdNotifier::ready);
+        notify_status();
     } else if (const auto* state = std::get_if<msg::LinkState>(&any)) {
         run_link_hooks(state->index, state->up == 1, had_up);
+        notify_status();
     }
     return sent ? true : violation(sent.error().message);
 }
 
+void Monitor::notify(Status (SystemdNotifier::*what)()) {
+    if (p_.notifier == nullptr) return;
+    if (auto s = (p_.notifier->*what)(); !s) log_.warn("systemd notification: {}", s.error().message);
+}
+
+// STATUS= for `systemctl status`: how many links are up, and which are not.
+void Monitor::notify_status() {
+    if (p_.notifier == nullptr || !p_.notifier->enabled()) return;
+    size_t up = 0, total = 0;
+    std::string down;
+    for (size_t i = 0; i < slots_.names.size(); ++i) {
+        if (slots_.names[i].empty()) continue;
+        ++total;
+        if (policy_.link_up(i)) {
+            ++up;
+        } else {
+            down += (down.empty() ? "" : ", ") + slots_.names[i];
+        }
+    }
+    const std::string text = fmt::format("{} of {} links up{}", up, total, down.empty() ? "" : "; down: " + down);
+    if (auto s = p_.notifier->status(text); !s) log_.warn("systemd notification: {}", s.error().message);
+}
+
+void Monitor::hook(std::vector<std::string> args) {
+    if (hooks_ != nullptr && !p_.config.statuscommand.empty()) hooks_->enqueue(std::move(args));
+}
+
 void Monitor::run_link_hooks(uint32_t index, bool up, bool any_before) {
-    if (hooks_ == nullptr) return;
     const auto& dev = p_.resources.tun.name;
-    const auto& link = p_.config.links[index].name;
+    const auto& link = slots_.names[index];
     // As mlvpn 2.3: the tunnel is up while at least one link is.
     if (up) {
-        if (!any_before) hooks_->enqueue(hook_args(dev, HookEvent::TuntapUp));
-        hooks_->enqueue(hook_args(dev, HookEvent::RtunUp, link));
+        if (!any_before) hook(hook_args(dev, HookEvent::TuntapUp));
+        hook(hook_args(dev, HookEvent::RtunUp, link));
     } else {
-        hooks_->enqueue(hook_args(dev, HookEvent::RtunDown, link));
-        if (!policy_.any_link_up()) hooks_->enqueue(hook_args(dev, HookEvent::TuntapDown));
+        hook(hook_args(dev, HookEvent::RtunDown, link));
+        if (!policy_.any_link_up()) hook(hook_args(dev, HookEvent::TuntapDown));
     }
 }
 
 void Monitor::run_down_hooks() {
     // The links that were up go down with us: their rtun_down, then tuntap_down.
-    if (hooks_ != nullptr) {
-        const auto& dev = p_.resources.tun.name;
-        bool any = false;
-        for (size_t i = 0; i < p_.config.links.size(); ++i) {
-            if (!policy_.link_up(i)) continue;
-            hooks_->enqueue(hook_args(dev, HookEvent::RtunDown, p_.config.links[i].name));
-            any = true;
-        }
-        if (any) hooks_->enqueue(hook_args(dev, HookEvent::TuntapDown));
+    const auto& dev = p_.resources.tun.name;
+    bool any = false;
+    for (size_t i = 0; i < slots_.names.size(); ++i) {
+        if (!policy_.link_up(i)) continue;
+        hook(hook_args(dev, HookEvent::RtunDown, slots_.names[i]));
+        any = true;
     }
+    if (any) hook(hook_args(dev, HookEvent::TuntapDown));
     if (hooks_ != nullptr && !hooks_->idle() && !hooks_->drain(kExitHookLimit, clock_)) {
         log_.warn("hooks still running at exit were stopped");
     }
@@ -200,10 +220,108 @@ void Monitor::stop_worker() {
     }
 }
 
+void Monitor::reload_result(bool ok, const std::string& text) {
+    msg::ReloadResult r;
+    r.ok = ok ? 1 : 0;
+    const size_t n = std::min(text.size(), msg::kLogTextSize);
+    std::memcpy(r.text, text.data(), n);
+    r.length = static_cast<uint16_t>(n);
+    (void)channel_.send(r);
+}
+
 void Monitor::reload(const char* why) {
-    log_.warn("{}: this version cannot reload its configuration live; restart mlvpn to apply changes "
-              "(still running with the configuration it started with)",
-              why);
+    if (!policy_.running() || policy_.reload_pending()) {
+        const std::string text = policy_.running() ? "a reload is already under way" : "the worker is still starting";
+        log_.warn("reload ({}): {}", why, text);
+        reload_result(false, text);
+        return;
+    }
+    log_.notice("reload ({}): reading {}", why, p_.config_path);
+    notify(&SystemdNotifier::reloading);
+    auto prepared = prepare_reload(p_.config_path,
+                                   RunningState{p_.config, p_.resources, slots_, p_.psk, frame_capacity_}, log_);
+    if (!prepared) {
+        log_.error("reload ({}) failed: {}; still running with the previous configuration", why,
+                   prepared.error().message);
+        reload_result(false, prepared.error().message);
+        notify(&SystemdNotifier::ready);
+        return;
+    }
+    msg::ReloadBegin b;
+    b.cleartext_data = prepared->next.cleartext_data ? 1 : 0;
+    b.mtu = prepared->frame_mtu;
+    b.reorder_buffer_size = prepared->next.reorder_buffer_size.value_or(core::kDefaultReorderCapacity);
+    b.link_slots = static_cast<uint32_t>(prepared->slots.names.size());
+    b.reload_unix = clock_.wall_ns() / 1'000'000'000ULL;
+    if (prepared->key) {
+        b.has_key = 1;
+        std::memcpy(b.psk, prepared->key->data(), sizeof b.psk);
+    }
+    Status sent = channel_.send(b);
+    sodium_memzero(b.psk, sizeof b.psk);
+    for (const auto& u : prepared->updates) {
+        if (!sent) break;
+        int fd = -1;
+        for (const auto& [index, sock] : prepared->sockets) {
+            if (index == u.link.index) fd = sock.fd.get();
+        }
+        const bool with_fd = u.op == msg::LinkUpdate::Add || u.op == msg::LinkUpdate::Replace;
+        sent = channel_.send(u, with_fd ? fd : -1);
+    }
+    if (sent) sent = channel_.send(msg::ReloadEnd{});
+    if (!sent) {
+        violation(fmt::format("reload: cannot reach the worker: {}", sent.error().message));
+        return;
+    }
+    policy_.expect_reload_done(prepared->slots.names.size());
+    pending_.emplace(PendingReload{std::move(*prepared), why});
+}
+
+void Monitor::finish_reload(bool worker_ok) {
+    if (!pending_) return;
+    PreparedReload& r = pending_->prepared;
+    const std::string why = pending_->why;
+    // The running configuration is now the new one, whatever the worker
+    // managed: the next reload compares against it.
+    for (auto& [index, sock] : r.sockets) {
+        if (p_.resources.sockets.size() <= index) p_.resources.sockets.resize(index + 1);
+        sock.fd.reset();  // the worker holds it now
+        p_.resources.sockets[index] = std::move(sock);
+    }
+    for (auto& [index, allowed] : r.allowed) {
+        if (p_.resources.allowed_peers.size() <= index) p_.resources.allowed_peers.resize(index + 1);
+        p_.resources.allowed_peers[index] = allowed;
+    }
+    for (size_t i = 0; i < r.slots.names.size(); ++i) {
+        if (r.slots.names[i].empty()) policy_.link_removed(i);
+    }
+    if (r.key) p_.psk = std::move(*r.key);
+    p_.resources.device_mtu = r.device_mtu;
+    p_.resources.frame_mtu = r.frame_mtu;
+    slots_ = std::move(r.slots);
+    const bool hooks_changed = r.plan.hooks_changed;
+    const std::string summary = r.plan.summary();
+    sodium_memzero(p_.config.password.data(), p_.config.password.size());
+    p_.config = std::move(r.next);
+    sodium_memzero(p_.config.password.data(), p_.config.password.size());
+    if (hooks_changed && !p_.config.statuscommand.empty()) {
+        auto env = hook_environment(p_.config, p_.resources.tun.name, p_.resources.device_mtu);
+        if (hooks_ == nullptr) {
+            hooks_ = std::make_unique<HookRunner>(p_.config.statuscommand, std::move(env), log_);
+        } else {
+            hooks_->reconfigure(p_.config.statuscommand, std::move(env));
+        }
+    }
+    pending_.reset();
+    notify(&SystemdNotifier::ready);
+    notify_status();
+    if (worker_ok) {
+        log_.notice("reload ({}): {}", why, summary);
+        reload_result(true, summary);
+    } else {
+        log_.error("reload ({}): the worker could not apply all of it (see above): {}", why, summary);
+        reload_result(false, "the worker could not apply all of it; see the log");
+    }
 }
 
 void Monitor::on_signal() {
@@ -213,6 +331,7 @@ void Monitor::on_signal() {
         case SIGTERM:
         case SIGINT:
             log_.notice("signal {} ({}): stopping", si.ssi_signo, strsignal(static_cast<int>(si.ssi_signo)));
+            notify(&SystemdNotifier::stopping);
             stopping_ = true;
             done_ = true;
             break;

@@ -9,6 +9,8 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "core/clock.hpp"
@@ -18,26 +20,30 @@
 #include "priv/channel.hpp"
 #include "priv/control_sockets.hpp"
 #include "priv/hook.hpp"
+#include "priv/notify.hpp"
 #include "priv/policy.hpp"
+#include "priv/reload.hpp"
 #include "priv/setup.hpp"
 
 namespace mlvpn::priv {
 
 struct MonitorParams {
-    const core::Config& config;
+    core::Config& config;  // the running configuration; a reload replaces it
+    std::string config_path;
     Resources& resources;
     std::vector<ControlSocket>& controls;
     core::SecretKey& psk;
     std::string name;
     uint64_t started_unix = 0;
+    SystemdNotifier* notifier = nullptr;  // READY=1 and friends when under systemd
     core::Level worker_log_level = core::Level::Notice;
     bool worker_debug = false;
 };
 
 class Monitor {
 public:
-    Monitor(MonitorParams params, Channel channel, pid_t worker, int signal_fd, HookRunner* hooks,
-            core::Logger& log, const core::Clock& clock);
+    Monitor(MonitorParams params, Channel channel, pid_t worker, int signal_fd,
+            std::unique_ptr<HookRunner>& hooks, core::Logger& log, const core::Clock& clock);
 
     // Runs until the end; returns the exit status for priv: 0 after a
     // requested stop, 1 when the worker died or broke the protocol.
@@ -49,6 +55,11 @@ private:
     bool violation(const std::string& what);
     void on_signal();
     void reload(const char* why);
+    void finish_reload(bool worker_ok);
+    void reload_result(bool ok, const std::string& text);
+    void hook(std::vector<std::string> args);
+    void notify_status();
+    void notify(Status (SystemdNotifier::*what)());
     void run_link_hooks(uint32_t index, bool up, bool any_before);
     void stop_worker();
     void reap_worker(bool wait);
@@ -58,12 +69,19 @@ private:
     Channel channel_;
     pid_t worker_;
     int signal_fd_;
-    HookRunner* hooks_;
+    std::unique_ptr<HookRunner>& hooks_;
     core::Logger& log_;
     const core::Clock& clock_;
 
     bool stopping_ = false;  // a stop was asked for: the worker's exit is expected
     RequestPolicy policy_;
+    LinkSlots slots_;
+    uint32_t frame_capacity_ = 0;  // the worker's buffers were sized for this
+    struct PendingReload {
+        PreparedReload prepared;
+        std::string why;
+    };
+    std::optional<PendingReload> pending_;
     bool worker_alive_ = true;
     int worker_status_ = 0;
     int exit_status_ = 0;

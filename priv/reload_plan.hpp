@@ -35,6 +35,8 @@ struct LinkPlan {
 struct ReloadPlan {
     // Changes only a restart can make; when not empty nothing is applied.
     std::vector<std::string> needs_restart;
+    // The password or key_file text changed; prepare_reload() settles it by
+    // comparing keys (the running password is not kept).
     bool key_changed = false;
     bool general_changed = false;  // cleartext_data, reorder_buffer_size
     bool mtu_changed = false;      // the mtu key (the device MTU is recomputed anyway)

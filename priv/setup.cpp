@@ -142,34 +142,37 @@ uint32_t payload_mtu(uint32_t path_mtu, int family) {
     return path_mtu > overhead ? path_mtu - overhead : 0;
 }
 
-Result<Resources> build_resources(const core::Config& config, core::Logger& log) {
-    Resources r;
+Result<LinkSocket> open_configured_link(const core::Config& config, const core::LinkConfig& l, core::Logger& log) {
+    auto spec = socket_spec(config, l);
+    if (!spec) return tl::unexpected(spec.error());
+    auto sock = open_link_socket(*spec);
+    if (!sock) return tl::unexpected(sock.error());
+    log.info("link {}: {} -> {} (path mtu {}, carries {} bytes)", l.name, sock->local.to_string(),
+             sock->remote.empty() ? std::string("any") : sock->remote.to_string(), sock->path_mtu,
+             payload_mtu(sock->path_mtu, sock->local.addr.sa.sa_family));
+    return sock;
+}
+
+Result<std::optional<core::Endpoint>> allowed_peer(const core::Config& config, const core::LinkConfig& l) {
+    if (config.mode != core::Mode::Server || l.remotehost.empty()) return std::optional<core::Endpoint>{};
+    auto peer = first(resolve(l.remotehost, l.remoteport, AF_UNSPEC, false));
+    if (!peer) return fail(fmt::format("link {}: remotehost: {}", l.name, peer.error().message));
+    return std::optional<core::Endpoint>{*peer};
+}
+
+Result<uint32_t> device_mtu(const core::Config& config, std::span<const LinkSocket* const> sockets,
+                            core::Logger& log) {
     uint32_t fits = 65535;
     std::string narrowest;
     uint32_t narrowest_path_mtu = 0;
-    for (const auto& l : config.links) {
-        auto spec = socket_spec(config, l);
-        if (!spec) return tl::unexpected(spec.error());
-        auto sock = open_link_socket(*spec);
-        if (!sock) return tl::unexpected(sock.error());
-        const uint32_t m = payload_mtu(sock->path_mtu, sock->local.addr.sa.sa_family);
-        log.info("link {}: {} -> {} (path mtu {}, carries {} bytes)", l.name, sock->local.to_string(),
-                 sock->remote.empty() ? std::string("any") : sock->remote.to_string(), sock->path_mtu, m);
+    for (size_t i = 0; i < sockets.size(); ++i) {
+        const uint32_t m = payload_mtu(sockets[i]->path_mtu, sockets[i]->local.addr.sa.sa_family);
         if (m < fits) {
             fits = m;
-            narrowest = l.name;
-            narrowest_path_mtu = sock->path_mtu;
+            narrowest = config.links[i].name;
+            narrowest_path_mtu = sockets[i]->path_mtu;
         }
-        std::optional<core::Endpoint> allowed;
-        if (config.mode == core::Mode::Server && !l.remotehost.empty()) {
-            auto peer = first(resolve(l.remotehost, l.remoteport, AF_UNSPEC, false));
-            if (!peer) return fail(fmt::format("link {}: remotehost: {}", l.name, peer.error().message));
-            allowed = *peer;
-        }
-        r.allowed_peers.push_back(allowed);
-        r.sockets.push_back(std::move(*sock));
     }
-
     const uint32_t frame = config.tuntap == core::TunType::Tap ? kTapFrameOverhead : 0;
     const uint32_t largest = fits > frame ? fits - frame : 0;
     uint32_t mtu = config.mtu.value_or(largest);
@@ -186,8 +189,25 @@ Result<Resources> build_resources(const core::Config& config, core::Logger& log)
     if (config.ip6 && mtu < 1280) {
         log.warn("mtu {} is below 1280: the kernel will not use IPv6 on {}", mtu, config.interface_name);
     }
-    r.device_mtu = mtu;
-    r.frame_mtu = mtu + frame;
+    return mtu;
+}
+
+Result<Resources> build_resources(const core::Config& config, core::Logger& log) {
+    Resources r;
+    for (const auto& l : config.links) {
+        auto sock = open_configured_link(config, l, log);
+        if (!sock) return tl::unexpected(sock.error());
+        auto allowed = allowed_peer(config, l);
+        if (!allowed) return tl::unexpected(allowed.error());
+        r.allowed_peers.push_back(*allowed);
+        r.sockets.push_back(std::move(*sock));
+    }
+    std::vector<const LinkSocket*> all;
+    for (const auto& sock : r.sockets) all.push_back(&sock);
+    auto mtu = device_mtu(config, all, log);
+    if (!mtu) return tl::unexpected(mtu.error());
+    r.device_mtu = *mtu;
+    r.frame_mtu = *mtu + (config.tuntap == core::TunType::Tap ? kTapFrameOverhead : 0);
 
     auto tun = create_tun(config.interface_name, config.tuntap);
     if (!tun) return tl::unexpected(tun.error());

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -44,5 +45,15 @@ struct Resources {
 // Resolves names, opens and binds the link sockets, picks the MTU, creates
 // the device and configures it through netlink (MTU, addresses, up, routes).
 Result<Resources> build_resources(const core::Config& config, core::Logger& log);
+
+// The pieces, also used by a reload:
+// link `l`'s socket, resolved, bound and (client) connected;
+Result<LinkSocket> open_configured_link(const core::Config& config, const core::LinkConfig& l, core::Logger& log);
+// the address a server link answers handshakes from (its remotehost), if any;
+Result<std::optional<core::Endpoint>> allowed_peer(const core::Config& config, const core::LinkConfig& l);
+// the device MTU for links with these sockets (in config.links order): the
+// configured mtu, lowered with a warning to the largest that fits.
+Result<uint32_t> device_mtu(const core::Config& config, std::span<const LinkSocket* const> sockets,
+                            core::Logger& log);
 
 }  // namespace mlvpn::priv

@@ -18,6 +18,7 @@
 #include "core/tunnel.hpp"
 #include "core/wire.hpp"
 #include "priv/control_server.hpp"
+#include "priv/lockdown.hpp"
 #include "priv/log_sink.hpp"
 #include "uring/loop.hpp"
 #include "uring/system_clock.hpp"
@@ -75,6 +76,24 @@ Result<std::pair<Answer, Fd>> ask(Channel& channel, const Request& request) {
     return std::pair<Answer, Fd>{std::get<Answer>(*decoded), std::move(r->fd)};
 }
 
+core::LinkSettings to_link_settings(const msg::Link& l) {
+    core::LinkSettings ls;
+    ls.name = std::string(msg::get_string(l.name));
+    ls.connected = l.connected == 1;
+    ls.fallback_only = l.fallback_only == 1;
+    ls.timeout = std::chrono::milliseconds(l.timeout_ms);
+    ls.bandwidth = l.bandwidth;
+    ls.loss_tolerence_pct = l.loss_tolerence_pct;
+    ls.latency_tolerence_ms = l.latency_tolerence_ms;
+    if (l.has_allowed_peer == 1) {
+        core::Endpoint e;
+        std::memcpy(&e.addr, &l.allowed_peer, l.allowed_peer_len);
+        e.len = l.allowed_peer_len;
+        ls.allowed_peer = e;
+    }
+    return ls;
+}
+
 struct Setup {
     core::TunnelSettings settings;
     core::SecretKey psk;
@@ -111,21 +130,7 @@ Result<Setup> fetch_setup(Channel& channel) {
         if (!link) return tl::unexpected(link.error());
         const msg::Link& l = link->first;
         if (l.index != i) return fail("priv answered for the wrong link");
-        core::LinkSettings ls;
-        ls.name = std::string(msg::get_string(l.name));
-        ls.connected = l.connected == 1;
-        ls.fallback_only = l.fallback_only == 1;
-        ls.timeout = std::chrono::milliseconds(l.timeout_ms);
-        ls.bandwidth = l.bandwidth;
-        ls.loss_tolerence_pct = l.loss_tolerence_pct;
-        ls.latency_tolerence_ms = l.latency_tolerence_ms;
-        if (l.has_allowed_peer == 1) {
-            core::Endpoint e;
-            std::memcpy(&e.addr, &l.allowed_peer, l.allowed_peer_len);
-            e.len = l.allowed_peer_len;
-            ls.allowed_peer = e;
-        }
-        s.settings.links.push_back(std::move(ls));
+        s.settings.links.push_back(to_link_settings(l));
         s.meta.local.emplace_back(msg::get_string(l.local));
         s.meta.remote.emplace_back(msg::get_string(l.remote));
     }
@@ -193,11 +198,15 @@ public:
     }
 
     void set_control(ControlServer* control) { control_ = control; }
+    void set_loop(uring::Loop* loop, std::vector<Fd>* sockets) {
+        loop_ = loop;
+        sockets_ = sockets;
+    }
     void set_backend(const char* backend) { meta_.backend = backend; }
 
     // The answer to one control request (the protocol layer made sure it is
     // well-formed and allowed on the socket it came from).
-    std::string answer(const core::control::Request& r) {
+    std::optional<std::string> answer(const core::control::Request& r) {
         namespace control = core::control;
         switch (r.kind) {
         case control::Kind::Status:
@@ -207,7 +216,7 @@ public:
                                      core::to_prometheus(core::snapshot(tunnel_, meta_, clock_)));
         case control::Kind::Link: {
             for (core::LinkIndex i = 0; i < tunnel_.link_count(); ++i) {
-                if (tunnel_.link(i).settings.name != r.link) continue;
+                if (tunnel_.link(i).removed || tunnel_.link(i).settings.name != r.link) continue;
                 tunnel_.set_admin(i, r.admin);
                 for (const auto& e : tunnel_.take_events()) report(e);
                 update_title();
@@ -227,8 +236,7 @@ public:
                 e.error = "cannot reach the privileged process";
                 return control::error_response(e);
             }
-            return control::response(r, 200, "application/json",
-                                     nlohmann::json{{"ok", true}, {"message", "reload requested; the log says how it went"}}.dump() + "\n");
+            return std::nullopt;  // answered when priv sends ReloadResult
         }
         case control::Kind::Error:
             break;
@@ -254,7 +262,7 @@ public:
         return next;
     }
 
-    void on_readable(int fd, core::Io&) override {
+    void on_readable(int fd, core::Io& io) override {
         if (control_ != nullptr && fd == control_->fd()) {
             control_->on_ready();
             return;
@@ -271,24 +279,131 @@ public:
             }
             return;
         }
-        auto r = channel_.receive(true);
-        if (r && r->again) return;
-        if (!r || r->bytes.empty()) {
-            // priv is gone: a worker must never outlive it.
-            running_ = false;
-            return;
+        for (int i = 0; i < 256 && running_; ++i) {
+            auto r = channel_.receive(true);
+            if (r && r->again) return;
+            if (!r || r->bytes.empty()) {
+                // priv is gone: a worker must never outlive it.
+                running_ = false;
+                return;
+            }
+            auto m = msg::decode(r->bytes);
+            if (!m || !from_priv(*m, std::move(r->fd), io)) {
+                log_.error("worker: unexpected message from priv; stopping");
+                running_ = false;
+            }
         }
-        log_.error("worker: unexpected message from priv; stopping");
-        running_ = false;
     }
 
     bool running() const override { return running_; }
 
 private:
+    // A message priv pushed: a reload, or the outcome of one. false: not one
+    // priv may send now.
+    bool from_priv(const msg::Any& m, Fd fd, core::Io& io) {
+        if (const auto* begin = std::get_if<msg::ReloadBegin>(&m)) {
+            if (reload_) return false;
+            reload_.emplace(PendingReload{*begin, {}});
+            return !fd;
+        }
+        if (const auto* update = std::get_if<msg::LinkUpdate>(&m)) {
+            if (!reload_) return false;
+            const bool needs_fd = update->op == msg::LinkUpdate::Add || update->op == msg::LinkUpdate::Replace;
+            if (needs_fd != static_cast<bool>(fd)) return false;
+            reload_->updates.emplace_back(*update, std::move(fd));
+            return true;
+        }
+        if (std::holds_alternative<msg::ReloadEnd>(m)) {
+            if (!reload_ || fd) return false;
+            msg::ReloadDone done;
+            done.ok = apply_reload(io) ? 1 : 0;
+            reload_.reset();
+            if (auto s = channel_.send(done); !s) return false;
+            return true;
+        }
+        if (const auto* result = std::get_if<msg::ReloadResult>(&m)) {
+            if (fd) return false;
+            const std::string text(result->text, result->length);
+            if (control_ != nullptr) {
+                control_->answer_waiting([&](const core::control::Request& r) {
+                    namespace control = core::control;
+                    if (result->ok == 1) {
+                        return control::response(r, 200, "application/json",
+                                                 nlohmann::json{{"ok", true}, {"message", text}}.dump() + "\n");
+                    }
+                    control::Request e = r;
+                    e.http_status = 409;
+                    e.error = text;
+                    return control::error_response(e);
+                });
+            }
+            return true;
+        }
+        return false;
+    }
+
+    // Applies what priv pushed, all at once (nothing runs in between).
+    bool apply_reload(core::Io& io) {
+        const msg::ReloadBegin& b = reload_->begin;
+        bool ok = true;
+        if (b.has_key == 1) {
+            core::SecretKey key;
+            std::memcpy(key.data(), b.psk, key.size());
+            sodium_memzero(const_cast<uint8_t*>(b.psk), sizeof b.psk);
+            tunnel_.set_psk(std::move(key));
+        }
+        tunnel_.set_general(b.cleartext_data == 1, b.mtu, b.reorder_buffer_size, io);
+        for (auto& [u, fd] : reload_->updates) {
+            const core::LinkIndex i = u.link.index;
+            auto settings = to_link_settings(u.link);
+            Status s;
+            switch (u.op) {
+            case msg::LinkUpdate::Add:
+                s = loop_->set_link_fd(i, fd.get());
+                if (s && !tunnel_.add_link(i, settings)) s = fail(fmt::format("link index {} is in use", i));
+                break;
+            case msg::LinkUpdate::Replace:
+                s = loop_->set_link_fd(i, fd.get());
+                tunnel_.update_link(i, settings);
+                tunnel_.reset_link(i);
+                break;
+            case msg::LinkUpdate::Update:
+                tunnel_.update_link(i, settings);
+                break;
+            case msg::LinkUpdate::Remove:
+                s = loop_->set_link_fd(i, -1);
+                tunnel_.remove_link(i);
+                break;
+            }
+            if (!s) {
+                log_.error("worker: reload of link {}: {}", settings.name, s.error().message);
+                ok = false;
+                continue;
+            }
+            if (sockets_->size() <= i) sockets_->resize(i + 1);
+            if (u.op == msg::LinkUpdate::Add || u.op == msg::LinkUpdate::Replace) (*sockets_)[i] = std::move(fd);
+            if (u.op == msg::LinkUpdate::Remove) (*sockets_)[i].reset();
+            if (meta_.local.size() <= i) meta_.local.resize(i + 1);
+            if (meta_.remote.size() <= i) meta_.remote.resize(i + 1);
+            meta_.local[i] = msg::get_string(u.link.local);
+            meta_.remote[i] = msg::get_string(u.link.remote);
+        }
+        meta_.last_reload_unix = b.reload_unix;
+        for (const auto& e : tunnel_.take_events()) report(e);
+        update_title();
+        return ok;
+    }
+
+    struct PendingReload {
+        msg::ReloadBegin begin;
+        std::vector<std::pair<msg::LinkUpdate, Fd>> updates;
+    };
+
     // SIGUSR1: one line per link and one for the device, to the log.
     void log_stats() {
         for (core::LinkIndex i = 0; i < tunnel_.link_count(); ++i) {
             const auto& l = tunnel_.link(i);
+            if (l.removed) continue;
             const auto& st = l.stats;
             log_.notice("link {}: {} peer {} rtt {} ms, tx {} pkts {} bytes, rx {} pkts {} bytes, data tx {} rx {}, "
                         "drops auth {} replay {} malformed {} no-session {}, send errors {}",
@@ -326,6 +441,7 @@ private:
         std::string t = "mlvpn: " + meta_.name;
         for (core::LinkIndex i = 0; i < tunnel_.link_count(); ++i) {
             const auto& l = tunnel_.link(i);
+            if (l.removed) continue;
             t += l.state == core::LinkState::Up ? " @" : " !";
             t += l.settings.name;
         }
@@ -341,6 +457,9 @@ private:
     const core::Clock& clock_;
     bool natural_title_;
     ControlServer* control_ = nullptr;
+    uring::Loop* loop_ = nullptr;
+    std::vector<Fd>* sockets_ = nullptr;
+    std::optional<PendingReload> reload_;
     bool running_ = true;
     std::vector<bool> up_;
 };
@@ -415,8 +534,15 @@ int worker_main(Channel channel, const WorkerParams& params, ProcTitle& title) {
         log.error("worker: {}", loop.error().message);
         return 1;
     }
+    // The last layers (rlimits, Landlock, seccomp) before any packet.
+    const bool on_uring = std::string_view((*loop)->name()) == "io_uring";
+    if (auto s = lock_down_worker(on_uring ? LoopBackend::io_uring : LoopBackend::epoll, log); !s) {
+        log.error("worker: {}", s.error().message);
+        return 1;
+    }
 
     handler.set_backend((*loop)->name());
+    handler.set_loop(loop->get(), &setup->sockets);
     msg::Ready ready;
     ready.backend = std::string_view((*loop)->name()) == "io_uring" ? 1 : 2;
     if (auto s = channel.send(ready); !s) {

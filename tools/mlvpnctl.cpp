@@ -34,6 +34,7 @@ using nlohmann::json;
 
 constexpr const char* kRunDir = "/run/mlvpn";
 constexpr int kTimeoutMs = 5000;
+constexpr int kReloadTimeoutMs = 30000;  // a reload may derive a new key
 
 struct Failure {
     int status;
@@ -94,7 +95,7 @@ std::string only_socket() {
 }
 
 // Sends one request line and returns everything the daemon answers.
-std::string ask(const std::string& socket_path, const std::string& request) {
+std::string ask(const std::string& socket_path, const std::string& request, int timeout_ms = kTimeoutMs) {
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     if (socket_path.size() >= sizeof addr.sun_path) throw Failure{2, "socket path too long"};
@@ -116,10 +117,10 @@ std::string ask(const std::string& socket_path, const std::string& request) {
     std::string answer;
     for (;;) {
         pollfd p{fd, POLLIN, 0};
-        const int r = poll(&p, 1, kTimeoutMs);
+        const int r = poll(&p, 1, timeout_ms);
         if (r == 0) {
             close(fd);
-            throw Failure{3, fmt::format("{}: no answer within {} s", socket_path, kTimeoutMs / 1000)};
+            throw Failure{3, fmt::format("{}: no answer within {} s", socket_path, timeout_ms / 1000)};
         }
         char buf[16384];
         const ssize_t n = read(fd, buf, sizeof buf);
@@ -251,7 +252,7 @@ int run(int argc, char** argv) {
         return 0;
     }
     if (cmd == "reload" && args.size() == 1) {
-        const json doc = parse_answer(ask(path(), "reload"));
+        const json doc = parse_answer(ask(path(), "reload", kReloadTimeoutMs));
         fmt::print("{}\n", doc.value("message", "reload requested"));
         return 0;
     }

@@ -274,8 +274,7 @@ TEST_CASE("hook: runs happen one at a time, in queue order") {
     CHECK(runner.fds().empty());
     runner.enqueue(mlvpn::priv::hook_args("mlvpn0", HookEvent::RtunUp, "dsl1"));
     runner.enqueue(mlvpn::priv::hook_args("mlvpn0", HookEvent::RtunUp, "dsl2"));
-    runner.enqueue(mlvpn::priv::hook_args("mlvpn0", HookEvent::RtunDown, "dsl1"));
-    runner.enqueue(mlvpn::priv::hook_args("mlvpn0", HookEvent::TuntapDown));
+    runner.enqueue(mlvpn::priv::hook_args("mlvpn0", HookEvent::RtunDown, "dsl3"));
 
     mlvpn::uring::SystemClock clock;
     runner.service(clock.now());
@@ -283,8 +282,32 @@ TEST_CASE("hook: runs happen one at a time, in queue order") {
     CHECK(runner.deadline() > clock.now());
 
     CHECK(runner.drain(20s, clock));
-    CHECK(slurp(order) == "tuntap_up \nrtun_up dsl1\nrtun_up dsl2\nrtun_down dsl1\ntuntap_down \n");
+    CHECK(slurp(order) == "tuntap_up \nrtun_up dsl1\nrtun_up dsl2\nrtun_down dsl3\n");
     CHECK(runner.deadline() == mlvpn::core::kNever);
+}
+
+TEST_CASE("hook: a burst coalesces: an event that undoes a waiting one cancels it") {
+    TempDir dir;
+    std::string order = dir / "order";
+    std::string script = write_script(dir, "echo \"$2 $3\" >> " + order + "\n");
+    MemorySink sink;
+    mlvpn::core::Logger log(sink, Level::Notice);
+    HookRunner runner(script, test_env(), log);
+    mlvpn::uring::SystemClock clock;
+    runner.enqueue(mlvpn::priv::hook_args("mlvpn0", HookEvent::RtunDown, "dsl1"));
+    runner.service(clock.now());  // running: it is not taken back
+    // dsl2 flaps 50 times while the first hook runs, dsl1 comes back and goes.
+    for (int i = 0; i < 50; ++i) {
+        runner.enqueue(mlvpn::priv::hook_args("mlvpn0", HookEvent::RtunDown, "dsl2"));
+        runner.enqueue(mlvpn::priv::hook_args("mlvpn0", HookEvent::RtunUp, "dsl2"));
+    }
+    runner.enqueue(mlvpn::priv::hook_args("mlvpn0", HookEvent::RtunUp, "dsl1"));
+    runner.enqueue(mlvpn::priv::hook_args("mlvpn0", HookEvent::RtunDown, "dsl2"));
+    CHECK(runner.drain(20s, clock));
+    // dsl1's down ran (it was running); its up, and 50 down/up pairs of dsl2,
+    // cancelled out; dsl2's last down remains.
+    CHECK(slurp(order) == "rtun_down dsl1\nrtun_up dsl1\nrtun_down dsl2\n");
+    CHECK(sink.entries.empty());  // nothing dropped
 }
 
 TEST_CASE("hook: a full queue drops the oldest run with a warning") {
@@ -372,12 +395,12 @@ TEST_CASE("hook: a hook that cannot be run is reported and the queue goes on") {
     {
         HookRunner runner(dir / "missing.sh", test_env(), log);
         runner.enqueue({"mlvpn0", "tuntap_up"});
-        runner.enqueue({"mlvpn0", "tuntap_down"});
+        runner.enqueue({"mlvpn0", "rtun_up", "dsl1"});
         runner.service(mlvpn::uring::SystemClock().now());
         CHECK(runner.idle());
     }
     CHECK(sink.has(Level::Error, "hook tuntap_up: cannot run " + dir / "missing.sh" + ": No such file or directory"));
-    CHECK(sink.has(Level::Error, "hook tuntap_down: cannot run " + dir / "missing.sh" + ": No such file or directory"));
+    CHECK(sink.has(Level::Error, "hook rtun_up dsl1: cannot run " + dir / "missing.sh" + ": No such file or directory"));
 
     // Refused before it is queued.
     HookRunner runner(dir / "missing.sh", test_env(), log);
