@@ -11,7 +11,7 @@ namespace mlvpn::priv {
 
 namespace {
 
-enum LongOnly { kNaturalTitle = 256, kDebug, kYesRunAsRoot };
+enum LongOnly { kNaturalTitle = 256, kDebug, kYesRunAsRoot, kSelftestSandbox };
 
 std::string default_name(const std::string& path) {
     std::string base = path.substr(path.find_last_of('/') + 1);
@@ -31,6 +31,7 @@ core::Level Options::log_level() const {
 std::string usage() {
     return "usage: mlvpn -c FILE [-u USER] [-n NAME] [-t] [--debug] [-v]... [-q]\n"
            "             [-D TOKEN]... [--natural-title] [--yes-run-as-root] [-V] [-h]\n"
+           "       mlvpn --selftest-sandbox [-u USER] [--yes-run-as-root]\n"
            "\n"
            "  -c, --config FILE      configuration file (root-owned, mode 0600)\n"
            "  -u, --user USER        user the worker runs as (default: mlvpn)\n"
@@ -43,6 +44,9 @@ std::string usage() {
            "  -D TOKEN               debug messages for one subsystem (protocol, priv, net)\n"
            "      --natural-title    keep the process title as started\n"
            "      --yes-run-as-root  allow the worker to run as root when USER is unusable\n"
+           "      --selftest-sandbox check that the worker's sandbox refuses what it must\n"
+           "                         (open, socket, exec, fork, ...) on this system; one\n"
+           "                         line per call, exit status 0 when all came out right\n"
            "  -V, --version          print the version\n"
            "  -h, --help             this help\n";
 }
@@ -58,6 +62,7 @@ Result<Options> parse_options(int argc, char** argv) {
         {"quiet", no_argument, nullptr, 'q'},
         {"yes-run-as-root", no_argument, nullptr, kYesRunAsRoot},
         {"check-config", no_argument, nullptr, 't'},
+        {"selftest-sandbox", no_argument, nullptr, kSelftestSandbox},
         {"version", no_argument, nullptr, 'V'},
         {"help", no_argument, nullptr, 'h'},
         {nullptr, 0, nullptr, 0},
@@ -82,6 +87,7 @@ Result<Options> parse_options(int argc, char** argv) {
         case 'D': o.debug_tokens.emplace_back(optarg); break;
         case kYesRunAsRoot: o.yes_run_as_root = true; break;
         case 't': o.check_config = true; break;
+        case kSelftestSandbox: o.selftest_sandbox = true; break;
         case 'V': o.show_version = true; break;
         case 'h': o.show_help = true; break;
         case ':':
@@ -92,6 +98,10 @@ Result<Options> parse_options(int argc, char** argv) {
     }
     if (optind < argc) return fail(fmt::format("unexpected argument '{}'", argv[optind]));
     if (o.show_help || o.show_version) return o;
+    if (o.selftest_sandbox) {
+        if (o.user.empty()) return fail("-u needs a user name");
+        return o;  // needs no configuration
+    }
     if (o.config_path.empty()) return fail("no configuration file: give -c FILE");
     if (o.user.empty()) return fail("-u needs a user name");
     if (o.name.empty()) o.name = default_name(o.config_path);

@@ -2,6 +2,7 @@
 // The daemon's command line, compatible with mlvpn 2.3:
 //   mlvpn -c FILE [-u USER] [-n NAME] [--natural-title] [--debug] [-v]... [-q]
 //         [-D TOKEN]... [--yes-run-as-root] [-t] [-V] [-h]
+//   mlvpn --selftest-sandbox [-u USER] [--yes-run-as-root]
 #pragma once
 
 #include <string>
@@ -23,6 +24,7 @@ struct Options {
     std::vector<std::string> debug_tokens;
     bool yes_run_as_root = false;
     bool check_config = false;
+    bool selftest_sandbox = false;  // --selftest-sandbox: check the worker's sandbox, then exit
     bool show_version = false;
     bool show_help = false;
 

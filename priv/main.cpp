@@ -20,8 +20,10 @@
 #include "priv/hook.hpp"
 #include "priv/log_sink.hpp"
 #include "priv/monitor.hpp"
+#include "priv/notify.hpp"
 #include "priv/proctitle.hpp"
 #include "priv/sandbox.hpp"
+#include "priv/selftest.hpp"
 #include "priv/setup.hpp"
 #include "priv/worker.hpp"
 #include "uring/system_clock.hpp"
@@ -131,8 +133,10 @@ int run(const priv::Options& o, priv::ProcTitle& title) {
                config->mode == core::Mode::Server ? "server" : "client", resources->tun.name,
                config->links.size(), worker);
 
-    priv::MonitorParams mp{*config, *resources, *controls, *psk, o.name, started_unix, o.log_level(), o.debug};
-    priv::Monitor monitor(mp, std::move(channels->first), worker, signals->get(), hooks.get(), log, clock);
+    priv::SystemdNotifier notifier;
+    priv::MonitorParams mp{*config, o.config_path, *resources,   *controls, *psk,
+                           o.name,  started_unix,  &notifier, o.log_level(), o.debug};
+    priv::Monitor monitor(mp, std::move(channels->first), worker, signals->get(), hooks, log, clock);
     const int status = monitor.run();
     priv::remove_control_socket(control_path);
     log.notice("mlvpn stopped");
@@ -161,5 +165,6 @@ int main(int argc, char** argv) {
         return 1;
     }
     if (options->check_config) return check_config(*options);
+    if (options->selftest_sandbox) return priv::selftest_sandbox(*options, kChrootDir);
     return run(*options, title);
 }

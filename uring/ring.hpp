@@ -20,6 +20,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "core/clock.hpp"
 #include "core/result.hpp"
@@ -32,6 +33,20 @@ struct RingOptions {
     // IORING_SETUP_* wanted when the kernel knows them: dropped (highest bit
     // first, i.e. newest first) while io_uring_setup answers EINVAL.
     unsigned optional_flags = 0;
+    // Creates the ring disabled (IORING_SETUP_R_DISABLED, Linux 5.10) so that
+    // it can be restricted: registering works, submitting does not until
+    // restrict_and_enable(). A kernel without it fails create() with EINVAL.
+    bool start_disabled = false;
+};
+
+// What a restricted ring may do once enabled. The kernel enforces it on the
+// ring itself, whoever uses it: an SQE with another opcode, or with a flag
+// outside `sqe_flags`, completes with -EACCES; another io_uring_register
+// operation fails with EACCES. It cannot be lifted.
+struct RingRestrictions {
+    std::vector<uint8_t> sqe_ops;       // IORING_OP_* allowed
+    uint8_t sqe_flags = 0;              // IOSQE_* allowed (none is required)
+    std::vector<uint8_t> register_ops;  // IORING_REGISTER_* allowed once enabled
 };
 
 class Ring {
@@ -50,6 +65,16 @@ public:
     // Whether the kernel implements `opcode` (IORING_OP_*), from
     // IORING_REGISTER_PROBE; false for every opcode on kernels without it.
     bool supports(int opcode) const;
+
+    // Limits a ring created with start_disabled to `allowed`, then enables
+    // it; once. Ring adds what it issues itself: IORING_OP_TIMEOUT where
+    // liburing's timed wait needs one (no IORING_FEAT_EXT_ARG), and
+    // IORING_UNREGISTER_RING_FDS for the destructor when the ring fd is
+    // registered. Registrations the ring needs for good (files) belong
+    // before this call. Fails if the kernel refuses, or if a check afterwards
+    // finds something outside the list still accepted.
+    Status restrict_and_enable(const RingRestrictions& allowed);
+    bool enabled() const { return !disabled_; }
 
     // Registers `fds` as fixed files 0..n-1 (for IOSQE_FIXED_FILE).
     Status register_files(std::span<const int> fds);
@@ -99,6 +124,8 @@ private:
 
     io_uring ring_{};
     bool initialized_ = false;
+    bool disabled_ = false;  // created with R_DISABLED and not yet enabled
+    bool ring_fd_registered_ = false;
     pthread_t owner_{};  // the thread that created the ring
     unsigned features_ = 0;
     std::unique_ptr<io_uring_probe, void (*)(io_uring_probe*)> probe_{nullptr, io_uring_free_probe};

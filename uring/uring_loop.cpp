@@ -531,13 +531,20 @@ Result<std::unique_ptr<Loop>> make_uring_loop(const LoopConfig& config, const co
     // not hold back the rest of the batch.
     options.optional_flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
                              IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL;
+    // Disabled until it is restricted to what the loop issues (below).
+    options.start_disabled = true;
     int setup_errno = 0;
     auto ring = Ring::create(options, &setup_errno);
     if (!ring) {
+        // EINVAL: no IORING_SETUP_R_DISABLED (before 5.10). A ring that cannot
+        // be restricted would let a compromised worker around its seccomp
+        // filter: the epoll loop is used instead.
         if (why != nullptr)
-            why->unavailable = setup_errno == EPERM || setup_errno == ENOSYS || setup_errno == EACCES;
+            why->unavailable = setup_errno == EPERM || setup_errno == ENOSYS || setup_errno == EACCES ||
+                               setup_errno == EINVAL;
         return tl::unexpected(ring.error());
     }
+    // Every opcode the loop issues, and the only ones its ring accepts.
     static constexpr struct {
         int op;
         const char* name;
@@ -561,6 +568,14 @@ Result<std::unique_ptr<Loop>> make_uring_loop(const LoopConfig& config, const co
     files.insert(files.end(), config.link_fds.begin(), config.link_fds.end());
     files.resize(files.size() + (kMaxLinks - config.link_fds.size()), -1);
     if (auto ok = (*ring)->register_files(files); !ok) return tl::unexpected(ok.error());
+
+    // From here on the ring accepts only kNeeded's opcodes, on fixed files or
+    // none, and FILES_UPDATE (set_link_fd) as its one registration.
+    RingRestrictions allowed;
+    for (const auto& need : kNeeded) allowed.sqe_ops.push_back(static_cast<uint8_t>(need.op));
+    allowed.sqe_flags = IOSQE_FIXED_FILE;
+    allowed.register_ops = {IORING_REGISTER_FILES_UPDATE};
+    if (auto ok = (*ring)->restrict_and_enable(allowed); !ok) return tl::unexpected(ok.error());
 
     return std::make_unique<UringLoop>(config, clock, std::move(*pool), std::move(*ring));
 }

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: BSD-2-Clause
+#include "priv/lockdown.hpp"
+
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "priv/control_server.hpp"
+#include "priv/landlock.hpp"
+#include "uring/loop.hpp"
+
+namespace mlvpn::priv {
+
+namespace {
+
+Status set_limit(int resource, rlim_t value, const char* name) {
+    const rlimit rl{value, value};
+    if (setrlimit(resource, &rl) != 0) return fail(fmt::format("setrlimit {} {}: {}", name, value, std::strerror(errno)));
+    return {};
+}
+
+// One more than the highest open descriptor. The chroot has no /proc, so
+// every number below the soft limit is asked, by poll() in chunks (a closed
+// one answers POLLNVAL); no descriptor lies above that limit since the worker
+// closed all it inherited and got the rest under it.
+Result<int> fd_ceiling() {
+    rlimit rl{};
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return fail(fmt::format("getrlimit: {}", std::strerror(errno)));
+    const rlim_t limit = std::min<rlim_t>(rl.rlim_cur, rlim_t{1} << 24);
+    constexpr size_t kChunk = 4096;
+    std::vector<pollfd> fds(kChunk);
+    int ceiling = 0;
+    for (rlim_t base = 0; base < limit; base += kChunk) {
+        const size_t n = static_cast<size_t>(std::min<rlim_t>(kChunk, limit - base));
+        for (size_t i = 0; i < n; ++i) fds[i] = pollfd{static_cast<int>(base + i), 0, 0};
+        if (poll(fds.data(), n, 0) < 0) return fail(fmt::format("poll: {}", std::strerror(errno)));
+        for (size_t i = 0; i < n; ++i)
+            if ((fds[i].revents & POLLNVAL) == 0) ceiling = static_cast<int>(base + i) + 1;
+    }
+    return ceiling;
+}
+
+bool stderr_is_a_file() {
+    struct stat st {};
+    return fstat(STDERR_FILENO, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+}  // namespace
+
+unsigned worker_spare_fds() { return ControlServer::kMaxClients + 1 + uring::kMaxLinks + 4; }
+
+Status lock_down_worker(LoopBackend backend, core::Logger& log) {
+    // 1. rlimits.
+    // No fork or clone, even if a hole were found in the filter. io_uring's
+    // io-wq worker threads count too: a request the kernel would punt to one
+    // completes with -ECANCELED instead. The loop never asks for that (reads
+    // and sends that cannot wait, pollable fds), and a cancelled read is just
+    // armed again; a cancelled send is counted as a send error.
+    if (auto ok = set_limit(RLIMIT_NPROC, 0, "RLIMIT_NPROC"); !ok) return ok;
+    if (auto ok = set_limit(RLIMIT_CORE, 0, "RLIMIT_CORE"); !ok) return ok;
+    // No file can grow (a write past the end gets SIGXFSZ). Under --debug
+    // with stderr sent to a file the log would be the first victim: the
+    // limit stays as it was then, which the log line says.
+    const bool log_file = stderr_is_a_file();
+    if (!log_file)
+        if (auto ok = set_limit(RLIMIT_FSIZE, 0, "RLIMIT_FSIZE"); !ok) return ok;
+    auto ceiling = fd_ceiling();
+    if (!ceiling) return tl::unexpected(ceiling.error());
+    const rlim_t nofile = static_cast<rlim_t>(*ceiling) + worker_spare_fds();
+    if (auto ok = set_limit(RLIMIT_NOFILE, nofile, "RLIMIT_NOFILE"); !ok) return ok;
+
+    // 2. Landlock.
+    auto landlock = landlock_deny_all();
+    if (!landlock) return tl::unexpected(landlock.error());
+
+    // 3. seccomp.
+    if (auto ok = install_worker_seccomp(backend, getpid()); !ok) return ok;
+
+    log.info("sandbox: rlimits nproc 0, core 0, fsize {}, nofile {}; Landlock {}; seccomp allow-list of {} "
+             "system calls",
+             log_file ? "unchanged (--debug logs to a file)" : "0", nofile,
+             landlock->abi > 0 ? fmt::format("ABI {}", landlock->abi)
+                               : fmt::format("not available: {}", landlock->why_not),
+             worker_syscall_count(backend));
+    return {};
+}
+
+}  // namespace mlvpn::priv
