@@ -49,7 +49,7 @@ bool valid(const OpenControl& m) { return m.index < kMaxControlSockets; }
 bool valid(const ControlListener& m) { return m.index < kMaxControlSockets && m.privileged <= 1 && zero(m.reserved); }
 bool valid(const ReloadDone& m) { return m.ok <= 1 && zero(m.reserved); }
 bool valid(const ReloadBegin& m) {
-    return m.cleartext_data <= 1 && m.has_key <= 1 && zero(m.reserved) && m.mtu >= 68 && m.mtu <= 65535 + 18 &&
+    return m.cleartext_data <= 1 && m.has_key <= 1 && zero(m.reserved) && m.reserved2 == 0 && m.mtu >= 68 && m.mtu <= 65535 + 18 &&
            m.reorder_buffer_size <= 65536 && m.link_slots >= 1 && m.link_slots <= kMaxLinks;
 }
 bool valid(const LinkUpdate& m) {

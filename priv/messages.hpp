@@ -73,12 +73,12 @@ struct Config {
     uint8_t tuntap = 0;    // 0 tun, 1 tap
     uint8_t cleartext_data = 0;
     uint8_t debug_stderr = 0;  // the worker may log to its stderr
+    uint64_t started_unix = 0;  // when priv started, for uptime
     uint32_t mtu = 0;      // largest packet the device hands us (frame for TAP)
     uint32_t link_count = 0;
     uint32_t reorder_buffer_size = 0;  // packets; 0 = off
     uint32_t control_count = 0;  // control sockets to ask for
     int32_t priv_pid = 0;
-    uint64_t started_unix = 0;  // when priv started, for uptime
     uint8_t log_level = 0;  // core::Level
     uint8_t reserved[3] = {};
     char name[kNameSize] = {};  // tunnel name, for the process title
@@ -165,6 +165,7 @@ struct ReloadBegin {
     uint32_t mtu = 0;  // as in Config
     uint32_t reorder_buffer_size = 0;
     uint32_t link_slots = 0;  // link indices in use after the reload, removed ones included
+    uint32_t reserved2 = 0;
     uint64_t reload_unix = 0;
     uint8_t psk[32] = {};
 };
@@ -210,6 +211,8 @@ using Any = std::variant<GetConfig, Config, GetLink, Link, OpenTun, Tun, OpenLin
 template <class M>
 std::span<const std::byte> bytes_of(const M& m) {
     static_assert(std::is_trivially_copyable_v<M>);
+    // No padding: every byte sent is a byte somebody set, never stale stack.
+    static_assert(std::has_unique_object_representations_v<M>);
     return {reinterpret_cast<const std::byte*>(&m), sizeof m};
 }
 

@@ -64,7 +64,8 @@ public:
         REQUIRE(b != nullptr);
         b->offset = offset;
         b->length = static_cast<uint32_t>(bytes.size());
-        std::memcpy(b->data + offset, bytes.data(), bytes.size());
+        // An empty span may have a null data(): memcpy must not see it (UBSan).
+        if (!bytes.empty()) std::memcpy(b->data + offset, bytes.data(), bytes.size());
         return b;
     }
     size_t free_buffers() const { return free_.size(); }
