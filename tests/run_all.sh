@@ -1,13 +1,16 @@
 #!/bin/bash
 # SPDX-License-Identifier: BSD-2-Clause
 # Builds mlvpn and runs every test: the unit tests and the integration tests
-# (two real daemons in network namespaces). Run as root from anywhere:
+# (two real daemons in network namespaces); then, if they all passed, the same
+# suite under ASan and UBSan (tests/run_sanitizers.sh) and each fuzz target
+# for a minute (tests/run_fuzz.sh). Run as root from anywhere:
 #
 #   sudo ./tests/run_all.sh
 #
 # Installs missing build and test packages first (Debian 12). The build goes
-# to build/ at the top of the tree (BUILD_DIR overrides it). Exits with
-# ctest's status.
+# to build/ at the top of the tree (BUILD_DIR overrides it; the sanitizer and
+# fuzz builds go to build-asan/ and build-fuzz/). Exits with the status of the
+# first stage that failed.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,7 +40,21 @@ rc=0
 ctest --test-dir "$BUILD" --output-on-failure -j"$JOBS" || rc=$?
 t_tests=$SECONDS
 
-step "done: ctest exit status $rc"
-printf 'time: dependencies %ds, build %ds, tests %ds, total %ds\n' \
-    $((t_deps - t0)) $((t_build - t_deps)) $((t_tests - t_build)) $((t_tests - t0))
+# Sanitizers and fuzzing (docs/testing.md), on a clean run only.
+t_asan=$t_tests
+t_fuzz=$t_tests
+if [[ $rc -eq 0 ]]; then
+    "$REPO/tests/run_sanitizers.sh" || rc=$?
+    t_asan=$SECONDS
+    t_fuzz=$t_asan
+fi
+if [[ $rc -eq 0 ]]; then
+    "$REPO/tests/run_fuzz.sh" || rc=$?
+    t_fuzz=$SECONDS
+fi
+
+step "done: exit status $rc"
+printf 'time: dependencies %ds, build %ds, tests %ds, sanitizers %ds, fuzzing %ds, total %ds\n' \
+    $((t_deps - t0)) $((t_build - t_deps)) $((t_tests - t_build)) $((t_asan - t_tests)) $((t_fuzz - t_asan)) \
+    $((t_fuzz - t0))
 exit "$rc"
