@@ -10,6 +10,7 @@
 
 #include "core/buffer.hpp"
 #include "core/clock.hpp"
+#include "core/liveness.hpp"
 #include "core/noise.hpp"
 #include "core/session.hpp"
 #include "core/wire.hpp"
@@ -60,6 +61,8 @@ struct LinkStats {
     uint64_t handshakes_sent = 0, handshakes_received = 0;
     uint64_t handshakes_completed = 0;
     uint64_t ups = 0, downs = 0;    // state transitions
+    uint64_t unanswered = 0;        // times taken out because the peer stopped acknowledging
+    uint64_t acks_sent = 0;
 };
 
 struct PendingHandshake {  // the initiator's handshake in flight
@@ -107,6 +110,13 @@ struct Link {
     Duration srtt{};
     Duration rttvar{};
     bool has_rtt = false;
+
+    // Acknowledgements: what of ours the peer hears, and what we owe it.
+    Liveness liveness;
+    bool ack_owed = false;  // received data or a keepalive since our last control packet
+    Time last_control_tx{};
+    Time last_elicit_tx{};  // last data or keepalive sent (what the peer acknowledges)
+    Time next_probe{};      // while liveness.probing(): the next probe
 
     LinkStats stats;
 };

@@ -166,6 +166,8 @@ void Tunnel::reset_link(LinkIndex index) {
     link.peer = Endpoint{};
     link.has_rtt = false;
     link.peer_ts = 0;
+    link.liveness.reset();
+    link.ack_owed = false;
     link.next_handshake = now;
 }
 
@@ -257,7 +259,7 @@ void Tunnel::seal_and_send(LinkIndex index, Session& s, wire::Type type, Buffer*
     io.send(index, b, link.settings.connected ? nullptr : &link.peer);
 }
 
-void Tunnel::send_keepalive(LinkIndex index, Io& io, Time now) {
+void Tunnel::send_control(LinkIndex index, wire::ControlKind kind, Io& io, Time now) {
     Link& link = links_[index];
     if (!link.current || expired(*link.current, now)) return;
     Buffer* b = io.acquire();
@@ -267,9 +269,18 @@ void Tunnel::send_keepalive(LinkIndex index, Io& io, Time now) {
     }
     b->offset = wire::kTransportHeaderSize + wire::kTagSize;
     b->length = wire::kInnerHeaderSize;
-    wire::ControlInner inner{wire::ControlKind::Keepalive, ms32(now), echo_for(link, now)};
+    wire::ControlInner inner{kind, ms32(now), echo_for(link, now), link.peer_ts};
     wire::encode(inner, b->bytes().first<wire::kInnerHeaderSize>());
     seal_and_send(index, *link.current, wire::Type::Control, b, io, now);
+    // Whatever we owed the peer, this carries it (rx_ts).
+    link.ack_owed = false;
+    link.last_control_tx = now;
+    if (kind == wire::ControlKind::Ack) {
+        ++link.stats.acks_sent;
+    } else {
+        link.last_elicit_tx = now;
+        link.liveness.sent(inner.ts, now);
+    }
 }
 
 void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
@@ -313,6 +324,8 @@ void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
         wire::encode(inner, b->bytes().first<wire::kInnerHeaderSize>());
         ++link.stats.tx_data;
         seal_and_send(static_cast<LinkIndex>(*link_index), *link.current, wire::Type::Data, b, io, now);
+        link.last_elicit_tx = now;
+        link.liveness.sent(inner.ts, now);
     }
 }
 
@@ -397,6 +410,7 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now) {
         link.current = std::move(link.next);
         link.next.reset();
         link.cached.valid = false;  // a replay of its initiation now gets nothing
+        link.liveness.reset();      // it answered our response: it hears us
         s = &*link.current;
         s->confirmed = true;
         ++link.stats.handshakes_completed;
@@ -411,18 +425,33 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now) {
     link.last_rx = now;
     ++link.stats.rx_packets;
     link.stats.rx_bytes += b->length;
-    if (s == &*link.current && link.state != LinkState::Up) set_state(index, LinkState::Up, now, "traffic");
 
     auto inner_bytes = b->bytes().subspan(wire::kTransportHeaderSize + wire::kTagSize);
     const auto inner = inner_bytes.first<wire::kInnerHeaderSize>();
+    std::optional<wire::ControlInner> control;
     if (header->type == wire::Type::Control) {
-        const auto c = wire::decode_control_inner(inner);
-        if (!c) {
+        control = wire::decode_control_inner(inner);
+        // What the peer has heard of us: after a failure, the proof that it
+        // hears us again.
+        if (control && control->rx_ts != 0 && link.liveness.acknowledged(control->rx_ts)) {
+            log_.notice("link {}: acknowledged again", link.settings.name);
+        }
+    }
+    // Authentic traffic brings the link up, except one taken out because the
+    // peer stopped hearing us: packets from the peer say nothing about the
+    // other direction (a one-way cut), only an acknowledgement does.
+    if (s == &*link.current && link.state != LinkState::Up && !link.liveness.probing()) {
+        set_state(index, LinkState::Up, now, "traffic");
+    }
+
+    if (header->type == wire::Type::Control) {
+        if (!control) {
             ++link.stats.drop_malformed;
         } else {
-            link.peer_ts = c->ts;
+            link.peer_ts = control->ts;
             link.peer_ts_at = now;
-            update_rtt(link, c->echo, now);
+            update_rtt(link, control->echo, now);
+            if (control->kind == wire::ControlKind::Keepalive) link.ack_owed = true;
         }
         io.release(b);
         return;
@@ -431,6 +460,7 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now) {
     const auto data = wire::decode_data_inner(inner);
     link.peer_ts = data.ts;
     link.peer_ts_at = now;
+    link.ack_owed = true;
     update_rtt(link, data.echo, now);
     b->offset += wire::kOverhead;
     b->length -= wire::kOverhead;
@@ -459,6 +489,15 @@ void Tunnel::flush(Io& io) {
     reorder_.flush(deliverable_);
     for (Buffer* b : deliverable_) io.release(b);
     deliverable_.clear();
+}
+
+Duration Tunnel::unanswered_limit(const Link& link) const {
+    Duration limit = timing::kUnansweredMax;
+    if (link.has_rtt) {
+        limit = std::clamp(2 * link.srtt + 4 * link.rttvar + timing::kAckInterval, timing::kUnansweredMin,
+                           timing::kUnansweredMax);
+    }
+    return std::min(limit, link.settings.timeout);
 }
 
 Duration Tunnel::reorder_wait() const {
@@ -495,6 +534,24 @@ Time Tunnel::link_timers(LinkIndex index, Io& io, Time now) {
             next = std::min(next, dead_at);
         }
     }
+    // Traffic the peer does not acknowledge: out of the aggregate within a
+    // fraction of a second, long before the timeout, then probed.
+    if (link.state == LinkState::Up) {
+        if (const auto since = link.liveness.unconfirmed_since()) {
+            const Duration limit = unanswered_limit(link);
+            if (now - *since >= limit) {
+                log_.notice("link {}: nothing acknowledged for {} ms; out of the aggregate until it is",
+                            link.settings.name,
+                            std::chrono::duration_cast<std::chrono::milliseconds>(now - *since).count());
+                ++link.stats.unanswered;
+                link.liveness.start_probing(ms32(now));
+                link.next_probe = now;
+                set_state(index, LinkState::Down, now, "no acknowledgement");
+            } else {
+                next = std::min(next, *since + limit);
+            }
+        }
+    }
 
     if (settings_.mode == Mode::Client) {
         // The initiator keeps a session alive: handshake when there is none,
@@ -516,14 +573,25 @@ Time Tunnel::link_timers(LinkIndex index, Io& io, Time now) {
         }
     }
 
-    // Keepalives on every link with a session, from both sides.
+    // Keepalives on every link with a session, from both sides; probes, more
+    // often, on a link the peer stopped acknowledging; acknowledgements of
+    // what the peer sent, at most every kAckInterval.
     if (link.current && link.current->confirmed && (link.settings.connected || !link.peer.empty())) {
-        const Time due = link.last_tx + timing::kKeepalive;
+        const Time due = link.liveness.probing() ? link.next_probe : link.last_elicit_tx + timing::kKeepalive;
         if (now >= due) {
-            send_keepalive(index, io, now);
-            next = std::min(next, now + timing::kKeepalive);
+            send_control(index, wire::ControlKind::Keepalive, io, now);
+            link.next_probe = now + timing::kProbeInterval;
+            next = std::min(next, link.liveness.probing() ? link.next_probe : now + timing::kKeepalive);
         } else {
             next = std::min(next, due);
+        }
+        if (link.ack_owed) {
+            const Time ack_due = link.last_control_tx + timing::kAckInterval;
+            if (now >= ack_due) {
+                send_control(index, wire::ControlKind::Ack, io, now);
+            } else {
+                next = std::min(next, ack_due);
+            }
         }
     }
     return next;

@@ -57,6 +57,21 @@ inline constexpr Duration kRekeyAfter = std::chrono::seconds(120);
 inline constexpr Duration kRejectAfter = std::chrono::seconds(180);
 inline constexpr uint64_t kRekeyAfterMessages = uint64_t{1} << 60;
 inline constexpr uint64_t kRejectAfterMessages = ~uint64_t{0} - (uint64_t{1} << 13);
+// Data and keepalives are acknowledged (an Ack carrying rx_ts) at most this
+// often per link: fast enough that a missing acknowledgement stands out
+// within a few tens of milliseconds, rare enough to cost nothing (at most 50
+// small packets a second per link).
+inline constexpr Duration kAckInterval = std::chrono::milliseconds(20);
+// A link whose traffic has gone unacknowledged for twice its smoothed RTT
+// plus four deviations plus kAckInterval is taken out of the aggregate, but
+// never sooner than the minimum (queueing spikes on a loaded link must not
+// look like a failure) and never later than the maximum (failover well under
+// a second), nor later than the link's own timeout.
+inline constexpr Duration kUnansweredMin = std::chrono::milliseconds(300);
+inline constexpr Duration kUnansweredMax = std::chrono::milliseconds(900);
+// Such a link is probed this often; it is back as soon as the peer
+// acknowledges a probe, i.e. hears us again.
+inline constexpr Duration kProbeInterval = std::chrono::milliseconds(100);
 }  // namespace timing
 
 struct TunnelSettings {
@@ -148,7 +163,7 @@ private:
     void on_transport(LinkIndex index, Datagram& d, Io& io, Time now);
     Session* find_session(Link& link, uint32_t receiver_index);
     bool usable(const Link& link, Time now) const;
-    void send_keepalive(LinkIndex index, Io& io, Time now);
+    void send_control(LinkIndex index, wire::ControlKind kind, Io& io, Time now);
     // Seals [headroom | inner | payload] already in `b` and queues it.
     void seal_and_send(LinkIndex index, Session& s, wire::Type type, Buffer* b, Io& io, Time now);
     void set_state(LinkIndex index, LinkState state, Time now, const char* reason);
@@ -158,6 +173,8 @@ private:
     void deliver(Io& io);
     void rebuild_scheduler();
     Duration reorder_wait() const;
+    // How long a link's traffic may go unacknowledged before it is taken out.
+    Duration unanswered_limit(const Link& link) const;
 
     TunnelSettings settings_;
     SecretKey psk_;

@@ -249,10 +249,11 @@ void Tunnel::on_response(LinkIndex index, Datagram& d, Io& io, Time now) {
     ++link.stats.rx_packets;
     link.stats.rx_bytes += wire::kResponseSize;
     log_.debug("protocol", "link {}: session established", link.settings.name);
+    link.liveness.reset();  // it answered: it hears us
     set_state(index, LinkState::Up, now, "handshake");
     // Confirm the session to the responder right away: it may not send on
     // it before it has seen us use it.
-    send_keepalive(index, io, now);
+    send_control(index, wire::ControlKind::Keepalive, io, now);
 }
 
 }  // namespace mlvpn::core

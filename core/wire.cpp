@@ -69,6 +69,7 @@ void encode(const ControlInner& h, std::span<std::byte, kInnerHeaderSize> out) {
     out[0] = std::byte(static_cast<uint8_t>(h.kind));
     store_be32(&out[4], h.ts);
     store_be32(&out[8], h.echo);
+    store_be32(&out[12], h.rx_ts);
 }
 
 DataInner decode_data_inner(std::span<const std::byte, kInnerHeaderSize> in) {
@@ -77,12 +78,10 @@ DataInner decode_data_inner(std::span<const std::byte, kInnerHeaderSize> in) {
 
 std::optional<ControlInner> decode_control_inner(std::span<const std::byte, kInnerHeaderSize> in) {
     const auto kind = std::to_integer<uint8_t>(in[0]);
-    if (kind != static_cast<uint8_t>(ControlKind::Keepalive)) return std::nullopt;
+    if (kind != static_cast<uint8_t>(ControlKind::Keepalive) && kind != static_cast<uint8_t>(ControlKind::Ack))
+        return std::nullopt;
     if (in[1] != std::byte{0} || in[2] != std::byte{0} || in[3] != std::byte{0}) return std::nullopt;
-    for (size_t i = 12; i < kInnerHeaderSize; ++i) {
-        if (in[i] != std::byte{0}) return std::nullopt;
-    }
-    return ControlInner{static_cast<ControlKind>(kind), load_be32(&in[4]), load_be32(&in[8])};
+    return ControlInner{static_cast<ControlKind>(kind), load_be32(&in[4]), load_be32(&in[8]), load_be32(&in[12])};
 }
 
 void encode(const InitPayload& p, std::span<std::byte, kInitPayloadSize> out) {

@@ -243,6 +243,82 @@ TEST_CASE("tunnel: a dead link goes down, traffic moves to the others, and it co
     check_no_leak(p);
 }
 
+namespace {
+
+// Runs `seconds` of steady traffic (both ways, 20 packets per 100 ms) and
+// returns the time at which `pred` first held, if it did.
+template <class Pred>
+std::optional<Duration> steady_traffic_until(Pair& p, Duration limit, Pred pred) {
+    const Time start = p.clock.now();
+    while (p.clock.now() - start < limit) {
+        p.send_from(true, packets(10, 500));
+        p.send_from(false, packets(10, 500, 0x60));
+        p.tick(100ms);
+        if (pred()) return p.clock.now() - start;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE("tunnel: a link cut in one direction only is taken out on both sides in under a second") {
+    for (const bool cut_up : {true, false}) {
+        CAPTURE(cut_up);
+        Pair p(2);
+        REQUIRE(p.establish());
+        p.tick(100ms, 20);
+        // Only client->server (or server->client) packets on link 1 are lost;
+        // the other direction still carries the peer's packets, so "nothing
+        // received" alone would never notice on one of the sides.
+        p.filter = [&](bool up, LinkIndex link, const std::vector<std::byte>&) { return !(link == 1 && up == cut_up); };
+        const auto detected = steady_traffic_until(p, 3s, [&] {
+            return p.client->link(1).state != LinkState::Up && p.server->link(1).state != LinkState::Up;
+        });
+        REQUIRE(detected);
+        CHECK(*detected < 1500ms);  // both sides, within one keepalive period plus the limit
+        CHECK(std::string(p.client->link(1).reason) == "no acknowledgement");
+        CHECK(std::string(p.server->link(1).reason) == "no acknowledgement");
+        CHECK(p.client->link(1).stats.unanswered == 1);
+        // Packets from the peer keep arriving on the broken link; they do not
+        // bring it back.
+        p.tick(100ms, 50);
+        CHECK(p.client->link(1).state != LinkState::Up);
+        CHECK(p.server->link(1).state != LinkState::Up);
+        // Meanwhile everything goes over link 0, none lost.
+        p.client_io.tun.clear();
+        p.server_io.tun.clear();
+        p.send_from(true, packets(50, 500));
+        p.send_from(false, packets(50, 500, 0x60));
+        CHECK(p.server_io.tun.size() == 50);
+        CHECK(p.client_io.tun.size() == 50);
+
+        // Restored: both sides take it back within a few probes.
+        p.filter = {};
+        const auto back = steady_traffic_until(p, 3s, [&] {
+            return p.client->link(1).state == LinkState::Up && p.server->link(1).state == LinkState::Up;
+        });
+        REQUIRE(back);
+        CHECK(*back <= 500ms);
+        check_no_leak(p);
+    }
+}
+
+TEST_CASE("tunnel: healthy links are never taken out for missing acknowledgements") {
+    Pair p(3);
+    REQUIRE(p.establish());
+    // Idle for five minutes (keepalives only), then busy for a minute.
+    p.tick(100ms, 3000);
+    steady_traffic_until(p, 60s, [] { return false; });
+    for (LinkIndex i = 0; i < 3; ++i) {
+        CHECK(p.client->link(i).stats.unanswered == 0);
+        CHECK(p.server->link(i).stats.unanswered == 0);
+        CHECK(p.client->link(i).state == LinkState::Up);
+    }
+    // Acknowledgements stay rare: at most one per kAckInterval per link.
+    CHECK(p.server->link(0).stats.acks_sent <= 60s / timing::kAckInterval + 300s / timing::kKeepalive);
+    check_no_leak(p);
+}
+
 TEST_CASE("tunnel: fallback_only links carry data only when the others are down") {
     Pair p(2, 1, 1, [](TunnelSettings& c, TunnelSettings& s) {
         c.links[1].fallback_only = true;
@@ -401,10 +477,14 @@ TEST_CASE("tunnel: a link taken down by the operator carries nothing and comes b
     p.tick(500ms, 6);  // keepalive time passes: still nothing on link 1
     CHECK(p.client->link(1).stats.tx_packets == tx_before);
     CHECK(p.server->link(0).stats.rx_data == 20 + 0);
-    // What the server sends on it is dropped, not delivered.
-    p.send_from(false, packets(10, 300));
+    // What the server sends on it is dropped, not delivered, and so not
+    // acknowledged: the server soon takes it out and uses the other link.
     CHECK(p.client->link(1).stats.drop_admin > 0);
-    CHECK(p.client_io.tun.size() < 10);
+    CHECK(p.server->link(1).state == LinkState::Down);
+    CHECK(std::string(p.server->link(1).reason) == "no acknowledgement");
+    p.send_from(false, packets(10, 300));
+    CHECK(p.client_io.tun.size() == 10);
+    CHECK(p.client->link(1).stats.rx_data == 0);
 
     p.client->set_admin(1, LinkAdmin::Up);
     REQUIRE(p.establish());

@@ -72,9 +72,21 @@ Capture capture() {
     c.client_data = captured(p.seal(true, up));
     c.server_data = captured(p.seal(false, down));
 
-    p.tick(1500ms);  // both sides owe a keepalive on every link
+    // Both sides owe a keepalive on every link. With the data above never
+    // delivered, nothing acknowledged it either: every link is taken out by
+    // then, and the keepalives are its probes.
+    p.tick(1500ms);
     c.client_keepalives = captured(p.take_sent(true));
     c.server_keepalives = captured(p.take_sent(false));
+    // Delivered and acknowledged (an ack waits kAckInterval after the probe
+    // its side just sent), the probes bring the links back.
+    for (const auto& k : c.client_keepalives) p.give(false, k.link, k.datagram);
+    for (const auto& k : c.server_keepalives) p.give(true, k.link, k.datagram);
+    p.tick(core::timing::kAckInterval);
+    p.deliver();
+    FUZZ_CHECK(p.tunnel(true).usable_links() == p.tunnel(true).link_count() &&
+                   p.tunnel(false).usable_links() == p.tunnel(false).link_count(),
+               "the capture pair did not take its links back");
 
     // Far ahead: over 8192 counters on each link (the replay window), so
     // the server's window slides over every block at once.
