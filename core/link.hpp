@@ -11,6 +11,7 @@
 #include "core/buffer.hpp"
 #include "core/clock.hpp"
 #include "core/liveness.hpp"
+#include "core/loss.hpp"
 #include "core/noise.hpp"
 #include "core/session.hpp"
 #include "core/wire.hpp"
@@ -46,6 +47,15 @@ enum class LinkAdmin : uint8_t {
     Down,    // taken out: nothing is sent on it, everything received is dropped
 };
 const char* to_string(LinkAdmin admin);
+
+// How an up link performs against its loss_tolerence/latency_tolerence: a
+// degraded one carries data only while no good one is up.
+enum class LinkQuality : uint8_t {
+    Good,
+    Lossy,  // the peer reports more loss than loss_tolerence
+    Slow,   // the round trip exceeds latency_tolerence
+};
+const char* to_string(LinkQuality quality);
 
 struct LinkStats {
     uint64_t tx_packets = 0, tx_bytes = 0;  // datagrams sent (all kinds), bytes on the wire
@@ -117,6 +127,13 @@ struct Link {
     Time last_control_tx{};
     Time last_elicit_tx{};  // last data or keepalive sent (what the peer acknowledges)
     Time next_probe{};      // while liveness.probing(): the next probe
+
+    // Loss: of what the peer sends us (measured), of what we send (as the
+    // peer reports it), and what that makes of the link.
+    LossMeter rx_loss;
+    uint16_t tx_loss = 0;  // 1/10000
+    LinkQuality quality = LinkQuality::Good;
+    Time quality_since{};
 
     LinkStats stats;
 };

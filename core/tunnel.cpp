@@ -34,6 +34,15 @@ const char* to_string(LinkState state) {
     return "?";
 }
 
+const char* to_string(LinkQuality quality) {
+    switch (quality) {
+    case LinkQuality::Good: return "good";
+    case LinkQuality::Lossy: return "lossy";
+    case LinkQuality::Slow: return "slow";
+    }
+    return "?";
+}
+
 const char* to_string(LinkAdmin admin) {
     switch (admin) {
     case LinkAdmin::Up: return "up";
@@ -168,6 +177,9 @@ void Tunnel::reset_link(LinkIndex index) {
     link.peer_ts = 0;
     link.liveness.reset();
     link.ack_owed = false;
+    link.rx_loss.reset();
+    link.tx_loss = 0;
+    link.quality = LinkQuality::Good;
     link.next_handshake = now;
 }
 
@@ -197,6 +209,8 @@ void Tunnel::set_state(LinkIndex index, LinkState state, Time now, const char* r
     link.reason = reason;
     if (link.state == state) return;
     const bool was_up = link.state == LinkState::Up;
+    link.quality = LinkQuality::Good;  // judged afresh once up again
+    link.quality_since = now;
     link.state = state;
     link.state_since = now;
     if (state == LinkState::Up) ++link.stats.ups;
@@ -269,7 +283,7 @@ void Tunnel::send_control(LinkIndex index, wire::ControlKind kind, Io& io, Time 
     }
     b->offset = wire::kTransportHeaderSize + wire::kTagSize;
     b->length = wire::kInnerHeaderSize;
-    wire::ControlInner inner{kind, ms32(now), echo_for(link, now), link.peer_ts};
+    wire::ControlInner inner{kind, ms32(now), echo_for(link, now), link.peer_ts, link.rx_loss.loss()};
     wire::encode(inner, b->bytes().first<wire::kInnerHeaderSize>());
     seal_and_send(index, *link.current, wire::Type::Control, b, io, now);
     // Whatever we owed the peer, this carries it (rx_ts).
@@ -285,17 +299,22 @@ void Tunnel::send_control(LinkIndex index, wire::ControlKind kind, Io& io, Time 
 
 void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
     const Time now = clock_.now();
-    // Which links may carry data: all usable ones, or, when none of those is
-    // a primary link, the fallback_only ones.
+    // Which links may carry data: the usable primary links in good shape;
+    // when there are none, the lossy or slow ones; when there are none of
+    // those either, the fallback_only ones.
     const size_t n = links_.size();
-    bool any_primary = false;
+    bool any_good = false, any_primary = false;
     for (size_t i = 0; i < n; ++i) {
-        usable_scratch_[i] = usable(links_[i], now);
-        any_primary |= usable_scratch_[i] && links_[i].admin == LinkAdmin::Up;
+        const Link& l = links_[i];
+        usable_scratch_[i] = usable(l, now);
+        const bool primary = usable_scratch_[i] && l.admin == LinkAdmin::Up;
+        any_primary |= primary;
+        any_good |= primary && l.quality == LinkQuality::Good;
     }
     if (any_primary) {
         for (size_t i = 0; i < n; ++i) {
-            if (links_[i].admin == LinkAdmin::Backup) usable_scratch_[i] = false;
+            const Link& l = links_[i];
+            if (l.admin == LinkAdmin::Backup || (any_good && l.quality != LinkQuality::Good)) usable_scratch_[i] = false;
         }
     }
     const std::span<const bool> usable_now(usable_scratch_.get(), n);
@@ -425,6 +444,7 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now) {
     link.last_rx = now;
     ++link.stats.rx_packets;
     link.stats.rx_bytes += b->length;
+    link.rx_loss.received(s->local_index, header->counter, now);
 
     auto inner_bytes = b->bytes().subspan(wire::kTransportHeaderSize + wire::kTagSize);
     const auto inner = inner_bytes.first<wire::kInnerHeaderSize>();
@@ -451,6 +471,7 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now) {
             link.peer_ts = control->ts;
             link.peer_ts_at = now;
             update_rtt(link, control->echo, now);
+            link.tx_loss = control->loss;
             if (control->kind == wire::ControlKind::Keepalive) link.ack_owed = true;
         }
         io.release(b);
@@ -489,6 +510,43 @@ void Tunnel::flush(Io& io) {
     reorder_.flush(deliverable_);
     for (Buffer* b : deliverable_) io.release(b);
     deliverable_.clear();
+}
+
+void Tunnel::judge_quality(LinkIndex index, Time now) {
+    Link& link = links_[index];
+    const LinkSettings& ls = link.settings;
+    const uint32_t loss_limit = ls.loss_tolerence_pct * (LossMeter::kScale / 100);  // 1/10000
+    const bool may_judge_loss = ls.loss_tolerence_pct < 100;
+    const auto rtt_ms = std::chrono::duration_cast<std::chrono::milliseconds>(link.srtt).count();
+    const bool too_lossy = may_judge_loss && link.tx_loss > loss_limit;
+    const bool too_slow = link.has_rtt && ls.latency_tolerence_ms > 0 && rtt_ms > ls.latency_tolerence_ms;
+    if (link.quality == LinkQuality::Good) {
+        if (!too_lossy && !too_slow) return;
+        link.quality = too_lossy ? LinkQuality::Lossy : LinkQuality::Slow;
+        link.quality_since = now;
+        link.next_probe = now;
+        link.reason = too_lossy ? "loss above loss_tolerence" : "rtt above latency_tolerence";
+        log_.notice("link {} is {}: {}", ls.name, to_string(link.quality),
+                    too_lossy ? fmt::format("{:.1f}% loss > {}%", link.tx_loss / 100.0, ls.loss_tolerence_pct)
+                              : fmt::format("rtt {} ms > {} ms", rtt_ms, ls.latency_tolerence_ms));
+        return;
+    }
+    if (now - link.quality_since < timing::kQualityHold) return;
+    const bool loss_ok = !may_judge_loss || link.tx_loss <= loss_limit / 2;
+    const bool rtt_ok = !link.has_rtt || ls.latency_tolerence_ms == 0 || rtt_ms * 10 <= ls.latency_tolerence_ms * 8;
+    if (loss_ok && rtt_ok) {
+        log_.notice("link {} is no longer {} (loss {:.1f}%, rtt {} ms)", ls.name, to_string(link.quality),
+                    link.tx_loss / 100.0, rtt_ms);
+        link.quality = LinkQuality::Good;
+        link.quality_since = now;
+        link.reason = "recovered";
+    } else if (link.quality == LinkQuality::Slow && !loss_ok) {
+        link.quality = LinkQuality::Lossy;
+        link.reason = "loss above loss_tolerence";
+    } else if (link.quality == LinkQuality::Lossy && loss_ok && !rtt_ok) {
+        link.quality = LinkQuality::Slow;
+        link.reason = "rtt above latency_tolerence";
+    }
 }
 
 Duration Tunnel::unanswered_limit(const Link& link) const {
@@ -573,15 +631,19 @@ Time Tunnel::link_timers(LinkIndex index, Io& io, Time now) {
         }
     }
 
+    if (link.state == LinkState::Up) judge_quality(index, now);
+
     // Keepalives on every link with a session, from both sides; probes, more
     // often, on a link the peer stopped acknowledging; acknowledgements of
     // what the peer sent, at most every kAckInterval.
     if (link.current && link.current->confirmed && (link.settings.connected || !link.peer.empty())) {
-        const Time due = link.liveness.probing() ? link.next_probe : link.last_elicit_tx + timing::kKeepalive;
+        // A link out for its quality gets them as often, to keep measuring it.
+        const bool probing = link.liveness.probing() || link.quality != LinkQuality::Good;
+        const Time due = probing ? link.next_probe : link.last_elicit_tx + timing::kKeepalive;
         if (now >= due) {
             send_control(index, wire::ControlKind::Keepalive, io, now);
             link.next_probe = now + timing::kProbeInterval;
-            next = std::min(next, link.liveness.probing() ? link.next_probe : now + timing::kKeepalive);
+            next = std::min(next, probing ? link.next_probe : now + timing::kKeepalive);
         } else {
             next = std::min(next, due);
         }

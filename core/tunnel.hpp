@@ -72,6 +72,10 @@ inline constexpr Duration kUnansweredMax = std::chrono::milliseconds(900);
 // Such a link is probed this often; it is back as soon as the peer
 // acknowledges a probe, i.e. hears us again.
 inline constexpr Duration kProbeInterval = std::chrono::milliseconds(100);
+// A link stays lossy or slow for at least this long, and leaves only below
+// half its loss_tolerence or 80 % of its latency_tolerence: hysteresis, so
+// that a link near its threshold does not flap in and out of the aggregate.
+inline constexpr Duration kQualityHold = std::chrono::seconds(2);
 }  // namespace timing
 
 struct TunnelSettings {
@@ -175,6 +179,8 @@ private:
     Duration reorder_wait() const;
     // How long a link's traffic may go unacknowledged before it is taken out.
     Duration unanswered_limit(const Link& link) const;
+    // Lossy or slow against the link's tolerances, with hysteresis.
+    void judge_quality(LinkIndex index, Time now);
 
     TunnelSettings settings_;
     SecretKey psk_;

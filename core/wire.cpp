@@ -67,6 +67,7 @@ void encode(const DataInner& h, std::span<std::byte, kInnerHeaderSize> out) {
 void encode(const ControlInner& h, std::span<std::byte, kInnerHeaderSize> out) {
     std::memset(out.data(), 0, out.size());
     out[0] = std::byte(static_cast<uint8_t>(h.kind));
+    store_be16(&out[1], h.loss);
     store_be32(&out[4], h.ts);
     store_be32(&out[8], h.echo);
     store_be32(&out[12], h.rx_ts);
@@ -80,8 +81,10 @@ std::optional<ControlInner> decode_control_inner(std::span<const std::byte, kInn
     const auto kind = std::to_integer<uint8_t>(in[0]);
     if (kind != static_cast<uint8_t>(ControlKind::Keepalive) && kind != static_cast<uint8_t>(ControlKind::Ack))
         return std::nullopt;
-    if (in[1] != std::byte{0} || in[2] != std::byte{0} || in[3] != std::byte{0}) return std::nullopt;
-    return ControlInner{static_cast<ControlKind>(kind), load_be32(&in[4]), load_be32(&in[8]), load_be32(&in[12])};
+    const uint16_t loss = load_be16(&in[1]);
+    if (loss > 10'000 || in[3] != std::byte{0}) return std::nullopt;
+    return ControlInner{static_cast<ControlKind>(kind), load_be32(&in[4]), load_be32(&in[8]), load_be32(&in[12]),
+                        loss};
 }
 
 void encode(const InitPayload& p, std::span<std::byte, kInitPayloadSize> out) {

@@ -66,13 +66,14 @@ std::array<uint8_t, kNonceSize> nonce_for(std::span<const std::byte, kTransportH
 // ---- Inner header (inside the seal) -----------------------------------------
 //
 // Data:    seq (8) = global data sequence across links, ts (4), echo (4)
-// Control: kind (1), 3 zero bytes, ts (4), echo (4), rx_ts (4); then the
-//          kind's body.
+// Control: kind (1), loss (2), 1 zero byte, ts (4), echo (4), rx_ts (4);
+//          then the kind's body.
 // ts is the sender's monotonic clock in milliseconds (wrapping); echo is the
 // last ts received from the peer on this link plus the time it was held, so
 // the peer measures RTT = now - echo (0 = nothing to echo). rx_ts is the
 // newest ts received from the peer on this link as it was (0 = none): it
-// tells the peer what of its traffic got through (core/liveness.hpp).
+// tells the peer what of its traffic got through (core/liveness.hpp); loss
+// how much of it was lost on the way lately, in 1/10000 (core/loss.hpp).
 
 enum class ControlKind : uint8_t {
     Keepalive = 1,  // no body; also confirms a fresh session to the responder; answered by an Ack
@@ -90,6 +91,7 @@ struct ControlInner {
     uint32_t ts = 0;
     uint32_t echo = 0;
     uint32_t rx_ts = 0;
+    uint16_t loss = 0;  // 0..10000
 };
 
 void encode(const DataInner& h, std::span<std::byte, kInnerHeaderSize> out);

@@ -303,6 +303,51 @@ TEST_CASE("tunnel: a link cut in one direction only is taken out on both sides i
     }
 }
 
+TEST_CASE("tunnel: a link losing more than loss_tolerence is left out while it does, and comes back") {
+    Pair p(2, 1, 1, [](TunnelSettings& c, TunnelSettings&) {
+        for (auto& l : c.links) l.loss_tolerence_pct = 10;
+    });
+    REQUIRE(p.establish());
+    // One in three client->server packets on link 1 lost.
+    int n = 0;
+    p.filter = [&](bool up, LinkIndex link, const std::vector<std::byte>&) {
+        return !(up && link == 1 && ++n % 3 == 0);
+    };
+    const auto lossy = steady_traffic_until(p, 10s, [&] { return p.client->link(1).quality == LinkQuality::Lossy; });
+    REQUIRE(lossy);
+    CHECK(p.client->link(1).state == LinkState::Up);  // still up: only left out
+    CHECK(std::string(p.client->link(1).reason) == "loss above loss_tolerence");
+    CHECK(p.client->link(1).tx_loss > 1000);
+    // While it is lossy, data goes to link 0 only.
+    const auto tx1 = p.client->link(1).stats.tx_data;
+    p.send_from(true, packets(40, 300));
+    CHECK(p.client->link(1).stats.tx_data == tx1);
+    // The server, whose packets on link 1 get through, keeps using it.
+    CHECK(p.server->link(1).quality == LinkQuality::Good);
+    // Loss gone: back within the hold time plus a few measurements.
+    p.filter = {};
+    const auto good = steady_traffic_until(p, 20s, [&] { return p.client->link(1).quality == LinkQuality::Good; });
+    REQUIRE(good);
+    CHECK(*good >= timing::kQualityHold);
+    check_no_leak(p);
+}
+
+TEST_CASE("tunnel: when every link is lossy, they still carry the traffic") {
+    Pair p(2, 1, 1, [](TunnelSettings& c, TunnelSettings&) {
+        for (auto& l : c.links) l.loss_tolerence_pct = 5;
+    });
+    REQUIRE(p.establish());
+    int n = 0;
+    p.filter = [&](bool up, LinkIndex, const std::vector<std::byte>&) { return !(up && ++n % 4 == 0); };
+    REQUIRE(steady_traffic_until(p, 10s, [&] {
+        return p.client->link(0).quality == LinkQuality::Lossy && p.client->link(1).quality == LinkQuality::Lossy;
+    }));
+    const auto tx0 = p.client->link(0).stats.tx_data, tx1 = p.client->link(1).stats.tx_data;
+    p.send_from(true, packets(40, 300));
+    CHECK(p.client->link(0).stats.tx_data > tx0);
+    CHECK(p.client->link(1).stats.tx_data > tx1);
+}
+
 TEST_CASE("tunnel: healthy links are never taken out for missing acknowledgements") {
     Pair p(3);
     REQUIRE(p.establish());
