@@ -13,6 +13,7 @@ double ms(Duration d) { return std::chrono::duration<double, std::milli>(d).coun
 
 std::string state_name(const Link& l) {
     if (l.state == LinkState::Up && l.admin == LinkAdmin::Backup) return "fallback";
+    if (l.state == LinkState::Up && l.quality != LinkQuality::Good) return to_string(l.quality);
     return to_string(l.state);
 }
 
@@ -52,6 +53,8 @@ Status snapshot(const Tunnel& tunnel, const StatusMeta& meta, const Clock& clock
         ls.bandwidth = l.settings.bandwidth;
         ls.weight = l.admin == LinkAdmin::Up && total_weight > 0 ? tunnel.scheduler().weight(i) / total_weight : 0;
         ls.timeout_s = static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(l.settings.timeout).count());
+        ls.loss_pct = l.tx_loss / 100.0;
+        ls.rx_loss_pct = l.rx_loss.loss() / 100.0;
         if (l.last_rx != Time{}) {
             ls.last_packet_age_s = std::chrono::duration<double>(now - l.last_rx).count();
             ls.last_packet_unix = s.now_unix - static_cast<uint64_t>(ls.last_packet_age_s);
@@ -73,7 +76,8 @@ std::string to_json(const Status& s) {
             {"mode", s.mode},
             {"bindaddr", l.local},
             {"destaddr", l.peer},
-            {"status", l.state == "up" || l.state == "fallback" ? "connected"
+            {"status", l.state == "up" || l.state == "fallback" || l.state == "lossy" || l.state == "slow"
+                           ? "connected"
                        : l.state == "handshaking"               ? "waiting peer"
                                                                  : "disconnected"},
             {"sentpackets", st.tx_packets},
@@ -82,7 +86,7 @@ std::string to_json(const Status& s) {
             {"recvbytes", st.rx_bytes},
             {"bandwidth", l.bandwidth},
             {"srtt", l.has_rtt ? static_cast<uint64_t>(l.rtt_ms + 0.5) : 0},
-            {"loss", 0},
+            {"loss", static_cast<uint64_t>(l.loss_pct + 0.5)},
             {"disconnects", st.downs},
             {"last_packet", l.last_packet_unix},
             {"timeout", l.timeout_s},
@@ -93,6 +97,8 @@ std::string to_json(const Status& s) {
             {"peer", l.peer},
             {"rtt_ms", l.has_rtt ? json(l.rtt_ms) : json(nullptr)},
             {"rttvar_ms", l.has_rtt ? json(l.rttvar_ms) : json(nullptr)},
+            {"loss_pct", l.loss_pct},
+            {"rx_loss_pct", l.rx_loss_pct},
             {"weight", l.weight},
             {"last_packet_age_s", l.last_packet_age_s >= 0 ? json(l.last_packet_age_s) : json(nullptr)},
             {"data_sent", st.tx_data},
@@ -107,6 +113,8 @@ std::string to_json(const Status& s) {
                        {"peer", st.drop_peer},
                        {"admin", st.drop_admin}}},
             {"send_errors", st.send_errors},
+            {"unanswered", st.unanswered},
+            {"acks_sent", st.acks_sent},
             {"ups", st.ups},
         });
     }
@@ -177,13 +185,20 @@ std::string to_prometheus(const Status& s) {
 
     family("link_state", "gauge", "1 for the state each link is in, 0 for the others.");
     for (const auto& l : s.links) {
-        for (const char* st : {"down", "handshaking", "up", "fallback"}) {
+        for (const char* st : {"down", "handshaking", "up", "lossy", "slow", "fallback"}) {
             sample("link_state", fmt::format(",link=\"{}\",state=\"{}\"", prometheus_label(l.name), st),
                    l.state == st ? 1 : 0);
         }
     }
-    per_link("link_up", "gauge", "1 when the link carries traffic (up or fallback).",
-             [](const LinkStatus& l) { return l.state == "up" || l.state == "fallback" ? 1 : 0; });
+    per_link("link_up", "gauge", "1 when the link is up (up, lossy, slow or fallback).", [](const LinkStatus& l) {
+        return l.state == "up" || l.state == "fallback" || l.state == "lossy" || l.state == "slow" ? 1 : 0;
+    });
+    per_link("link_loss_ratio", "gauge", "Loss of what this side sends on the link, as the peer measures it.",
+             [](const LinkStatus& l) { return l.loss_pct / 100; });
+    per_link("link_receive_loss_ratio", "gauge", "Loss of what the peer sends on the link, as measured here.",
+             [](const LinkStatus& l) { return l.rx_loss_pct / 100; });
+    per_link("link_unanswered_total", "counter", "Times the link was taken out because the peer stopped acknowledging.",
+             [](const LinkStatus& l) { return l.stats.unanswered; });
     per_link("link_sent_bytes_total", "counter", "Bytes sent on the link (UDP payload).",
              [](const LinkStatus& l) { return l.stats.tx_bytes; });
     per_link("link_received_bytes_total", "counter", "Authentic bytes received on the link (UDP payload).",

@@ -36,7 +36,7 @@ struct StatusMeta {
 
 struct LinkStatus {
     std::string name;
-    std::string state;    // down | handshaking | up | fallback
+    std::string state;    // down | handshaking | up | lossy | slow | fallback
     std::string reason;   // why (timeout, administratively down, handshake, ...)
     std::string admin;    // up | backup | down
     std::string local;    // bound address
@@ -49,6 +49,8 @@ struct LinkStatus {
     uint32_t timeout_s = 0;
     double last_packet_age_s = -1;  // since the last authentic packet; -1 never
     uint64_t last_packet_unix = 0;
+    double loss_pct = 0;     // of what we send, as the peer reports it
+    double rx_loss_pct = 0;  // of what the peer sends us, as we measure it
     LinkStats stats;
 };
 

@@ -166,8 +166,8 @@ void print_table(const json& doc, const std::string& only) {
     fmt::print("tunnel {} ({}, {} {} mtu {}, {}), up {}, pid {}\n", doc.value("name", "?"), doc.value("mode", "?"),
                doc["tuntap"].value("type", "?"), doc["tuntap"].value("name", "?"), doc["tuntap"].value("mtu", 0),
                doc.value("backend", "?"), duration(doc.value("uptime", 0ULL)), doc.value("pid", 0));
-    fmt::print("{:<12} {:<11} {:<22} {:<24} {:>9} {:>6} {:>10} {:>10} {:>7}\n", "LINK", "STATE", "REASON", "PEER",
-               "RTT", "WEIGHT", "SENT", "RECEIVED", "DROPS");
+    fmt::print("{:<12} {:<11} {:<26} {:<24} {:>9} {:>6} {:>6} {:>10} {:>10} {:>7}\n", "LINK", "STATE", "REASON", "PEER",
+               "RTT", "LOSS", "WEIGHT", "SENT", "RECEIVED", "DROPS");
     for (const auto& l : doc["tunnels"]) {
         const std::string name = l.value("name", "");
         if (!only.empty() && name != only) continue;
@@ -177,8 +177,9 @@ void print_table(const json& doc, const std::string& only) {
         const std::string state = l.value("state", "?") + (l.value("admin", "up") != "up" && l.value("state", "") != "fallback"
                                                                ? "/" + l.value("admin", "")
                                                                : "");
-        fmt::print("{:<12} {:<11} {:<22} {:<24} {:>9} {:>5.0f}% {:>10} {:>10} {:>7}\n", name, state,
-                   l.value("reason", ""), l.value("peer", "-"), rtt, 100 * l.value("weight", 0.0),
+        fmt::print("{:<12} {:<11} {:<26} {:<24} {:>9} {:>5.1f}% {:>5.0f}% {:>10} {:>10} {:>7}\n", name, state,
+                   l.value("reason", ""), l.value("peer", "-"), rtt, l.value("loss_pct", 0.0),
+                   100 * l.value("weight", 0.0),
                    human_bytes(l.value("sentbytes", 0.0)), human_bytes(l.value("recvbytes", 0.0)), drops);
     }
 }
