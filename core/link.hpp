@@ -120,6 +120,8 @@ struct Link {
     Duration srtt{};
     Duration rttvar{};
     bool has_rtt = false;
+    Duration min_rtt{};  // smallest sample within timing::kMinRttWindow
+    Time min_rtt_at{};
 
     // Acknowledgements: what of ours the peer hears, and what we owe it.
     Liveness liveness;

@@ -7,7 +7,11 @@
 namespace mlvpn::core {
 
 Scheduler::Scheduler(std::span<const uint64_t> bandwidths)
-    : weight_(bandwidths.size(), 1.0), vtime_(bandwidths.size(), 0.0), was_usable_(bandwidths.size(), false) {
+    : weight_(bandwidths.size(), 1.0),
+      vtime_(bandwidths.size(), 0.0),
+      was_usable_(bandwidths.size(), false),
+      queue_(bandwidths.size(), 0.0),
+      queue_at_(bandwidths.size()) {
     double sum = 0;
     size_t given = 0;
     for (auto b : bandwidths) {
@@ -16,10 +20,42 @@ Scheduler::Scheduler(std::span<const uint64_t> bandwidths)
             ++given;
         }
     }
+    rates_known_ = given != 0 && given == bandwidths.size();
     const double fallback = given != 0 ? sum / static_cast<double>(given) : 1.0;
     for (size_t i = 0; i < bandwidths.size(); ++i) {
         weight_[i] = bandwidths[i] != 0 ? static_cast<double>(bandwidths[i]) : fallback;
     }
+}
+
+std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes, Time now,
+                                      std::span<const Duration> delay) {
+    if (!rates_known_) return pick(usable, bytes);
+    const size_t n = std::min({usable.size(), weight_.size(), delay.size()});
+    std::optional<size_t> best;
+    double best_arrival = 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (!usable[i]) {
+            was_usable_[i] = false;
+            continue;
+        }
+        // Drain what the link has sent since we last looked; a link that
+        // was out starts empty.
+        if (!was_usable_[i]) {
+            queue_[i] = 0;
+            was_usable_[i] = true;
+        } else if (now > queue_at_[i]) {
+            queue_[i] = std::max(0.0, queue_[i] - weight_[i] * std::chrono::duration<double>(now - queue_at_[i]).count());
+        }
+        queue_at_[i] = std::max(queue_at_[i], now);
+        const double arrival = (queue_[i] + static_cast<double>(bytes)) / weight_[i] +
+                               std::chrono::duration<double>(delay[i]).count();
+        if (!best || arrival < best_arrival) {
+            best = i;
+            best_arrival = arrival;
+        }
+    }
+    if (best) queue_[*best] += static_cast<double>(bytes);
+    return best;
 }
 
 std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes) {

@@ -65,6 +65,7 @@ Tunnel::Tunnel(TunnelSettings settings, SecretKey psk, const Clock& clock, Logge
       log_(log),
       scheduler_(bandwidths(settings_.links)),
       usable_scratch_(std::make_unique<bool[]>(settings_.links.size())),
+      delay_scratch_(std::make_unique<Duration[]>(settings_.links.size())),
       reorder_(settings_.reorder_buffer_size, timing::kReorderWaitDefault) {
     links_.resize(settings_.links.size());
     const Time now = clock_.now();
@@ -142,6 +143,7 @@ bool Tunnel::add_link(LinkIndex index, LinkSettings settings) {
         links_.push_back(std::move(fresh));
         settings_.links.push_back(links_.back().settings);
         usable_scratch_ = std::make_unique<bool[]>(links_.size());
+        delay_scratch_ = std::make_unique<Duration[]>(links_.size());
     } else {
         links_[index] = std::move(fresh);
         settings_.links[index] = links_[index].settings;
@@ -241,6 +243,10 @@ void Tunnel::update_rtt(Link& link, uint32_t echo, Time now) {
     const uint32_t sample_ms = ms32(now) - echo;
     if (sample_ms > 60'000) return;  // wrapped or bogus
     const Duration sample = std::chrono::milliseconds(sample_ms);
+    if (!link.has_rtt || sample <= link.min_rtt || now - link.min_rtt_at >= timing::kMinRttWindow) {
+        link.min_rtt = sample;
+        link.min_rtt_at = now;
+    }
     if (!link.has_rtt) {
         link.srtt = sample;
         link.rttvar = sample / 2;
@@ -307,6 +313,7 @@ void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
     for (size_t i = 0; i < n; ++i) {
         const Link& l = links_[i];
         usable_scratch_[i] = usable(l, now);
+        delay_scratch_[i] = l.has_rtt ? l.min_rtt / 2 : Duration{};
         const bool primary = usable_scratch_[i] && l.admin == LinkAdmin::Up;
         any_primary |= primary;
         any_good |= primary && l.quality == LinkQuality::Good;
@@ -318,6 +325,7 @@ void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
         }
     }
     const std::span<const bool> usable_now(usable_scratch_.get(), n);
+    const std::span<const Duration> delay_now(delay_scratch_.get(), n);
 
     for (Buffer* b : packets) {
         ++stats_.tun_rx;
@@ -330,7 +338,7 @@ void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
             io.release(b);
             continue;
         }
-        const auto link_index = scheduler_.pick(usable_now, b->length + wire::kOverhead);
+        const auto link_index = scheduler_.pick(usable_now, b->length + wire::kOverhead, now, delay_now);
         if (!link_index) {
             ++stats_.drop_no_link;
             io.release(b);

@@ -76,6 +76,11 @@ inline constexpr Duration kProbeInterval = std::chrono::milliseconds(100);
 // half its loss_tolerence or 80 % of its latency_tolerence: hysteresis, so
 // that a link near its threshold does not flap in and out of the aggregate.
 inline constexpr Duration kQualityHold = std::chrono::seconds(2);
+// The smallest round trip of the last this-long is a link's base delay (its
+// path without our queue in it), which the scheduler adds to its queue; a
+// longer window would miss a route change, a shorter one would let a busy
+// stretch pass its queueing off as path delay.
+inline constexpr Duration kMinRttWindow = std::chrono::seconds(10);
 }  // namespace timing
 
 struct TunnelSettings {
@@ -195,6 +200,7 @@ private:
     std::unordered_map<uint16_t, uint64_t> peer_init_timestamps_;
     Scheduler scheduler_;
     std::unique_ptr<bool[]> usable_scratch_;  // per link, rebuilt per batch
+    std::unique_ptr<Duration[]> delay_scratch_;  // per link: one-way delay for the scheduler
     std::vector<LinkEvent> events_;
     Reorder reorder_;
     std::vector<Buffer*> deliverable_;  // scratch: packets leaving the reorder buffer
