@@ -69,7 +69,9 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-color=never:print_stacktrace=1:halt_on_err
 
 step "tests (ASAN_OPTIONS=$ASAN_OPTIONS)"
 rc=0
-ctest --test-dir "$BUILD" --output-on-failure -j"$JOBS" "$@" || rc=$?
+# The sandbox self-test expects open/ioctl to kill the worker, which a
+# sanitizer build's filter allows (above): it runs in the normal build only.
+ctest --test-dir "$BUILD" --output-on-failure -j"$JOBS" -E '^integration_sandbox_test$' "$@" || rc=$?
 t_tests=$SECONDS
 
 step "done: ctest exit status $rc"

@@ -126,6 +126,12 @@ TEST_CASE("seccomp: calls outside the list kill the process") {
     };
     for (const auto& [name, call] : calls) {
         CAPTURE(name);
+#ifdef MLVPN_SANITIZE
+        // A sanitizer build lets the ASan/UBSan runtimes make these (see
+        // priv/seccomp.cpp); a release build kills on them, checked here.
+        const std::string_view n = name;
+        if (n == "openat" || n == "getppid" || n == "ioctl") continue;
+#endif
         const Ended e = under_filter(LoopBackend::io_uring, call);
         CHECK(e.signal == SIGSYS);
     }
@@ -164,6 +170,9 @@ TEST_CASE("seccomp: each loop gets its own calls and not the other's") {
     CHECK(worker_syscall_count(LoopBackend::epoll) > 20);
 }
 
+#ifndef MLVPN_SANITIZE
+// (Not in sanitizer builds: the ASan runtime's own calls under the outer
+// filter make the child fail before the point under test.)
 TEST_CASE("seccomp: under a filter that denies seccomp() (systemd's @system-service) it still loads") {
     const pid_t pid = fork();
     REQUIRE(pid >= 0);
@@ -190,3 +199,4 @@ TEST_CASE("seccomp: under a filter that denies seccomp() (systemd's @system-serv
     REQUIRE(WIFSIGNALED(status));
     CHECK(WTERMSIG(status) == SIGSYS);
 }
+#endif
