@@ -28,9 +28,9 @@ Scheduler::Scheduler(std::span<const uint64_t> bandwidths)
 }
 
 std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes, Time now,
-                                      std::span<const Duration> delay) {
+                                      std::span<const PathEstimate> path) {
     if (!rates_known_) return pick(usable, bytes);
-    const size_t n = std::min({usable.size(), weight_.size(), delay.size()});
+    const size_t n = std::min({usable.size(), weight_.size(), path.size()});
     std::optional<size_t> best;
     double best_arrival = 0;
     for (size_t i = 0; i < n; ++i) {
@@ -47,8 +47,9 @@ std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes
             queue_[i] = std::max(0.0, queue_[i] - weight_[i] * std::chrono::duration<double>(now - queue_at_[i]).count());
         }
         queue_at_[i] = std::max(queue_at_[i], now);
-        const double arrival = (queue_[i] + static_cast<double>(bytes)) / weight_[i] +
-                               std::chrono::duration<double>(delay[i]).count();
+        const double queued = std::max(queue_[i] / weight_[i], std::chrono::duration<double>(path[i].queueing).count());
+        const double arrival =
+            queued + static_cast<double>(bytes) / weight_[i] + std::chrono::duration<double>(path[i].delay).count();
         if (!best || arrival < best_arrival) {
             best = i;
             best_arrival = arrival;

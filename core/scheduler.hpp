@@ -4,7 +4,9 @@
 // When every link has a rate (bandwidth_upload), by earliest expected
 // arrival: a packet goes to the link where it would arrive first, counting
 // the link's queue (the bytes sent on it beyond its rate, drained at that
-// rate) and its one-way delay (half its smallest recent round trip). A fast,
+// rate, and never less than the queueing its round trips show, which keeps
+// the model honest when the link is slower than its stated rate) and its
+// one-way delay (half its smallest recent round trip). A fast,
 // near link takes everything until its queue is as long as the delay
 // difference to the next one; then both share, in proportion to their rates
 // once all are busy, and packets sent together arrive close together, so the
@@ -29,6 +31,12 @@
 
 namespace mlvpn::core {
 
+// What the tunnel knows of a link's path, for earliest arrival.
+struct PathEstimate {
+    Duration delay{};     // one way, without queueing
+    Duration queueing{};  // seen in its round trips: smoothed RTT - minimum RTT
+};
+
 class Scheduler {
 public:
     // `bandwidths` in bytes/s, 0 = not given. Links without a figure get the
@@ -38,9 +46,10 @@ public:
     // Picks the link for a packet of `bytes` among those with usable[i] true,
     // and charges it. nullopt when none is usable.
     std::optional<size_t> pick(std::span<const bool> usable, size_t bytes);
-    // The same, by earliest arrival when every rate is known: `delay` is
-    // each link's one-way delay, `now` the time of sending.
-    std::optional<size_t> pick(std::span<const bool> usable, size_t bytes, Time now, std::span<const Duration> delay);
+    // The same, by earliest arrival when every rate is known: `path` holds
+    // each link's delays, `now` is the time of sending.
+    std::optional<size_t> pick(std::span<const bool> usable, size_t bytes, Time now,
+                               std::span<const PathEstimate> path);
     bool rates_known() const { return rates_known_; }
     // The bytes queued on a link in the earliest-arrival model.
     double queued(size_t link) const { return queue_[link]; }

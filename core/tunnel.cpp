@@ -65,7 +65,7 @@ Tunnel::Tunnel(TunnelSettings settings, SecretKey psk, const Clock& clock, Logge
       log_(log),
       scheduler_(bandwidths(settings_.links)),
       usable_scratch_(std::make_unique<bool[]>(settings_.links.size())),
-      delay_scratch_(std::make_unique<Duration[]>(settings_.links.size())),
+      path_scratch_(std::make_unique<PathEstimate[]>(settings_.links.size())),
       reorder_(settings_.reorder_buffer_size, timing::kReorderWaitDefault) {
     links_.resize(settings_.links.size());
     const Time now = clock_.now();
@@ -143,7 +143,7 @@ bool Tunnel::add_link(LinkIndex index, LinkSettings settings) {
         links_.push_back(std::move(fresh));
         settings_.links.push_back(links_.back().settings);
         usable_scratch_ = std::make_unique<bool[]>(links_.size());
-        delay_scratch_ = std::make_unique<Duration[]>(links_.size());
+        path_scratch_ = std::make_unique<PathEstimate[]>(links_.size());
     } else {
         links_[index] = std::move(fresh);
         settings_.links[index] = links_[index].settings;
@@ -313,7 +313,8 @@ void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
     for (size_t i = 0; i < n; ++i) {
         const Link& l = links_[i];
         usable_scratch_[i] = usable(l, now);
-        delay_scratch_[i] = l.has_rtt ? l.min_rtt / 2 : Duration{};
+        path_scratch_[i] = l.has_rtt ? PathEstimate{l.min_rtt / 2, l.srtt > l.min_rtt ? l.srtt - l.min_rtt : Duration{}}
+                                     : PathEstimate{};
         const bool primary = usable_scratch_[i] && l.admin == LinkAdmin::Up;
         any_primary |= primary;
         any_good |= primary && l.quality == LinkQuality::Good;
@@ -325,7 +326,7 @@ void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
         }
     }
     const std::span<const bool> usable_now(usable_scratch_.get(), n);
-    const std::span<const Duration> delay_now(delay_scratch_.get(), n);
+    const std::span<const PathEstimate> path_now(path_scratch_.get(), n);
 
     for (Buffer* b : packets) {
         ++stats_.tun_rx;
@@ -338,7 +339,9 @@ void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
             io.release(b);
             continue;
         }
-        const auto link_index = scheduler_.pick(usable_now, b->length + wire::kOverhead, now, delay_now);
+        // Charged as the link carries it: with our overhead and the UDP/IPv4
+        // headers (IPv6 adds 20 more; the queueing seen in RTTs covers it).
+        const auto link_index = scheduler_.pick(usable_now, b->length + wire::kOverhead + 28, now, path_now);
         if (!link_index) {
             ++stats_.drop_no_link;
             io.release(b);

@@ -21,6 +21,7 @@
 #include "core/buffer.hpp"
 #include "core/clock.hpp"
 #include "core/config.hpp"
+#include "core/handshake_limit.hpp"
 #include "core/io.hpp"
 #include "core/link.hpp"
 #include "core/log.hpp"
@@ -200,12 +201,15 @@ private:
     std::unordered_map<uint16_t, uint64_t> peer_init_timestamps_;
     Scheduler scheduler_;
     std::unique_ptr<bool[]> usable_scratch_;  // per link, rebuilt per batch
-    std::unique_ptr<Duration[]> delay_scratch_;  // per link: one-way delay for the scheduler
+    std::unique_ptr<PathEstimate[]> path_scratch_;  // per link: delays for the scheduler
     std::vector<LinkEvent> events_;
     Reorder reorder_;
     std::vector<Buffer*> deliverable_;  // scratch: packets leaving the reorder buffer
     uint64_t data_seq_ = 0;
     TunnelStats stats_;
+    // Responder: initiations looked at, per source and in all, before any
+    // cryptography (core/handshake_limit.hpp).
+    HandshakeLimiter initiation_limit_;
     RateLimit auth_log_limit_;
     RateLimit send_error_limit_;
 };

@@ -78,12 +78,14 @@ using namespace std::chrono_literals;
 // each link got.
 std::vector<uint64_t> offer(Scheduler& s, const std::vector<Duration>& delay, double rate, Duration length,
                             Time& now) {
+    std::vector<mlvpn::core::PathEstimate> path;
+    for (auto d : delay) path.push_back({d, Duration{}});
     std::vector<uint64_t> bytes(s.size(), 0);
     bool flags[16];
     for (size_t i = 0; i < s.size(); ++i) flags[i] = true;
     const Duration gap = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(1000.0 / rate));
     for (const Time end = now + length; now < end; now += gap) {
-        auto link = s.pick(std::span<const bool>(flags, s.size()), 1000, now, delay);
+        auto link = s.pick(std::span<const bool>(flags, s.size()), 1000, now, path);
         REQUIRE(link);
         bytes[*link] += 1000;
     }
@@ -131,4 +133,23 @@ TEST_CASE("scheduler: earliest arrival on equal links shares equally; unknown ra
     Time t{};
     const auto wrr = offer(r, {1ms, 100ms}, 1'000'000, 1s, t);
     CHECK(wrr[0] == doctest::Approx(static_cast<double>(wrr[1])).epsilon(0.01));
+}
+
+TEST_CASE("scheduler: queueing seen in a link's round trips counts even when its rate says otherwise") {
+    // Link 0 claims 100 Mbit/s but its RTTs show 30 ms of queue (it is
+    // slower than stated, or shared): new packets go to link 1 (5 ms away).
+    const std::vector<uint64_t> rates{12'500'000, 6'250'000};
+    Scheduler s(rates);
+    bool usable[2] = {true, true};
+    const std::vector<mlvpn::core::PathEstimate> path{{5ms, 30ms}, {10ms, Duration{}}};
+    Time now{};
+    auto link = s.pick(std::span<const bool>(usable, 2), 1000, now, path);
+    REQUIRE(link);
+    CHECK(*link == 1);
+    // Without that queueing, link 0 (nearer, faster) wins.
+    const std::vector<mlvpn::core::PathEstimate> calm{{5ms, Duration{}}, {10ms, Duration{}}};
+    Scheduler t(rates);
+    link = t.pick(std::span<const bool>(usable, 2), 1000, now, calm);
+    REQUIRE(link);
+    CHECK(*link == 0);
 }
