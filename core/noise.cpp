@@ -66,9 +66,34 @@ Handshake Handshake::responder(const SecretKey& psk, std::span<const uint8_t> pr
     Handshake hs(false);
     hs.mix_hash(prologue);
     hs.mix_key_and_hash(psk.span());
-    hs.generate_ephemeral(fixed_ephemeral);
+    // The responder's ephemeral key is made in write_message_2, once the
+    // initiation has authenticated: a forged one costs no scalar
+    // multiplication and no random bytes.
+    if (fixed_ephemeral != nullptr) {
+        std::memcpy(hs.e_private(), fixed_ephemeral->data(), kDhSize);
+        hs.fixed_ephemeral_ = true;
+    }
     return hs;
 }
+
+Handshake::Handshake(Handshake&& o) noexcept
+    : initiator_(o.initiator_), has_k_(o.has_k_), fixed_ephemeral_(o.fixed_ephemeral_), n_(o.n_), state_(o.state_) {
+    sodium_memzero(o.state_.data(), o.state_.size());
+}
+
+Handshake& Handshake::operator=(Handshake&& o) noexcept {
+    if (this != &o) {
+        initiator_ = o.initiator_;
+        has_k_ = o.has_k_;
+        fixed_ephemeral_ = o.fixed_ephemeral_;
+        n_ = o.n_;
+        state_ = o.state_;
+        sodium_memzero(o.state_.data(), o.state_.size());
+    }
+    return *this;
+}
+
+Handshake::~Handshake() { sodium_memzero(state_.data(), state_.size()); }
 
 void Handshake::generate_ephemeral(const EphemeralSeed* fixed) {
     if (fixed != nullptr) {
@@ -155,6 +180,8 @@ bool Handshake::read_message_1(std::span<const uint8_t> msg, std::span<uint8_t> 
 
 bool Handshake::write_message_2(std::span<const uint8_t> payload, std::span<uint8_t> out) {
     if (initiator_ || out.size() != message_size(payload.size())) throw std::logic_error("noise: msg2");
+    if (!fixed_ephemeral_) randombytes_buf(e_private(), kDhSize);
+    crypto_scalarmult_base(e_public(), e_private());
     std::memcpy(out.data(), e_public(), kDhSize);
     mix_hash({e_public(), kDhSize});
     mix_key({e_public(), kDhSize});
@@ -200,8 +227,9 @@ TransportKeys Handshake::split() const {
 Handshake Handshake::clone() const {
     Handshake copy(initiator_);
     copy.has_k_ = has_k_;
+    copy.fixed_ephemeral_ = fixed_ephemeral_;
     copy.n_ = n_;
-    copy.state_ = state_.clone();
+    copy.state_ = state_;
     return copy;
 }
 

@@ -71,8 +71,11 @@ public:
     // forged without spoiling the original.
     Handshake clone() const;
 
-    Handshake(Handshake&&) noexcept = default;
-    Handshake& operator=(Handshake&&) noexcept = default;
+    Handshake(Handshake&& o) noexcept;
+    Handshake& operator=(Handshake&& o) noexcept;
+    Handshake(const Handshake&) = delete;
+    Handshake& operator=(const Handshake&) = delete;
+    ~Handshake();
 
 private:
     explicit Handshake(bool initiator);
@@ -83,7 +86,13 @@ private:
     bool decrypt_and_hash(std::span<const uint8_t> cipher, std::span<uint8_t> out);
     void generate_ephemeral(const EphemeralSeed* fixed);
 
-    // ck | h | k | e (private) | e (public) | re, 32 bytes each, in sodium memory.
+    // ck | h | k | e (private) | e (public) | re, 32 bytes each. Plain
+    // memory, wiped on destruction and when moved from: a responder builds
+    // one for every initiation it is sent, authentic or not, and libsodium's
+    // guarded allocations (guard pages, mlock: several system calls each)
+    // made a flood of forged initiations cost a core (tests/integration/
+    // flood_test.sh). Handshake state lives for milliseconds; the session
+    // keys it yields go to guarded memory (SecretKey).
     static constexpr size_t kStateSize = 6 * 32;
     uint8_t* ck() { return state_.data(); }
     uint8_t* h() { return state_.data() + 32; }
@@ -96,8 +105,9 @@ private:
 
     bool initiator_ = false;
     bool has_k_ = false;
+    bool fixed_ephemeral_ = false;  // responder: e_private() was given (test vectors)
     uint64_t n_ = 0;
-    Secret<kStateSize> state_;
+    std::array<uint8_t, kStateSize> state_{};
 };
 
 // HKDF as the Noise spec defines it, with HMAC-SHA256: two or three outputs.
