@@ -69,7 +69,7 @@ Result<Options> parse_options(int argc, char** argv) {
     };
     Options o;
     opterr = 0;  // we print our own messages
-    optind = 1;
+    optind = 0;  // 0, not 1: glibc then also forgets where it was in a previous argv
     for (;;) {
         const int c = getopt_long(argc, argv, ":c:u:n:vqD:tVh", long_options, nullptr);
         if (c == -1) break;
