@@ -67,6 +67,7 @@ struct LinkStats {
     uint64_t drop_no_session = 0;   // unknown receiver index or expired session
     uint64_t drop_peer = 0;         // handshake from an address that is not allowed
     uint64_t drop_admin = 0;        // received while the link is administratively down
+    uint64_t drop_ratelimit = 0;    // initiation over the handshake rate limit (core/handshake_limit.hpp)
     uint64_t send_errors = 0;       // the kernel refused a send
     uint64_t handshakes_sent = 0, handshakes_received = 0;
     uint64_t handshakes_completed = 0;

@@ -111,7 +111,8 @@ std::string to_json(const Status& s) {
                        {"malformed", st.drop_malformed},
                        {"no_session", st.drop_no_session},
                        {"peer", st.drop_peer},
-                       {"admin", st.drop_admin}}},
+                       {"admin", st.drop_admin},
+                       {"ratelimit", st.drop_ratelimit}}},
             {"send_errors", st.send_errors},
             {"unanswered", st.unanswered},
             {"acks_sent", st.acks_sent},
@@ -222,7 +223,8 @@ std::string to_prometheus(const Status& s) {
         const auto& st = l.stats;
         const std::pair<const char*, uint64_t> reasons[] = {
             {"auth", st.drop_auth},       {"replay", st.drop_replay}, {"malformed", st.drop_malformed},
-            {"no_session", st.drop_no_session}, {"peer", st.drop_peer}, {"admin", st.drop_admin}};
+            {"no_session", st.drop_no_session}, {"peer", st.drop_peer}, {"admin", st.drop_admin},
+            {"ratelimit", st.drop_ratelimit}};
         for (const auto& [reason, n] : reasons) {
             sample("link_dropped_packets_total",
                    fmt::format(",link=\"{}\",reason=\"{}\"", prometheus_label(l.name), reason), n);

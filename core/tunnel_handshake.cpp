@@ -12,6 +12,10 @@ namespace mlvpn::core {
 
 namespace {
 
+// A source that handshook keeps its exemption from the global initiation
+// limit across the client's next rekey, retries included.
+static_assert(limits::kSourceTrust >= timing::kRekeyAfter + timing::kHandshakeLifetime);
+
 // The prologue binds the initiation's cleartext fields (type, sender index)
 // to the handshake hash, so they cannot be changed in flight.
 std::array<uint8_t, sizeof wire::kPrologue - 1 + 8> prologue_for(const std::byte* init) {
@@ -134,9 +138,31 @@ void Tunnel::on_initiation(LinkIndex index, Datagram& d, Io& io, Time now) {
         io.release(d.buffer);
         return;
     }
+    // Rate limits, per source and in all, before anything else costs us: a
+    // duplicate below earns a reply, anything else an AEAD open (see
+    // core/handshake_limit.hpp; the Diffie-Hellman comes only after the
+    // initiation authenticated, in write_message_2).
+    if (!initiation_limit_.keyed()) initiation_limit_.set_hash_key(psk_.span());
+    if (const auto verdict = initiation_limit_.admit(d.from, now); verdict != HandshakeLimiter::Verdict::Admit) {
+        ++link.stats.drop_ratelimit;
+        if (auto n = initiation_limit_.log_allowed(now)) {
+            log_.warn("link {}: initiation from {} over the {} rate limit, dropped; {} such", link.settings.name,
+                      d.from.to_string(), verdict == HandshakeLimiter::Verdict::SourceLimited ? "per-source" : "global",
+                      *n);
+        }
+        io.release(d.buffer);
+        return;
+    }
     // The same initiation again (our response was lost): the same answer,
     // with no new work, as long as the session it made is not yet in use.
+    // Only to where the original came from: a copy sent from elsewhere
+    // would make us reflect 60 bytes at an address of the sender's choice.
     if (link.cached.valid && std::memcmp(link.cached.init.data(), bytes.data(), wire::kInitSize) == 0) {
+        if (!(d.from == link.next_peer)) {
+            ++link.stats.drop_replay;
+            io.release(d.buffer);
+            return;
+        }
         ++link.stats.handshakes_received;
         send_response(index, d, link.cached.response, io, now);
         return;
@@ -198,6 +224,9 @@ void Tunnel::on_initiation(LinkIndex index, Datagram& d, Io& io, Time now) {
     std::memcpy(link.cached.init.data(), bytes.data(), wire::kInitSize);
     link.cached.response = response;
     link.cached.valid = true;
+    // It holds the key and is fresh: its source rekeys even while forged
+    // initiations use up the global budget.
+    initiation_limit_.trust(d.from, now);
     log_.debug("protocol", "link {}: initiation from {}, answered", link.settings.name, d.from.to_string());
 
     send_response(index, d, response, io, now);

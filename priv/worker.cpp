@@ -406,12 +406,14 @@ private:
             if (l.removed) continue;
             const auto& st = l.stats;
             log_.notice("link {}: {} peer {} rtt {} ms, tx {} pkts {} bytes, rx {} pkts {} bytes, data tx {} rx {}, "
-                        "drops auth {} replay {} malformed {} no-session {}, send errors {}",
+                        "drops auth {} replay {} malformed {} no-session {} peer {} admin {} ratelimit {}, "
+                        "send errors {}",
                         l.settings.name, core::to_string(l.state),
                         l.settings.connected ? std::string("(connected)") : l.peer.to_string(),
                         l.has_rtt ? std::chrono::duration_cast<std::chrono::microseconds>(l.srtt).count() / 1000.0 : -1.0,
                         st.tx_packets, st.tx_bytes, st.rx_packets, st.rx_bytes, st.tx_data, st.rx_data,
-                        st.drop_auth, st.drop_replay, st.drop_malformed, st.drop_no_session, st.send_errors);
+                        st.drop_auth, st.drop_replay, st.drop_malformed, st.drop_no_session, st.drop_peer,
+                        st.drop_admin, st.drop_ratelimit, st.send_errors);
         }
         const auto& t = tunnel_.stats();
         log_.notice("device: read {} written {}, drops no-link {} oversize {} no-buffer {}, write errors {}", t.tun_rx,

@@ -142,6 +142,14 @@ TEST_CASE("tunnel: a duplicate initiation gets the same answer until the session
     p.tick(1s);
     REQUIRE(responses.size() == 2);
     CHECK(responses[0] == responses[1]);
+    // A copy of it from another address gets nothing: no reflection.
+    {
+        const auto replays = p.server->link(0).stats.drop_replay;
+        Datagram d{p.server_io.make(init, 0), endpoint("198.51.100.7", 9999)};
+        p.server->on_datagrams(0, std::span<Datagram>(&d, 1), p.server_io);
+        CHECK(p.server_io.sent.empty());
+        CHECK(p.server->link(0).stats.drop_replay == replays + 1);
+    }
     p.filter = {};
     REQUIRE(p.establish());
     // Once the session is confirmed, a replay of the initiation gets nothing.
