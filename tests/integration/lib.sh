@@ -148,6 +148,9 @@ _cleanup() {
         fi
     done
     for cmd in "${_AT_EXIT[@]}"; do eval "$cmd"; done
+    # Printing the logs must not stop the cleanup when stderr is a closed
+    # pipe (`... 2>&1 | head`).
+    trap '' PIPE
     if [[ $rc -ne 0 ]]; then
         echo >&2
         echo "===== test failed (exit $rc); logs from $TMP_DIR =====" >&2
@@ -382,17 +385,20 @@ link_ports() {
 # Starts one daemon in the foreground of a background job, logging to a file.
 # Sets the pid variables; waits for its start-up line (worker pid).
 _start_daemon() {
-    local side=$1 ns conf log pid worker i
+    local side=$1 ns conf log pid worker i before
     shift
     if [[ $side == server ]]; then ns=$NS_S conf=$SERVER_CONF log=$SERVER_LOG; else ns=$NS_C conf=$CLIENT_CONF log=$CLIENT_LOG; fi
     # The log exists before the job starts: the loop below reads it at once.
+    # A restart appends to it: only a "started:" line after the ones already
+    # there is this start's.
     : >>"$log"
+    before=$(grep -c ' started: .*worker pid ' "$log" || true)
     # `ip netns exec` execs the command, so $! is mlvpn's own pid.
     ip netns exec "$ns" "$MLVPN_BIN" -c "$conf" --debug -v "$@" >>"$log" 2>&1 &
     pid=$!
     if [[ $side == server ]]; then SERVER_PID=$pid; else CLIENT_PID=$pid; fi
     for ((i = 0; i < 100; i++)); do
-        worker=$(sed -n 's/.* started: .*worker pid \([0-9][0-9]*\).*/\1/p' "$log" | tail -n 1)
+        worker=$(sed -n 's/.* started: .*worker pid \([0-9][0-9]*\).*/\1/p' "$log" | tail -n +$((before + 1)) | tail -n 1)
         [[ -n $worker ]] && break
         pid_alive "$pid" || fail "the $side daemon exited at start-up"
         sleep 0.05
