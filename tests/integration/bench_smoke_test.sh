@@ -3,8 +3,9 @@
 # The benchmark harness (tools/mlvpn-bench) and its link emulator: the
 # emulator's model tests pass; a bad scenario is refused with its file and
 # place; a short run of a shipped scenario writes a result with per-link,
-# per-second samples and a plot, and leaves nothing behind; SIGTERM in the
-# middle of a run still cleans up. Checks behaviour only, never speed.
+# per-second samples, the links-alone baseline with the efficiency and
+# retransmission figures, and a plot, and leaves nothing behind; SIGTERM in
+# the middle of a run still cleans up. Checks behaviour only, never speed.
 source "$(dirname "$0")/lib.sh"
 
 BENCH="$REPO_DIR/tools/mlvpn-bench"
@@ -31,9 +32,9 @@ out=$("$BENCH" "$TMP_DIR/bad.json" --mlvpn "$MLVPN_BIN" --out "$OUT" 2>&1) || rc
 grep -q 'bad.json.links\[0\].loss_pct: 120 is out of range' <<<"$out" || fail "bad scenario: unclear message: $out"
 ok "bad scenario refused: ${out##*error: }"
 
-say "a 5 s run of two-50-equal, TCP, one stream"
+say "a 5 s run of two-50-equal, TCP, one stream, after 2 s of each link alone"
 rc=0
-timeout 180 "$BENCH" two-50-equal --test tcp-1 --duration 5 --mlvpn "$MLVPN_BIN" --out "$OUT" \
+timeout 180 "$BENCH" two-50-equal --test tcp-1 --duration 5 --baseline-duration 2 --mlvpn "$MLVPN_BIN" --out "$OUT" \
     >"$TMP_DIR/bench.log" 2>&1 || rc=$?
 EXTRA_LOGS+=("$TMP_DIR/bench.log")
 [[ $rc -eq 0 ]] || fail "mlvpn-bench exited with $rc"
@@ -41,6 +42,8 @@ RESULT="$OUT/two-50-equal/result.json"
 [[ -s $RESULT ]] || fail "no $RESULT"
 grep -q '^<svg' "$OUT/two-50-equal/plot.svg" || fail "no plot.svg"
 grep -cE '\[mlvpn tcp-1\] +[0-9]+s ' "$TMP_DIR/bench.log" | grep -qx 5 || fail "not one progress line per second"
+grep -cE '\[links alone 1 stream up\] dsl[12] +[0-9]+s ' "$TMP_DIR/bench.log" | grep -qx 4 \
+    || fail "no progress lines for the links alone"
 ok "result.json, plot.svg and one progress line per second"
 
 python3 - "$RESULT" <<'EOF' || fail "result.json lacks what it should have"
@@ -61,6 +64,14 @@ assert r["summary"]["goodput_mbit"] > 0, r["summary"]
 assert r["rtt_samples"], "no RTT samples"
 assert r["cpu_s"].get("client_worker") is not None, r["cpu_s"]
 assert set(r["emulator"]) == {"dsl1", "dsl2"}, r["emulator"]
+# Each link alone, without the tunnel: a goodput per link, and the test's
+# efficiency over their sum; the retransmitted share from the sender's counters.
+alone = doc["links_alone"]["tcp-1"]
+assert set(alone) == {"dsl1", "dsl2"} and all(v > 0 for v in alone.values()), alone
+s = r["summary"]
+assert abs(s["links_alone_mbit"] - sum(alone.values())) < 0.05, (s["links_alone_mbit"], alone)
+assert abs(s["efficiency"] - s["goodput_mbit"] / s["links_alone_mbit"]) < 0.002, s
+assert s["segments_sent"] > 0 and 0 <= s["retransmit_pct"] <= 100, s
 print(f"counters from {doc['counters_source']}")
 EOF
 ok "per-link samples every second, daemon counters, RTT samples, CPU, emulator counters"
@@ -68,7 +79,7 @@ ok "per-link samples every second, daemon counters, RTT samples, CPU, emulator c
 ok "no namespaces left"
 
 say "SIGTERM in the middle of a run"
-"$BENCH" two-50-equal --test tcp-1 --duration 30 --mlvpn "$MLVPN_BIN" --out "$OUT/term" \
+"$BENCH" two-50-equal --test tcp-1 --duration 30 --no-baseline --mlvpn "$MLVPN_BIN" --out "$OUT/term" \
     >"$TMP_DIR/bench-term.log" 2>&1 &
 bench_pid=$!
 _BG_PIDS+=("$bench_pid")

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-from . import plot, scenario as scenario_mod
+from . import baseline, plot, scenario as scenario_mod
 from .emulator import Emulator
 from .proc import BenchError, Procs, run
 from .runner import TestRun, require_root
@@ -40,10 +40,12 @@ def log(msg):
 
 
 class Context:
-    """What a test run needs: the scenario, the namespaces, the emulator."""
+    """What a test run needs: the scenario, the namespaces, the emulator, and
+    the links-alone figures (None with --no-baseline)."""
 
     def __init__(self, scenario, topo, emulator, procs, workdir):
         self.scenario, self.topo, self.emulator, self.procs, self.workdir = scenario, topo, emulator, procs, workdir
+        self.links_alone = None
         self.log = log
 
 
@@ -149,13 +151,22 @@ def run_scenario(args, path, outdir, bins, deadline):
     doc = {"tool": "mlvpn-bench", "format": RESULT_FORMAT, "started": started.isoformat(timespec="seconds"),
            "machine": machine_info(), "scenario": sc.to_json(), "options": {
                "duration": sc.duration, "compare": args.compare, "linkemu_rt": not args.no_rt,
-               "mlvpn": mlvpn_bin}, "results": results}
+               "mlvpn": mlvpn_bin, "baseline": not args.no_baseline,
+               "baseline_duration": args.baseline_duration}, "results": results}
     try:
         topo.create()
         if topo.needs_mid():
             emulator = Emulator(linkemu, topo, sc, workdir, procs, 0 if args.no_rt else 20)
             emulator.start()
         ctx = Context(sc, topo, emulator, procs, workdir)
+        if not args.no_baseline and baseline.tcp_tests(tests):
+            if time.monotonic() > deadline:
+                raise BenchError("the run's time bound is used up")
+            ctx.links_alone = baseline.LinksAlone(ctx, args.baseline_duration)
+            try:
+                ctx.links_alone.measure(tests)
+            finally:
+                _record_links_alone(doc, ctx.links_alone, tests)
         pairs = {"mlvpn": MlvpnPair(mlvpn_bin, mlvpnctl, topo, sc, workdir, procs, log)}
         if args.compare:
             pairs["wireguard-go"] = WireguardPair(topo, workdir, procs, log)
@@ -204,6 +215,21 @@ def run_scenario(args, path, outdir, bins, deadline):
     return doc
 
 
+def _record_links_alone(doc, links_alone, tests):
+    """result.json's links_alone: {test: {link: Mbit/s}}, and the runs
+    behind it (shared by tests with the same streams, direction, duration)."""
+    doc["links_alone"], runs = {}, []
+    for t in baseline.tcp_tests(tests):
+        k = baseline.key(t, links_alone.duration_for(t))
+        alone = links_alone.by_key.get(k)
+        if alone is None:
+            continue
+        doc["links_alone"][t["name"]] = {n: v["goodput_mbit"] for n, v in alone.items()}
+        if not any(r["streams"] == k[0] and r["direction"] == k[1] and r["duration"] == k[2] for r in runs):
+            runs.append({"streams": k[0], "direction": k[1], "duration": k[2], "links": alone})
+    doc["links_alone_runs"] = runs
+
+
 def _keep_logs(workdir, out_dir):
     logs = os.path.join(out_dir, "logs")
     os.makedirs(logs, exist_ok=True)
@@ -238,8 +264,12 @@ def _print_result(r):
         parts.append(f"goodput {s['goodput_mbit']:.1f} Mbit/s")
         if s.get("efficiency_pct") is not None:
             parts.append(f"{s['efficiency_pct']:.0f}% of {s['capacity_mbit']:g}")
+    if s.get("efficiency") is not None:
+        parts.append(f"efficiency {s['efficiency']:.3f} (links alone {s['links_alone_mbit']:g})")
     if s.get("retransmits") is not None:
-        parts.append(f"{s['retransmits']} retransmits")
+        pct = f" = {s['retransmit_pct']:.2f}% of {s['segments_sent']} segments" if s.get(
+            "retransmit_pct") is not None else ""
+        parts.append(f"{s['retransmits']} retransmits{pct}")
     if s.get("udp_lost_pct") is not None:
         parts.append(f"udp loss {s['udp_lost_pct']:.2f}%")
     rtt = s["rtt"]
@@ -248,15 +278,23 @@ def _print_result(r):
     parts.append(f"cpu {s['cpu_pct_of_one_core']:.0f}% of a core")
     shares = ", ".join(f"{n} {v['share_pct']}%" for n, v in s["links"].items() if v.get("share_pct") is not None)
     log(f"  => {r['system']} {r['test']}: {'; '.join(parts)}" + (f"; shares {shares}" if len(s['links']) > 1 else ""))
+    for e in s.get("timeline_events", []):
+        what = f"{e['link']} {'cut' if e['cut'] else 'restored'}" + (f" ({e['dir']})" if e["dir"] != "both" else "")
+        if e["cut"]:
+            log(f"  => {what} at {e['t']:g} s: {e['second'][0]}-{e['second'][1]} s: {_cut_figures(e)}")
+        else:
+            b = e.get("back_after_s")
+            log(f"  => {what} at {e['t']:g} s: " + (f"carries traffic again after {b:g} s" if b is not None
+                                                     else "carried no traffic again in the test"))
     if s.get("error"):
         log(f"  => {s['error']}")
 
 
 def write_summary(outdir, docs):
     """summary.md: one row per scenario, test and tunnel."""
-    lines = ["| scenario | test | tunnel | goodput Mbit/s | of capacity | retransmits / UDP loss | ping p50 / p95 ms "
-             "| per-link share (rate share) | CPU % of a core | slow seconds |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| scenario | test | tunnel | goodput Mbit/s | of capacity | efficiency | retransmits / UDP loss "
+             "| retrans % | ping p50 / p95 ms | per-link share (rate share) | CPU % of a core | slow seconds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for doc in docs:
         for r in doc["results"]:
             s = r["summary"]
@@ -266,15 +304,58 @@ def write_summary(outdir, docs):
                 rl = f"{s.get('udp_lost_pct') or 0:.2f}% lost"
             else:
                 rl = str(s.get("retransmits", "-"))
+            ef = f"{s['efficiency']:.3f}" if s.get("efficiency") is not None else "-"
+            rp = f"{s['retransmit_pct']:.2f}" if s.get("retransmit_pct") is not None else "-"
             rtt = s["rtt"]
             pr = f"{rtt['p50_ms']:.1f} / {rtt['p95_ms']:.1f}" if rtt.get("p50_ms") is not None else "-"
             shares = ", ".join(f"{n} {v['share_pct']:.0f}%" + (f" ({v['rate_share_pct']:.0f}%)" if v.get(
                 "rate_share_pct") else "") for n, v in s["links"].items() if v.get("share_pct") is not None)
-            lines.append(f"| {doc['scenario']['name']} | {r['test']} | {r['system']} | {g} | {eff} | {rl} | {pr} | "
+            lines.append(f"| {doc['scenario']['name']} | {r['test']} | {r['system']} | {g} | {eff} | {ef} | {rl} | {rp} | {pr} | "
                          f"{shares or '-'} | {s['cpu_pct_of_one_core']:.0f} | {s.get('slow_seconds', '-')} |")
+    alone = ["", "Links alone (plain iperf3 TCP over each link, no tunnel; the efficiency's denominator):", "",
+             "| scenario | streams | direction | seconds | per link Mbit/s (retrans %) | sum Mbit/s |", "|---|---|---|---|---|---|"]
+    for doc in docs:
+        for run_ in doc.get("links_alone_runs", []):
+            links = run_["links"]
+            per = ", ".join(f"{n} {_f(v['goodput_mbit'])} ({_f(v.get('retransmit_pct'), '.2f')})"
+                            for n, v in links.items())
+            total = baseline.alone_sum(links, list(links))
+            alone.append(f"| {doc['scenario']['name']} | {run_['streams']} | {run_['direction']} | "
+                         f"{run_['duration']:g} | {per} | {_f(total)} |")
+    if len(alone) > 5:
+        lines += alone
+    events = ["", "Cuts and restores (first full second after a cut: the tunnel's intake against the rates of the "
+                  "links still up, and iperf3's goodput against what those links give alone; restored: seconds "
+                  "until the link carries >= 10 % of its rate):", "",
+              "| scenario | test | tunnel | event | figure |", "|---|---|---|---|---|"]
+    for doc in docs:
+        for r in doc["results"]:
+            for e in r["summary"].get("timeline_events", []):
+                what = f"{e['link']} {'cut' if e['cut'] else 'restored'} ({e['dir']}) at {e['t']:g} s"
+                if e["cut"]:
+                    fig = f"{e['second'][0]}-{e['second'][1]} s: {_cut_figures(e)}"
+                else:
+                    b = e.get("back_after_s")
+                    fig = f"back after {b:g} s" if b is not None else "not back in the test"
+                events.append(f"| {doc['scenario']['name']} | {r['test']} | {r['system']} | {what} | {fig} |")
+    if len(events) > 5:
+        lines += events
     with open(os.path.join(outdir, "summary.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     return "\n".join(lines)
+
+
+def _cut_figures(e):
+    """The first full second after a cut, in words (runner._timeline_figures)."""
+    if not e.get("surviving"):
+        return f"tunnel {e['tunnel_mbit']:.1f} Mbit/s, no link of this tunnel left up"
+    return (f"tunnel {e['tunnel_mbit']:.1f} Mbit/s = {_f(e.get('tunnel_of_surviving_rate_pct'), 'g')}% of the "
+            f"{_f(e.get('surviving_rate_mbit'), 'g')} Mbit/s still up; goodput {_f(e.get('iperf_mbit'))} Mbit/s = "
+            f"{_f(e.get('iperf_of_surviving_alone_pct'), 'g')}% of {_f(e.get('surviving_alone_mbit'))} alone")
+
+
+def _f(v, spec=".1f"):
+    return "-" if v is None else format(v, spec)
 
 
 # --- main -----------------------------------------------------------------------
@@ -303,6 +384,10 @@ def parse_args(argv):
     p.add_argument("--linkemu", metavar="PATH", help="mlvpn-linkemu binary (default: from the build directory)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="seconds per test (default: the scenario's)")
     p.add_argument("--test", action="append", metavar="NAME", help="run only this test (repeatable)")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip measuring each link alone before the TCP tests (no efficiency figures)")
+    p.add_argument("--baseline-duration", type=float, metavar="SECONDS",
+                   help="seconds per links-alone run (default: the test's duration)")
     p.add_argument("--compare", choices=["wireguard-go"], help="also run each test over wireguard-go on link 1")
     p.add_argument("--out", metavar="DIR", help="output directory (default: ./mlvpn-bench-DATE-TIME)")
     p.add_argument("--no-rt", action="store_true", help="run the emulator without real-time priority")
@@ -310,6 +395,8 @@ def parse_args(argv):
     a = p.parse_args(argv)
     if a.duration is not None and not 1 <= a.duration <= 3600:
         p.error("--duration must be 1..3600 seconds")
+    if a.baseline_duration is not None and not 1 <= a.baseline_duration <= 3600:
+        p.error("--baseline-duration must be 1..3600 seconds")
     if not (a.scenarios or a.all or a.list or a.calibrate):
         p.error("give a scenario, --all, --list or --calibrate")
     return a
@@ -367,6 +454,11 @@ def main(argv=None):
         per_system = 2 if args.compare else 1
         budget = 60 + sum(per_system * (t.get("duration", sc.duration) + 60) for sc in scenarios for t in sc.tests
                           if not args.test or t["name"] in args.test)
+        if not args.no_baseline:
+            for sc in scenarios:
+                keys = {baseline.key(t, args.baseline_duration or t.get("duration", sc.duration))
+                        for t in baseline.tcp_tests(sc.tests) if not args.test or t["name"] in args.test}
+                budget += sum(len(sc.links) * (k[2] + 30) for k in keys)
         signal.alarm(int(budget))
         deadline = time.monotonic() + budget
         docs, failed = [], 0

@@ -103,6 +103,12 @@ def _panel(out, y0, r, timeline, ymax, rtt_max, title):
     if iperf:
         line([(0, 0)] + iperf, "#000", 2.2, "6,3")
         legend.append(("iperf3 goodput (receiver)", "#000", "6,3"))
+    alone = r["summary"].get("links_alone_mbit")
+    if alone:
+        # What the same links give TCP alone, without a tunnel: the
+        # efficiency's denominator.
+        line([(0, alone), (dur, alone)], "#2ca02c", 1.2, "2,3")
+        legend.append(("links alone (sum)", "#2ca02c", "2,3"))
     legend.append(("ping RTT (right)", "#999", "dot"))
     # The legend: one row under the title.
     lx = LEFT
@@ -133,6 +139,7 @@ def render(scenario, results):
     for test in order:
         same = [r for r in panels if r["test"] == test]
         peak = max([s.get("wire_mbit", 0) for r in same for s in r["seconds"]] +
+                   [r["summary"].get("links_alone_mbit") or 0 for r in same] +
                    [s.get("iperf_mbit", 0) for r in same for s in r["seconds"]] + [1])
         rtts = [ms for r in same for _, ms in r.get("rtt_samples", [])]
         rtt_top = sorted(rtts)[int(0.99 * (len(rtts) - 1))] if rtts else 1
@@ -141,6 +148,10 @@ def render(scenario, results):
             title = f"{r['test']} over {r['system']}"
             if s.get("goodput_mbit") is not None:
                 title += f": goodput {s['goodput_mbit']:.1f} Mbit/s"
+            if s.get("efficiency") is not None:
+                title += f", efficiency {s['efficiency']:.3f}"
+            if s.get("retransmit_pct") is not None:
+                title += f", retrans {s['retransmit_pct']:.2f}%"
             if s["rtt"].get("p50_ms") is not None:
                 title += f", ping p50 {s['rtt']['p50_ms']:.1f} ms"
             _panel(out, 30 + PANEL_H * panels.index(r), r, scenario.timeline, _nice(peak * 1.08),

@@ -3,13 +3,16 @@
 emulator's timeline together, sample every second (progress line, counters),
 then collect and summarize."""
 
+import math
 import os
 import statistics
 import time
 
+from . import baseline
 from .proc import BenchError, cpu_seconds, in_ns
 from .topology import read_counters
-from .traffic import IperfServer, iperf_argv, parse_iperf, parse_ping, ping_argv, tail_ping
+from .traffic import (IperfServer, iperf_argv, parse_iperf, parse_ping, ping_argv, retransmit_figures, tail_ping,
+                      tcp_counters)
 
 # Frames per direction on each link, as the veth counters see them:
 # up = client -> server (sent on c-wanN, delivered on s-wanN), down the other way.
@@ -132,6 +135,10 @@ class TestRun:
             prev["mono"] = t0
             first_cpu = prev["cpu"]
             iperf = None
+            # The sender's namespace: its TCP counters give the retransmitted
+            # share (the tunnels themselves speak UDP, so they add nothing).
+            sender_ns = ctx.topo.ns_c if test["direction"] == "up" else ctx.topo.ns_s
+            tcp_before = tcp_counters(sender_ns) if test["kind"] == "tcp" else None
             if test["kind"] != "ping":
                 iperf = ctx.procs.start("iperf3", in_ns(ctx.topo.ns_c, *iperf_argv(
                     test, system.server_ip, self.duration, udp_payload)), iperf_out,
@@ -164,6 +171,7 @@ class TestRun:
                 except Exception:  # pylint: disable=broad-except
                     ctx.log(f"{what} did not finish in time; stopped")
                 ctx.procs.stop(p, grace=2)
+            tcp_after = tcp_counters(sender_ns) if tcp_before is not None else None
         finally:
             if server:
                 server.stop()
@@ -186,6 +194,8 @@ class TestRun:
         if emu_end:
             result["emulator"] = {l["name"]: {d: {k: v for k, v in l[d].items() if k != "settings"}
                                               for d in ("up", "down")} for l in emu_end["links"]}
+        if tcp_before is not None:
+            result["tcp_counters"] = retransmit_figures(tcp_before, tcp_after)
         result["summary"] = self._summary(result)
         return result
 
@@ -207,6 +217,7 @@ class TestRun:
         out["efficiency_pct"] = round(100 * goodput / cap, 1) if cap and goodput is not None else None
         if test["kind"] == "tcp":
             out["retransmits"] = iperf.get("retransmits")
+            self._efficiency(out, r, goodput)
         if test["kind"] == "udp":
             out["udp_lost_pct"] = iperf.get("lost_pct")
             out["udp_jitter_ms"] = iperf.get("jitter_ms")
@@ -230,6 +241,9 @@ class TestRun:
             usual = sorted(tun)[int(0.9 * (len(tun) - 1))]
             out["tunnel_min_1s_mbit"] = round(min(tun), 2)
             out["slow_seconds"] = sum(1 for v in tun if v < 0.5 * usual)
+        events = self._timeline_figures(secs)
+        if events:
+            out["timeline_events"] = events
         out["rtt"] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r["ping"].items()}
         cpu = {k: v for k, v in r["cpu_s"].items() if k != "linkemu"}
         out["cpu_s"] = cpu
@@ -241,6 +255,77 @@ class TestRun:
         if "linkemu" in r["cpu_s"]:
             out["linkemu_cpu_pct"] = round(100 * r["cpu_s"]["linkemu"] / self.duration, 1)
         return out
+
+    def _efficiency(self, out, r, goodput):
+        """Aggregation efficiency (goodput over the sum of what the tunnel's
+        links give alone) and the retransmitted share of the segments sent."""
+        out.update({k: r.get("tcp_counters", {}).get(k) for k in (
+            "retransmit_pct", "segments_sent", "retransmitted_segments")})
+        alone = self._alone()
+        out["links_alone_mbit"] = baseline.alone_sum(alone, [l["name"] for l in self.links])
+        out["efficiency"] = round(goodput / out["links_alone_mbit"], 3) if (
+            goodput is not None and out["links_alone_mbit"]) else None
+
+    def _alone(self):
+        """The links-alone figures measured for this test, or None."""
+        la = self.ctx.links_alone
+        if la is None or self.test["kind"] != "tcp":
+            return None
+        return la.by_key.get(baseline.key(self.test, la.duration_for(self.test)))
+
+    def _timeline_figures(self, secs):
+        """Per cut and restore in the timeline: what the tunnel delivered in
+        the first full second after a cut, against what the links still up
+        can carry; and how long a restored link took to carry traffic again
+        (at least 10 % of its rate in the test's direction).
+
+        Two figures for that second, neither exact: the receiving TUN
+        device's intake (on the timeline's clock, but inner packets with
+        their headers, retransmissions included) over the surviving links'
+        rates; and iperf3's goodput interval (useful bytes only, but its
+        seconds start when iperf3 connected, some tens of ms after the
+        timeline, and they include data held back for reordering and
+        released at once) over what the surviving links give alone."""
+        d = self.test["direction"]
+        names = [l["name"] for l in self.links]
+        spec = {l["name"]: self.sc.links[l["index"]] for l in self.links}
+        cut = {n: {x: bool(spec[n][x].get("cut")) for x in ("up", "down")} for n in names}
+        alone = self._alone() or {}
+        by_t = {rec["t"]: rec for rec in secs}
+        events = []
+        for ev in self.sc.timeline:
+            if ev["t"] > self.duration or ev["link"] not in cut or "cut" not in ev["set"]:
+                continue
+            for x in (("up", "down") if ev["dir"] == "both" else (ev["dir"],)):
+                cut[ev["link"]][x] = bool(ev["set"]["cut"])
+            e = {"t": ev["t"], "link": ev["link"], "dir": ev["dir"], "cut": bool(ev["set"]["cut"])}
+            if e["cut"]:
+                k = math.ceil(ev["t"] - 1e-9) + 1  # the second [k-1, k] is the first full one
+                rec = by_t.get(k)
+                if rec is None:
+                    continue
+                alive = [n for n in names if not cut[n]["up"] and not cut[n]["down"]]
+                rates = [spec[n][d].get("rate_mbit") for n in alive]
+                e.update({"second": [k - 1, k], "iperf_mbit": rec.get("iperf_mbit"),
+                          "tunnel_mbit": rec["tunnel_mbit"], "surviving": alive,
+                          "surviving_rate_mbit": sum(rates) if rates and all(rates) else None,
+                          "surviving_alone_mbit": baseline.alone_sum(alone, alive) if alive else None})
+                g = e["iperf_mbit"]
+                if g is not None and e["surviving_alone_mbit"]:
+                    e["iperf_of_surviving_alone_pct"] = round(100 * g / e["surviving_alone_mbit"], 1)
+                if e["surviving_rate_mbit"]:
+                    e["tunnel_of_surviving_rate_pct"] = round(100 * e["tunnel_mbit"] / e["surviving_rate_mbit"], 1)
+            else:
+                rate = spec[ev["link"]][d].get("rate_mbit")
+                floor = 0.1 * rate if rate else 1.0
+                e["back_after_s"] = None
+                for k in range(math.floor(ev["t"]) + 1, int(self.duration) + 1):
+                    rec = by_t.get(k)
+                    if rec and rec["links"][ev["link"]][f"{d}_delivered_mbit"] >= floor:
+                        e["back_after_s"] = round(k - ev["t"], 3)
+                        break
+            events.append(e)
+        return events
 
 
 def require_root():

@@ -149,3 +149,31 @@ def tail_ping(path, offset):
     cut = text.rfind("\n") + 1
     vals = [float(m.group(3)) for m in map(PING_RE.match, text[:cut].splitlines()) if m]
     return vals, offset + len(text[:cut].encode())
+
+
+def tcp_counters(ns):
+    """The namespace's TCP counters from /proc/net/snmp (per network
+    namespace): {"OutSegs": n, "RetransSegs": n, ...}.
+
+    Linux counts in OutSegs every segment it sends except retransmissions
+    (tcp_transmit_skb counts only segments that advance snd_nxt, and pure
+    control segments); RetransSegs counts the retransmitted ones. So the
+    segments a sender put on the wire are OutSegs + RetransSegs, and both are
+    counted per MSS-sized segment even when GSO sends them as one buffer."""
+    text = run(in_ns(ns, "cat", "/proc/net/snmp"), timeout=5).stdout
+    rows = [line.split() for line in text.splitlines() if line.startswith("Tcp:")]
+    if len(rows) < 2:
+        return {}
+    return {k: int(v) for k, v in zip(rows[0][1:], rows[1][1:]) if v.lstrip("-").isdigit()}
+
+
+def retransmit_figures(before, after):
+    """Segments sent and retransmitted between two tcp_counters() readings
+    of the sending namespace, and the retransmitted share in percent."""
+    if not before or not after:
+        return {}
+    new = after.get("OutSegs", 0) - before.get("OutSegs", 0)
+    retrans = after.get("RetransSegs", 0) - before.get("RetransSegs", 0)
+    sent = new + retrans
+    return {"segments_sent": sent, "retransmitted_segments": retrans,
+            "retransmit_pct": round(100 * retrans / sent, 3) if sent > 0 else None}
