@@ -138,6 +138,12 @@ struct Link {
     LinkQuality quality = LinkQuality::Good;
     Time quality_since{};
 
+    // Throughput, bytes/s on the wire, over the last whole window of about a
+    // second (for status; the scheduler works from its own model).
+    double tx_rate = 0, rx_rate = 0;
+    Time rate_window_start{};
+    uint64_t rate_tx_bytes = 0, rate_rx_bytes = 0;  // the counters when it started
+
     LinkStats stats;
 };
 

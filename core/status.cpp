@@ -55,6 +55,8 @@ Status snapshot(const Tunnel& tunnel, const StatusMeta& meta, const Clock& clock
         ls.timeout_s = static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(l.settings.timeout).count());
         ls.loss_pct = l.tx_loss / 100.0;
         ls.rx_loss_pct = l.rx_loss.loss() / 100.0;
+        ls.tx_rate = l.tx_rate;
+        ls.rx_rate = l.rx_rate;
         if (l.last_rx != Time{}) {
             ls.last_packet_age_s = std::chrono::duration<double>(now - l.last_rx).count();
             ls.last_packet_unix = s.now_unix - static_cast<uint64_t>(ls.last_packet_age_s);
@@ -99,6 +101,8 @@ std::string to_json(const Status& s) {
             {"rttvar_ms", l.has_rtt ? json(l.rttvar_ms) : json(nullptr)},
             {"loss_pct", l.loss_pct},
             {"rx_loss_pct", l.rx_loss_pct},
+            {"tx_rate_bps", static_cast<uint64_t>(l.tx_rate * 8 + 0.5)},
+            {"rx_rate_bps", static_cast<uint64_t>(l.rx_rate * 8 + 0.5)},
             {"weight", l.weight},
             {"last_packet_age_s", l.last_packet_age_s >= 0 ? json(l.last_packet_age_s) : json(nullptr)},
             {"data_sent", st.tx_data},
@@ -196,6 +200,10 @@ std::string to_prometheus(const Status& s) {
     });
     per_link("link_loss_ratio", "gauge", "Loss of what this side sends on the link, as the peer measures it.",
              [](const LinkStatus& l) { return l.loss_pct / 100; });
+    per_link("link_send_rate_bytes", "gauge", "Bytes per second sent on the link, over the last second.",
+             [](const LinkStatus& l) { return l.tx_rate; });
+    per_link("link_receive_rate_bytes", "gauge", "Bytes per second received on the link, over the last second.",
+             [](const LinkStatus& l) { return l.rx_rate; });
     per_link("link_receive_loss_ratio", "gauge", "Loss of what the peer sends on the link, as measured here.",
              [](const LinkStatus& l) { return l.rx_loss_pct / 100; });
     per_link("link_unanswered_total", "counter", "Times the link was taken out because the peer stopped acknowledging.",

@@ -51,6 +51,7 @@ struct LinkStatus {
     uint64_t last_packet_unix = 0;
     double loss_pct = 0;     // of what we send, as the peer reports it
     double rx_loss_pct = 0;  // of what the peer sends us, as we measure it
+    double tx_rate = 0, rx_rate = 0;  // bytes/s on the wire, over the last second
     LinkStats stats;
 };
 

@@ -643,6 +643,18 @@ Time Tunnel::link_timers(LinkIndex index, Io& io, Time now) {
     }
 
     if (link.state == LinkState::Up) judge_quality(index, now);
+    // Throughput over about a second, whatever the state.
+    if (now - link.rate_window_start >= timing::kRateWindow) {
+        const double secs = std::chrono::duration<double>(now - link.rate_window_start).count();
+        if (link.rate_window_start != Time{} && secs > 0) {
+            link.tx_rate = static_cast<double>(link.stats.tx_bytes - link.rate_tx_bytes) / secs;
+            link.rx_rate = static_cast<double>(link.stats.rx_bytes - link.rate_rx_bytes) / secs;
+        }
+        link.rate_window_start = now;
+        link.rate_tx_bytes = link.stats.tx_bytes;
+        link.rate_rx_bytes = link.stats.rx_bytes;
+    }
+    next = std::min(next, link.rate_window_start + timing::kRateWindow);
 
     // Keepalives on every link with a session, from both sides; probes, more
     // often, on a link the peer stopped acknowledging; acknowledgements of

@@ -82,6 +82,8 @@ inline constexpr Duration kQualityHold = std::chrono::seconds(2);
 // longer window would miss a route change, a shorter one would let a busy
 // stretch pass its queueing off as path delay.
 inline constexpr Duration kMinRttWindow = std::chrono::seconds(10);
+// Per-link throughput for status is measured over windows this long.
+inline constexpr Duration kRateWindow = std::chrono::seconds(1);
 }  // namespace timing
 
 struct TunnelSettings {

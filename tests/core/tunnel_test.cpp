@@ -367,6 +367,13 @@ TEST_CASE("tunnel: healthy links are never taken out for missing acknowledgement
         CHECK(p.server->link(i).stats.unanswered == 0);
         CHECK(p.client->link(i).state == LinkState::Up);
     }
+    // Throughput for status: 10 packets of 500 bytes (548 on the wire) per
+    // 100 ms each way, over three links, plus acks and keepalives.
+    for (LinkIndex i = 0; i < 3; ++i) {
+        CHECK(p.client->link(i).tx_rate > 16'000);
+        CHECK(p.client->link(i).tx_rate < 22'000);
+        CHECK(p.server->link(i).rx_rate == doctest::Approx(p.client->link(i).tx_rate).epsilon(0.1));
+    }
     // Acknowledgements stay rare: at most one per kAckInterval per link.
     CHECK(p.server->link(0).stats.acks_sent <= 60s / timing::kAckInterval + 300s / timing::kKeepalive);
     check_no_leak(p);
