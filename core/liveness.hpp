@@ -44,6 +44,10 @@ public:
     bool probing() const { return probing_; }
     // A new session: the handshake itself proved the peer hears us.
     void reset();
+    // The link is up again: what went unconfirmed while it was down (its
+    // keepalives) is not held against it; waiting starts with what is sent
+    // from now on.
+    void forget_waiting() { waiting_ = false; }
 
 private:
     // When we sent, coarsely: a mark at most every kMarkSpacing, enough to

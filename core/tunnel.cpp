@@ -215,7 +215,10 @@ void Tunnel::set_state(LinkIndex index, LinkState state, Time now, const char* r
     link.quality_since = now;
     link.state = state;
     link.state_since = now;
-    if (state == LinkState::Up) ++link.stats.ups;
+    if (state == LinkState::Up) {
+        ++link.stats.ups;
+        link.liveness.forget_waiting();
+    }
     if (was_up) ++link.stats.downs;
     if (state == LinkState::Up) {
         log_.notice("link {} is up{}", link.settings.name,

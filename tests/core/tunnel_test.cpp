@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "core/status.hpp"
@@ -354,6 +355,25 @@ TEST_CASE("tunnel: when every link is lossy, they still carry the traffic") {
     p.send_from(true, packets(40, 300));
     CHECK(p.client->link(0).stats.tx_data > tx0);
     CHECK(p.client->link(1).stats.tx_data > tx1);
+}
+
+TEST_CASE("tunnel: a link back after its interface went down is not taken out again for what it missed") {
+    Pair p(2);
+    REQUIRE(p.establish());
+    // The local stack refuses to send on link 1 (interface down): out at
+    // once. For four seconds nothing crosses it, its keepalives included.
+    p.client->on_send_error(1, ENETDOWN);
+    REQUIRE(p.client->link(1).state != LinkState::Up);
+    p.filter = [](bool, LinkIndex link, const std::vector<std::byte>&) { return link != 1; };
+    p.tick(100ms, 40);
+    // Back: the first packets bring it up, and it stays up; the keepalives
+    // that went unanswered while it was down do not count against it.
+    p.filter = {};
+    REQUIRE(steady_traffic_until(p, 5s, [&] { return p.client->link(1).state == LinkState::Up; }));
+    steady_traffic_until(p, 2s, [] { return false; });
+    CHECK(p.client->link(1).state == LinkState::Up);
+    CHECK(p.client->link(1).stats.unanswered == 0);
+    check_no_leak(p);
 }
 
 TEST_CASE("tunnel: healthy links are never taken out for missing acknowledgements") {
