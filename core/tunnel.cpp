@@ -218,6 +218,10 @@ void Tunnel::set_state(LinkIndex index, LinkState state, Time now, const char* r
     if (state == LinkState::Up) {
         ++link.stats.ups;
         link.liveness.forget_waiting();
+        // What was measured before the outage (a loaded queue, often) is not
+        // the path now; a stale RTT would keep the scheduler off the link for
+        // seconds. The next packets measure it afresh.
+        link.has_rtt = false;
     }
     if (was_up) ++link.stats.downs;
     if (state == LinkState::Up) {

@@ -308,6 +308,11 @@ TEST_CASE("tunnel: a link cut in one direction only is taken out on both sides i
         });
         REQUIRE(back);
         CHECK(*back <= 500ms);
+        // And it carries data again, both ways.
+        const auto c1 = p.client->link(1).stats.tx_data, s1 = p.server->link(1).stats.tx_data;
+        steady_traffic_until(p, 1s, [] { return false; });
+        CHECK(p.client->link(1).stats.tx_data > c1);
+        CHECK(p.server->link(1).stats.tx_data > s1);
         check_no_leak(p);
     }
 }
