@@ -19,7 +19,7 @@ BUILD=${FUZZ_BUILD_DIR:-$REPO/build-fuzz}
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 JOBS=$(nproc)
 ((JOBS > 2)) && JOBS=2
-ALL_TARGETS=(transport handshake config priv_channel seal_roundtrip)
+ALL_TARGETS=(transport handshake config priv_channel seal_roundtrip offload)
 TARGETS=("$@")
 ((${#TARGETS[@]} > 0)) || TARGETS=("${ALL_TARGETS[@]}")
 
