@@ -50,3 +50,23 @@ TEST_CASE("cli: errors") {
     CHECK(parse({"-V"})->show_version);
     CHECK(parse({"-h"})->show_help);
 }
+
+// `mlvpn --selftest-sandbox` on the command line (the self-test itself needs
+// root and runs in tests/integration/sandbox_test.sh).
+TEST_CASE("cli: --selftest-sandbox needs no configuration and takes the worker's user") {
+    auto o = parse({"--selftest-sandbox"});
+    REQUIRE(o);
+    CHECK(o->selftest_sandbox);
+    CHECK(o->user == "mlvpn");
+    CHECK(o->config_path.empty());
+
+    auto u = parse({"--selftest-sandbox", "-u", "nobody", "--yes-run-as-root"});
+    REQUIRE(u);
+    CHECK(u->user == "nobody");
+    CHECK(u->yes_run_as_root);
+
+    CHECK(!parse({"--selftest-sandbox", "-u", ""}));
+    CHECK(!parse({"--selftest-sandbox", "extra"}));
+    CHECK(!parse({"-c", "x.conf"})->selftest_sandbox);
+    CHECK(priv::usage().find("--selftest-sandbox") != std::string::npos);
+}

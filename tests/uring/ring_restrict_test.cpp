@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "tests/uring/make_ring.hpp"
 #include "uring/ring.hpp"
 
 using mlvpn::uring::Ring;
@@ -19,21 +20,7 @@ using mlvpn::uring::RingRestrictions;
 
 namespace {
 
-std::unique_ptr<Ring> make_disabled_ring() {
-    RingOptions options;
-    options.entries = 16;
-    options.optional_flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-                             IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL;
-    options.start_disabled = true;
-    int setup_errno = 0;
-    auto ring = Ring::create(options, &setup_errno);
-    if (!ring) {
-        MESSAGE("io_uring unavailable: " << ring.error().message);
-        CHECK((setup_errno == EPERM || setup_errno == ENOSYS || setup_errno == EACCES));
-        return nullptr;
-    }
-    return std::move(*ring);
-}
+std::unique_ptr<Ring> make_disabled_ring() { return mlvpn::uring::test::make_ring(16, true); }
 
 RingRestrictions read_only() {
     RingRestrictions r;

@@ -8,30 +8,12 @@
 #include <string>
 #include <thread>
 
+#include "tests/uring/make_ring.hpp"
 #include "uring/ring.hpp"
 
 using mlvpn::uring::Ring;
 using mlvpn::uring::RingOptions;
-
-namespace {
-
-// nullptr (and a message) when this machine refuses io_uring.
-std::unique_ptr<Ring> make_ring(unsigned entries) {
-    RingOptions options;
-    options.entries = entries;
-    options.optional_flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-                             IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL;
-    int setup_errno = 0;
-    auto ring = Ring::create(options, &setup_errno);
-    if (!ring) {
-        MESSAGE("io_uring unavailable: " << ring.error().message);
-        CHECK((setup_errno == EPERM || setup_errno == ENOSYS || setup_errno == EACCES));
-        return nullptr;
-    }
-    return std::move(*ring);
-}
-
-}  // namespace
+using mlvpn::uring::test::make_ring;
 
 TEST_CASE("Ring: NOPs are submitted in one enter and reaped") {
     auto ring = make_ring(64);
