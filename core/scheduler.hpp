@@ -1,24 +1,28 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // Where each packet goes, among the usable links.
 //
-// When every link has a rate (bandwidth_upload), by earliest expected
-// arrival: a packet goes to the link where it would arrive first, counting
-// the link's queue (the bytes sent on it beyond its rate, drained at that
-// rate, and never less than the queueing its round trips show, which keeps
-// the model honest when the link is slower than its stated rate) and its
-// one-way delay (half its smallest recent round trip). A fast,
-// near link takes everything until its queue is as long as the delay
-// difference to the next one; then both share, in proportion to their rates
-// once all are busy, and packets sent together arrive close together, so the
-// receiver has little to reorder and TCP sees neither gaps nor the slow
-// link's delay on every other segment.
+// Every link has a rate: its bandwidth_upload, or else what it has been seen
+// to deliver (core/delivery_rate.hpp), which the tunnel passes in
+// PathEstimate::rate.
 //
-// Otherwise, byte-weighted round robin. Each link has a weight (its share of the bytes: bandwidth_upload when given)
-// and a virtual clock that advances by bytes/weight when it carries a packet;
+// Links alike in one-way delay (within kAlike) share the traffic in
+// proportion to their rates, by byte-weighted round robin: each link has a
+// virtual clock that advances by bytes/rate when it carries a packet, and
 // the next packet goes to the usable link whose clock is lowest. Over any
-// stretch of traffic, link i carries weight_i / sum(weights) of the bytes,
+// stretch of traffic, link i carries rate_i / sum(rates) of the bytes,
 // whatever the packet sizes (mlvpn 2.3 counted packets, which starves links
 // of big packets and floods links of small ones).
+//
+// Links that differ in delay go by earliest expected arrival: a packet goes
+// to the link where it would arrive first, counting the link's queue (the
+// bytes sent on it beyond its rate, drained at that rate, and never less
+// than the queueing its round trips show, which keeps the model honest when
+// the link is slower than its rate) and its one-way delay (half its
+// smallest recent round trip). A fast, near link takes everything until its
+// queue is as long as the delay difference to the next one; then both
+// share, in proportion to their rates once all are busy, and packets sent
+// together arrive close together, so the receiver has little to reorder and
+// TCP sees neither gaps nor the slow link's delay on every other segment.
 #pragma once
 
 #include <cstddef>
@@ -35,6 +39,7 @@ namespace mlvpn::core {
 struct PathEstimate {
     Duration delay{};     // one way, without queueing
     Duration queueing{};  // seen in its round trips: smoothed RTT - minimum RTT
+    double rate = 0;      // bytes/s the link is driven at; 0 = its configured one
 };
 
 class Scheduler {
@@ -44,26 +49,41 @@ public:
     explicit Scheduler(std::span<const uint64_t> bandwidths);
 
     // Picks the link for a packet of `bytes` among those with usable[i] true,
-    // and charges it. nullopt when none is usable.
+    // and charges it, in proportion to the configured rates. nullopt when
+    // none is usable.
     std::optional<size_t> pick(std::span<const bool> usable, size_t bytes);
-    // The same, by earliest arrival when every rate is known: `path` holds
-    // each link's delays, `now` is the time of sending.
+    // The same, with `path` holding each link's delays and rate (0: the
+    // configured one); `now` is the time of sending.
     std::optional<size_t> pick(std::span<const bool> usable, size_t bytes, Time now,
                                std::span<const PathEstimate> path);
     bool rates_known() const { return rates_known_; }
     // The bytes queued on a link in the earliest-arrival model.
     double queued(size_t link) const { return queue_[link]; }
+    // Whether the link had a queue (in the model or in its round trips) of
+    // at least kBusy when it was last picked: it was sent all it could take,
+    // so what it delivers then measures it (core/delivery_rate.hpp).
+    bool busy(size_t link) const { return busy_[link]; }
+    // Links whose one-way delays differ by no more than this share traffic
+    // in proportion to their rates; beyond it, by earliest arrival.
+    static constexpr Duration kAlike = std::chrono::milliseconds(3);
+    static constexpr double kBusy = 0.003;  // seconds
 
     double weight(size_t link) const { return weight_[link]; }
     size_t size() const { return weight_.size(); }
 
 private:
+    // Byte-weighted round robin, each link weighted by its rate in `path`
+    // when there is one there, else by its configured weight.
+    std::optional<size_t> pick_weighted(std::span<const bool> usable, size_t bytes,
+                                        std::span<const PathEstimate> path);
+
     std::vector<double> weight_;
     std::vector<double> vtime_;
     std::vector<bool> was_usable_;
     bool rates_known_ = false;
     std::vector<double> queue_;     // earliest arrival: bytes not yet drained
     std::vector<Time> queue_at_;    // when queue_ was last brought up to date
+    std::vector<bool> busy_;
 };
 
 }  // namespace mlvpn::core

@@ -35,7 +35,8 @@ Status snapshot(const Tunnel& tunnel, const StatusMeta& meta, const Clock& clock
 
     double total_weight = 0;
     for (LinkIndex i = 0; i < tunnel.link_count(); ++i) {
-        if (tunnel.link(i).admin == LinkAdmin::Up) total_weight += tunnel.scheduler().weight(i);
+        const Link& l = tunnel.link(i);
+        if (l.admin == LinkAdmin::Up && !l.removed) total_weight += Tunnel::link_rate(l);
     }
     for (LinkIndex i = 0; i < tunnel.link_count(); ++i) {
         const Link& l = tunnel.link(i);
@@ -51,7 +52,8 @@ Status snapshot(const Tunnel& tunnel, const StatusMeta& meta, const Clock& clock
         ls.rtt_ms = l.has_rtt ? ms(l.srtt) : 0;
         ls.rttvar_ms = l.has_rtt ? ms(l.rttvar) : 0;
         ls.bandwidth = l.settings.bandwidth;
-        ls.weight = l.admin == LinkAdmin::Up && total_weight > 0 ? tunnel.scheduler().weight(i) / total_weight : 0;
+        ls.weight = l.admin == LinkAdmin::Up && total_weight > 0 ? Tunnel::link_rate(l) / total_weight : 0;
+        ls.estimated_rate = l.delivery.rate();
         ls.timeout_s = static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(l.settings.timeout).count());
         ls.loss_pct = l.tx_loss / 100.0;
         ls.rx_loss_pct = l.rx_loss.loss() / 100.0;
@@ -103,6 +105,8 @@ std::string to_json(const Status& s) {
             {"rx_loss_pct", l.rx_loss_pct},
             {"tx_rate_bps", static_cast<uint64_t>(l.tx_rate * 8 + 0.5)},
             {"rx_rate_bps", static_cast<uint64_t>(l.rx_rate * 8 + 0.5)},
+            {"estimated_rate_bps", l.estimated_rate > 0 ? json(static_cast<uint64_t>(l.estimated_rate * 8 + 0.5))
+                                                         : json(nullptr)},
             {"weight", l.weight},
             {"last_packet_age_s", l.last_packet_age_s >= 0 ? json(l.last_packet_age_s) : json(nullptr)},
             {"data_sent", st.tx_data},
@@ -202,6 +206,9 @@ std::string to_prometheus(const Status& s) {
              [](const LinkStatus& l) { return l.loss_pct / 100; });
     per_link("link_send_rate_bytes", "gauge", "Bytes per second sent on the link, over the last second.",
              [](const LinkStatus& l) { return l.tx_rate; });
+    per_link("link_estimated_rate_bytes", "gauge",
+             "Bytes per second the link has been seen to deliver (0 before the first measurement).",
+             [](const LinkStatus& l) { return l.estimated_rate; });
     per_link("link_receive_rate_bytes", "gauge", "Bytes per second received on the link, over the last second.",
              [](const LinkStatus& l) { return l.rx_rate; });
     per_link("link_receive_loss_ratio", "gauge", "Loss of what the peer sends on the link, as measured here.",

@@ -45,13 +45,14 @@ struct LinkStatus {
     double rtt_ms = 0;
     double rttvar_ms = 0;
     uint64_t bandwidth = 0;  // bandwidth_upload, bytes/s
-    double weight = 0;       // share of the bytes among primary links, 0..1
+    double weight = 0;       // its rate's share among primary links, 0..1
     uint32_t timeout_s = 0;
     double last_packet_age_s = -1;  // since the last authentic packet; -1 never
     uint64_t last_packet_unix = 0;
     double loss_pct = 0;     // of what we send, as the peer reports it
     double rx_loss_pct = 0;  // of what the peer sends us, as we measure it
     double tx_rate = 0, rx_rate = 0;  // bytes/s on the wire, over the last second
+    double estimated_rate = 0;        // bytes/s the link delivers (core/delivery_rate.hpp); 0 unknown
     LinkStats stats;
 };
 

@@ -176,6 +176,8 @@ void Tunnel::reset_link(LinkIndex index) {
     link.cached.valid = false;
     link.peer = Endpoint{};
     link.has_rtt = false;
+    link.has_min_rtt = false;  // perhaps another path now
+    link.delivery = DeliveryRate{};
     link.peer_ts = 0;
     link.liveness.reset();
     link.ack_owed = false;
@@ -220,8 +222,12 @@ void Tunnel::set_state(LinkIndex index, LinkState state, Time now, const char* r
         link.liveness.forget_waiting();
         // What was measured before the outage (a loaded queue, often) is not
         // the path now; a stale RTT would keep the scheduler off the link for
-        // seconds. The next packets measure it afresh.
+        // seconds. The next packets measure it afresh; its minimum (the
+        // path's own delay) is kept.
         link.has_rtt = false;
+        // Nor is what was sent into the outage a measure of its rate (the
+        // estimate itself is kept: the path is likely the same).
+        link.delivery.restart();
     }
     if (was_up) ++link.stats.downs;
     if (state == LinkState::Up) {
@@ -233,6 +239,23 @@ void Tunnel::set_state(LinkIndex index, LinkState state, Time now, const char* r
                     state == LinkState::Handshaking ? " (handshaking again)" : "");
     }
     events_.push_back(LinkEvent{index, state});
+}
+
+PathEstimate Tunnel::path_estimate(const Link& link) {
+    PathEstimate path;
+    // The path's own delay, even just after an outage: a link back up is no
+    // nearer than it was (counting it as near drew a burst onto it, which
+    // queued there and then kept it out).
+    if (link.has_min_rtt) path.delay = link.min_rtt / 2;
+    // The queueing its round trips show.
+    if (link.has_rtt && link.srtt > link.min_rtt) path.queueing = link.srtt - link.min_rtt;
+    return path;
+}
+
+double Tunnel::link_rate(const Link& link) {
+    if (link.settings.bandwidth != 0) return static_cast<double>(link.settings.bandwidth);
+    const double measured = link.delivery.rate();
+    return measured > 0 ? measured : DeliveryRate::kInitialRate;
 }
 
 uint32_t Tunnel::echo_for(const Link& link, Time now) const {
@@ -250,9 +273,10 @@ void Tunnel::update_rtt(Link& link, uint32_t echo, Time now) {
     const uint32_t sample_ms = ms32(now) - echo;
     if (sample_ms > 60'000) return;  // wrapped or bogus
     const Duration sample = std::chrono::milliseconds(sample_ms);
-    if (!link.has_rtt || sample <= link.min_rtt || now - link.min_rtt_at >= timing::kMinRttWindow) {
+    if (!link.has_min_rtt || sample <= link.min_rtt || now - link.min_rtt_at >= timing::kMinRttWindow) {
         link.min_rtt = sample;
         link.min_rtt_at = now;
+        link.has_min_rtt = true;
     }
     if (!link.has_rtt) {
         link.srtt = sample;
@@ -302,6 +326,7 @@ void Tunnel::send_control(LinkIndex index, wire::ControlKind kind, Io& io, Time 
     // Whatever we owed the peer, this carries it (rx_ts).
     link.ack_owed = false;
     link.last_control_tx = now;
+    link.delivery.sent(inner.ts, now, link.stats.tx_bytes, false);
     if (kind == wire::ControlKind::Ack) {
         ++link.stats.acks_sent;
     } else {
@@ -320,8 +345,10 @@ void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
     for (size_t i = 0; i < n; ++i) {
         const Link& l = links_[i];
         usable_scratch_[i] = usable(l, now);
-        path_scratch_[i] = l.has_rtt ? PathEstimate{l.min_rtt / 2, l.srtt > l.min_rtt ? l.srtt - l.min_rtt : Duration{}}
-                                     : PathEstimate{};
+        path_scratch_[i] = path_estimate(l);
+        // Without a configured rate, a little more than the link has been
+        // seen to deliver: enough to find out whether it can carry more.
+        if (l.settings.bandwidth == 0) path_scratch_[i].rate = link_rate(l) * l.delivery.gain(now, i);
         const bool primary = usable_scratch_[i] && l.admin == LinkAdmin::Up;
         any_primary |= primary;
         any_good |= primary && l.quality == LinkQuality::Good;
@@ -330,6 +357,14 @@ void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
         for (size_t i = 0; i < n; ++i) {
             const Link& l = links_[i];
             if (l.admin == LinkAdmin::Backup || (any_good && l.quality != LinkQuality::Good)) usable_scratch_[i] = false;
+        }
+    }
+    // Links whose acknowledgements are overdue wait while another is fine.
+    bool any_fresh = false;
+    for (size_t i = 0; i < n; ++i) any_fresh |= usable_scratch_[i] && !stalled(links_[i], now);
+    if (any_fresh) {
+        for (size_t i = 0; i < n; ++i) {
+            if (usable_scratch_[i] && stalled(links_[i], now)) usable_scratch_[i] = false;
         }
     }
     const std::span<const bool> usable_now(usable_scratch_.get(), n);
@@ -363,6 +398,7 @@ void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
         seal_and_send(static_cast<LinkIndex>(*link_index), *link.current, wire::Type::Data, b, io, now);
         link.last_elicit_tx = now;
         link.liveness.sent(inner.ts, now);
+        link.delivery.sent(inner.ts, now, link.stats.tx_bytes, scheduler_.busy(*link_index));
     }
 }
 
@@ -490,6 +526,7 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now) {
             link.peer_ts_at = now;
             update_rtt(link, control->echo, now);
             link.tx_loss = control->loss;
+            if (control->rx_ts != 0) link.delivery.acknowledged(control->rx_ts, now, control->loss / 10000.0);
             if (control->kind == wire::ControlKind::Keepalive) link.ack_owed = true;
         }
         io.release(b);
@@ -576,6 +613,17 @@ Duration Tunnel::unanswered_limit(const Link& link) const {
     return std::min(limit, link.settings.timeout);
 }
 
+std::optional<Time> Tunnel::stalled_at(const Link& link) const {
+    const auto since = link.liveness.unconfirmed_since();
+    if (!link.has_rtt || !since) return std::nullopt;
+    return *since + std::max(timing::kStallMin, link.srtt + 4 * link.rttvar + timing::kStallMargin);
+}
+
+bool Tunnel::stalled(const Link& link, Time now) const {
+    const auto at = stalled_at(link);
+    return link.state == LinkState::Up && at && now >= *at;
+}
+
 Duration Tunnel::reorder_wait() const {
     Duration wait{};
     bool any = false;
@@ -625,6 +673,8 @@ Time Tunnel::link_timers(LinkIndex index, Io& io, Time now) {
                 set_state(index, LinkState::Down, now, "no acknowledgement");
             } else {
                 next = std::min(next, *since + limit);
+                // The pause before it (stalled()) starts with a probe.
+                if (const auto at = stalled_at(link); at && *at > now) next = std::min(next, *at);
             }
         }
     }
@@ -667,8 +717,10 @@ Time Tunnel::link_timers(LinkIndex index, Io& io, Time now) {
     // often, on a link the peer stopped acknowledging; acknowledgements of
     // what the peer sent, at most every kAckInterval.
     if (link.current && link.current->confirmed && (link.settings.connected || !link.peer.empty())) {
-        // A link out for its quality gets them as often, to keep measuring it.
-        const bool probing = link.liveness.probing() || link.quality != LinkQuality::Good;
+        // A link out for its quality gets them as often, to keep measuring
+        // it, and so does one paused for overdue acknowledgements: if it
+        // works, the probe's acknowledgement ends the pause within a round trip.
+        const bool probing = link.liveness.probing() || link.quality != LinkQuality::Good || stalled(link, now);
         const Time due = probing ? link.next_probe : link.last_elicit_tx + timing::kKeepalive;
         if (now >= due) {
             send_control(index, wire::ControlKind::Keepalive, io, now);

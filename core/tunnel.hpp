@@ -70,6 +70,13 @@ inline constexpr Duration kAckInterval = std::chrono::milliseconds(20);
 // a second), nor later than the link's own timeout.
 inline constexpr Duration kUnansweredMin = std::chrono::milliseconds(300);
 inline constexpr Duration kUnansweredMax = std::chrono::milliseconds(900);
+// Before that, a link whose oldest unacknowledged packet is older than its
+// smoothed RTT plus four deviations plus kStallMargin (kStallMin at least)
+// gets no new data while another link is fine: it has most likely just
+// failed, and whatever it is sent until it is taken out would be lost (a
+// TCP stall). It stays up; the next acknowledgement ends the pause.
+inline constexpr Duration kStallMin = std::chrono::milliseconds(60);
+inline constexpr Duration kStallMargin = std::chrono::milliseconds(40);
 // Such a link is probed this often; it is back as soon as the peer
 // acknowledges a probe, i.e. hears us again.
 inline constexpr Duration kProbeInterval = std::chrono::milliseconds(100);
@@ -139,6 +146,12 @@ public:
     const TunnelSettings& settings() const { return settings_; }
     // Links that are up and may carry data now.
     size_t usable_links() const;
+    // The rate the scheduler counts on for a link, bytes/s: bandwidth_upload
+    // when given, else what the link has been seen to deliver
+    // (core/delivery_rate.hpp; DeliveryRate::kInitialRate before that).
+    static double link_rate(const Link& link);
+    // What the scheduler counts on for a link's delays (core/scheduler.hpp).
+    static PathEstimate path_estimate(const Link& link);
     // Changes what the operator wants of a link (takes effect at once).
     void set_admin(LinkIndex link, LinkAdmin admin);
 
@@ -184,6 +197,10 @@ private:
     Time link_timers(LinkIndex index, Io& io, Time now);
     void deliver(Io& io);
     void rebuild_scheduler();
+    // When an up link's acknowledgements become overdue (timing::kStallMin),
+    // if anything is unacknowledged; and whether they are now.
+    std::optional<Time> stalled_at(const Link& link) const;
+    bool stalled(const Link& link, Time now) const;
     Duration reorder_wait() const;
     // How long a link's traffic may go unacknowledged before it is taken out.
     Duration unanswered_limit(const Link& link) const;

@@ -120,19 +120,25 @@ TEST_CASE("scheduler: earliest arrival spills to the slow link once the fast one
     CHECK(s.queued(0) >= 12'500'000 * 0.030);
 }
 
-TEST_CASE("scheduler: earliest arrival on equal links shares equally; unknown rates fall back to round robin") {
+TEST_CASE("scheduler: links alike in delay share in proportion to their rates, at any load") {
     const std::vector<uint64_t> rates{6'250'000, 6'250'000};
     Scheduler s(rates);
     Time now{};
     const auto got = offer(s, {10ms, 10ms}, 12'000'000, 2s, now);
     CHECK(got[0] == doctest::Approx(static_cast<double>(got[1])).epsilon(0.01));
 
-    const std::vector<uint64_t> partial{6'250'000, 0};
-    Scheduler r(partial);
-    CHECK(!r.rates_known());
+    // 2:1, a light load, delays within kAlike: still 2:1 (earliest arrival
+    // would put it all on the nearer link).
+    const std::vector<uint64_t> unequal{6'250'000, 3'125'000};
+    Scheduler r(unequal);
     Time t{};
-    const auto wrr = offer(r, {1ms, 100ms}, 1'000'000, 1s, t);
-    CHECK(wrr[0] == doctest::Approx(static_cast<double>(wrr[1])).epsilon(0.01));
+    const auto light = offer(r, {10ms, 10ms + Scheduler::kAlike}, 1'000'000, 1s, t);
+    CHECK(light[0] == doctest::Approx(2.0 * static_cast<double>(light[1])).epsilon(0.01));
+    // Just beyond kAlike, earliest arrival: the nearer link takes it all.
+    Scheduler e(unequal);
+    Time u{};
+    const auto apart = offer(e, {10ms, 10ms + Scheduler::kAlike + 1ms}, 1'000'000, 1s, u);
+    CHECK(apart[1] == 0);
 }
 
 TEST_CASE("scheduler: queueing seen in a link's round trips counts even when its rate says otherwise") {

@@ -317,6 +317,38 @@ TEST_CASE("tunnel: a link cut in one direction only is taken out on both sides i
     }
 }
 
+TEST_CASE("tunnel: a link whose acknowledgements are overdue gets no new data until a probe is acknowledged") {
+    Pair p(2);
+    REQUIRE(p.establish());
+    steady_traffic_until(p, 2s, [] { return false; });
+    bool cut = true;
+    p.filter = [&](bool, LinkIndex link, const std::vector<std::byte>&) { return !(cut && link == 1); };
+    const auto rounds = [&](int count) {
+        for (int i = 0; i < count; ++i) {
+            p.send_from(true, packets(4, 500));
+            p.tick(10ms);
+        }
+    };
+    // The pause starts kStallMin after the first unacknowledged packet here
+    // (the fake links have no delay), long before the link would be taken
+    // out (kUnansweredMin).
+    rounds(8);
+    const auto paused_at = p.client->link(1).stats.tx_data;
+    const auto tun_before = p.server_io.tun.size();
+    rounds(6);
+    CHECK(p.client->link(1).stats.tx_data == paused_at);
+    CHECK(p.client->link(1).state == LinkState::Up);
+    CHECK(p.server_io.tun.size() == tun_before + 6 * 4);  // link 0 carried everything, nothing lost
+    // Back before it is taken out: a probe is acknowledged, and it carries
+    // data again without ever having gone down.
+    cut = false;
+    rounds(15);
+    CHECK(p.client->link(1).stats.tx_data > paused_at);
+    CHECK(p.client->link(1).stats.unanswered == 0);
+    CHECK(p.client->link(1).state == LinkState::Up);
+    check_no_leak(p);
+}
+
 TEST_CASE("tunnel: a link losing more than loss_tolerence is left out while it does, and comes back") {
     Pair p(2, 1, 1, [](TunnelSettings& c, TunnelSettings&) {
         for (auto& l : c.links) l.loss_tolerence_pct = 10;
@@ -357,7 +389,7 @@ TEST_CASE("tunnel: when every link is lossy, they still carry the traffic") {
         return p.client->link(0).quality == LinkQuality::Lossy && p.client->link(1).quality == LinkQuality::Lossy;
     }));
     const auto tx0 = p.client->link(0).stats.tx_data, tx1 = p.client->link(1).stats.tx_data;
-    p.send_from(true, packets(40, 300));
+    steady_traffic_until(p, 1s, [] { return false; });
     CHECK(p.client->link(0).stats.tx_data > tx0);
     CHECK(p.client->link(1).stats.tx_data > tx1);
 }
@@ -393,12 +425,16 @@ TEST_CASE("tunnel: healthy links are never taken out for missing acknowledgement
         CHECK(p.client->link(i).state == LinkState::Up);
     }
     // Throughput for status: 10 packets of 500 bytes (548 on the wire) per
-    // 100 ms each way, over three links, plus acks and keepalives.
+    // 100 ms each way, over three links (spread as the scheduler sees fit),
+    // plus acks and keepalives on each.
+    double total = 0;
     for (LinkIndex i = 0; i < 3; ++i) {
-        CHECK(p.client->link(i).tx_rate > 16'000);
-        CHECK(p.client->link(i).tx_rate < 22'000);
+        total += p.client->link(i).tx_rate;
+        CHECK(p.client->link(i).tx_rate > 400);  // acks and keepalives at least
         CHECK(p.server->link(i).rx_rate == doctest::Approx(p.client->link(i).tx_rate).epsilon(0.1));
     }
+    CHECK(total > 54'800);
+    CHECK(total < 3 * 22'000);
     // Acknowledgements stay rare: at most one per kAckInterval per link.
     CHECK(p.server->link(0).stats.acks_sent <= 60s / timing::kAckInterval + 300s / timing::kKeepalive);
     check_no_leak(p);
@@ -575,7 +611,7 @@ TEST_CASE("tunnel: a link taken down by the operator carries nothing and comes b
     REQUIRE(p.establish());
     const auto rx1 = p.server->link(1).stats.rx_data;
     p.send_from(true, packets(20, 300));
-    CHECK(p.server->link(1).stats.rx_data == rx1 + 10);
+    CHECK(p.server->link(1).stats.rx_data > rx1);
     check_no_leak(p);
 }
 

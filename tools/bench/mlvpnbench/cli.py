@@ -127,6 +127,8 @@ def machine_info():
 def run_scenario(args, path, outdir, bins, deadline):
     mlvpn_bin, mlvpnctl, linkemu, _ = bins
     sc = scenario_mod.load(path, args.duration)
+    if args.bandwidth_hints is not None:
+        sc.mlvpn["bandwidth_hints"] = args.bandwidth_hints == "yes"
     tests = [t for t in sc.tests if not args.test or t["name"] in args.test]
     if not tests:
         raise BenchError(f"{path}: no test named {', '.join(args.test)} (it has: "
@@ -152,6 +154,7 @@ def run_scenario(args, path, outdir, bins, deadline):
            "machine": machine_info(), "scenario": sc.to_json(), "options": {
                "duration": sc.duration, "compare": args.compare, "linkemu_rt": not args.no_rt,
                "mlvpn": mlvpn_bin, "baseline": not args.no_baseline,
+               "bandwidth_hints": sc.mlvpn["bandwidth_hints"],
                "baseline_duration": args.baseline_duration}, "results": results}
     try:
         topo.create()
@@ -388,6 +391,9 @@ def parse_args(argv):
                    help="skip measuring each link alone before the TCP tests (no efficiency figures)")
     p.add_argument("--baseline-duration", type=float, metavar="SECONDS",
                    help="seconds per links-alone run (default: the test's duration)")
+    p.add_argument("--bandwidth-hints", choices=["yes", "no"],
+                   help="give mlvpn each link's rate as bandwidth_upload (yes) or let it measure them (no); "
+                        "default: as the scenario says")
     p.add_argument("--compare", choices=["wireguard-go"], help="also run each test over wireguard-go on link 1")
     p.add_argument("--out", metavar="DIR", help="output directory (default: ./mlvpn-bench-DATE-TIME)")
     p.add_argument("--no-rt", action="store_true", help="run the emulator without real-time priority")

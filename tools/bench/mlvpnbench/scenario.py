@@ -210,7 +210,7 @@ def _check_tests(items, where):
 
 def _check_mlvpn(obj, links, where):
     _check_keys(obj, {"general", "link", "links", "bandwidth_hints"}, where)
-    out = {"general": {}, "link": {}, "links": {}, "bandwidth_hints": obj.get("bandwidth_hints", True)}
+    out = {"general": {}, "link": {}, "links": {}, "bandwidth_hints": obj.get("bandwidth_hints", False)}
     if not isinstance(out["bandwidth_hints"], bool):
         _fail(f"{where}.bandwidth_hints", "must be true or false")
 

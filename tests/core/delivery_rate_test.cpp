@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: BSD-2-Clause
+#include "core/delivery_rate.hpp"
+
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <functional>
+
+using namespace mlvpn::core;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A link carrying what we send at most `capacity` bytes/s after `delay`,
+// acknowledged every 20 ms: one millisecond per step.
+struct Bed {
+    DeliveryRate rate;
+    Time start = Time{} + 1000s;
+    uint64_t sent = 0;       // bytes handed to the link
+    uint64_t delivered = 0;  // bytes the far end has
+    double backlog = 0;      // bytes queued in the link
+    uint32_t newest_delivered_ts = 0;
+    // ts of each byte boundary still queued, oldest first (one entry per ms)
+    std::vector<std::pair<uint32_t, double>> queue;
+
+    // Runs `ms` milliseconds offering `offer` bytes/s, `busy` as the
+    // scheduler would say, through a link of `capacity` bytes/s.
+    void run(int ms, double offer, double capacity, bool busy, int delay_ms = 10, double loss = 0,
+             int ack_every_ms = 20) {
+        for (int i = 0; i < ms; ++i) {
+            const int t = static_cast<int>((now() - start) / 1ms);
+            const uint32_t ts = static_cast<uint32_t>(t + 1);
+            const auto bytes = static_cast<uint64_t>(offer / 1000);
+            if (bytes > 0) {
+                sent += bytes;
+                rate.sent(ts, now(), sent, busy);
+                queue.emplace_back(ts, static_cast<double>(bytes));
+            }
+            // The link drains `capacity` per ms; what drained reaches the far
+            // end `delay_ms` later (modelled by acknowledging late).
+            double budget = capacity / 1000;
+            while (budget > 0 && !queue.empty()) {
+                auto& [qts, qbytes] = queue.front();
+                const double take = std::min(budget, qbytes);
+                qbytes -= take;
+                budget -= take;
+                if (qbytes <= 0) {
+                    drained.emplace_back(t + delay_ms, qts);
+                    queue.erase(queue.begin());
+                }
+            }
+            while (!drained.empty() && drained.front().first <= t) {
+                newest_delivered_ts = drained.front().second;
+                drained.erase(drained.begin());
+            }
+            if (t % ack_every_ms == 0 && newest_delivered_ts != 0) {
+                // The ack itself takes `delay_ms` back: acknowledge what was
+                // delivered delay_ms ago.
+                acks.emplace_back(t + delay_ms, newest_delivered_ts);
+            }
+            while (!acks.empty() && acks.front().first <= t) {
+                rate.acknowledged(acks.front().second, now(), loss);
+                acks.erase(acks.begin());
+            }
+            clock_ms += 1;
+        }
+    }
+    Time now() const { return start + std::chrono::milliseconds(clock_ms); }
+    int64_t clock_ms = 0;
+    std::vector<std::pair<int, uint32_t>> drained;  // (time it arrives, ts)
+    std::vector<std::pair<int, uint32_t>> acks;     // (time it arrives, rx_ts)
+};
+
+}  // namespace
+
+TEST_CASE("delivery rate: nothing measured before traffic, and keepalives alone do not make a link look slow") {
+    Bed b;
+    CHECK(b.rate.rate() == 0);
+    b.run(2000, 2000, 1e7, false);  // 2 kB/s of keepalives and acks
+    CHECK(b.rate.rate() == 0);
+    CHECK(b.rate.samples() > 10);
+}
+
+TEST_CASE("delivery rate: a busy link is measured at its capacity") {
+    for (const double capacity : {250e3, 2.5e6, 12.5e6}) {
+        CAPTURE(capacity);
+        Bed b;
+        // Offered 25 % more than it takes: it is busy, its queue grows.
+        b.run(2000, capacity * 1.25, capacity, true);
+        CHECK(b.rate.rate() == doctest::Approx(capacity).epsilon(0.06));
+    }
+}
+
+TEST_CASE("delivery rate: a link offered less than it can carry is measured at least at what it carried") {
+    Bed b;
+    b.run(2000, 5e6, 12.5e6, false);
+    CHECK(b.rate.rate() == doctest::Approx(5e6).epsilon(0.06));
+    // Then idle, or nearly: the estimate stays (an idle link is not slower).
+    b.run(3000, 10e3, 12.5e6, false);
+    CHECK(b.rate.rate() == doctest::Approx(5e6).epsilon(0.06));
+}
+
+TEST_CASE("delivery rate: a link that becomes slower is measured lower once busy samples show it") {
+    Bed b;
+    b.run(2000, 6e6, 5e6, true);
+    CHECK(b.rate.rate() == doctest::Approx(5e6).epsilon(0.06));
+    b.queue.clear();  // (the old backlog would outlast the send history at the new rate)
+    b.run(3000, 3e6, 2e6, true);
+    CHECK(b.rate.rate() == doctest::Approx(2e6).epsilon(0.08));
+}
+
+TEST_CASE("delivery rate: reported loss scales the samples down") {
+    Bed b;
+    b.run(2000, 6e6, 5e6, true, 10, 0.2);
+    CHECK(b.rate.rate() == doctest::Approx(4e6).epsilon(0.06));
+}
+
+TEST_CASE("delivery rate: acknowledgements bunched together do not make the link look faster") {
+    Bed b;
+    // Acks every 100 ms: each covers 100 ms of sending; arriving all at once
+    // after a pause must not count as a burst of bandwidth.
+    b.run(3000, 6e6, 5e6, true, 10, 0, 100);
+    CHECK(b.rate.rate() <= 5e6 * 1.06);
+    CHECK(b.rate.rate() >= 5e6 * 0.9);
+}
+
+TEST_CASE("delivery rate: a restart forgets the send history but keeps the estimate") {
+    Bed b;
+    b.run(2000, 6e6, 5e6, true);
+    const double before = b.rate.rate();
+    b.rate.restart();
+    CHECK(b.rate.rate() == before);
+    // An acknowledgement of something sent before the restart is ignored.
+    b.rate.acknowledged(5, b.now(), 0);
+    CHECK(b.rate.rate() == before);
+    b.queue.clear();
+    b.drained.clear();
+    b.acks.clear();
+    b.run(2000, 6e6, 5e6, true);
+    CHECK(b.rate.rate() == doctest::Approx(5e6).epsilon(0.06));
+}
+
+TEST_CASE("delivery rate: a pause in sending (the scheduler held the link back) does not lower the estimate") {
+    Bed b;
+    b.run(2000, 6e6, 5e6, true);
+    const double before = b.rate.rate();
+    for (int i = 0; i < 10; ++i) {
+        b.run(200, 0, 5e6, true);  // nothing sent for 200 ms
+        b.run(30, 6e6, 5e6, true);
+    }
+    CHECK(b.rate.rate() >= before * 0.9);
+}
+
+TEST_CASE("delivery rate: the estimate never falls below the floor") {
+    Bed b;
+    b.run(2000, 6e6, 5e6, true);
+    b.queue.clear();                // (the old backlog would take minutes at the new rate)
+    b.run(3000, 60e3, 50e3, true);  // a link down to 50 kB/s, sent to all the time
+    CHECK(b.rate.rate() == DeliveryRate::kMinRate);
+}
+
+TEST_CASE("delivery rate: driven faster while the estimate rises, at the estimate most of the time once it settles") {
+    Bed b;
+    const Time t0 = b.now();
+    CHECK(b.rate.gain(t0) == DeliveryRate::kStartupGain);
+    b.run(600, 2e6, 5e6, false);  // rising
+    CHECK(b.rate.gain(b.now()) == DeliveryRate::kStartupGain);
+    b.run(3000, 6e6, 5e6, true);  // settled at 5e6
+    int probing = 0, plain = 0;
+    for (int ms = 0; ms < 2000; ms += 10) {
+        const double g = b.rate.gain(b.now() + std::chrono::milliseconds(ms));
+        probing += g == DeliveryRate::kProbeGain;
+        plain += g == 1.0;
+    }
+    CHECK(probing == 50);
+    CHECK(plain == 150);
+}
+
+TEST_CASE("delivery rate: one low sample does not knock the estimate down, and a low estimate climbs back") {
+    Bed b;
+    b.run(2000, 6e6, 5e6, true);
+    const double before = b.rate.rate();
+    b.rate.restart();
+    b.queue.clear();
+    b.drained.clear();
+    b.acks.clear();
+    b.run(320, 100e3, 5e6, true);  // little sent just after an outage, yet flagged busy
+    CHECK(b.rate.rate() >= before * DeliveryRate::kMaxDrop * DeliveryRate::kMaxDrop);
+    b.run(3000, 60e3, 50e3, true);
+    CHECK(b.rate.rate() < 200e3);
+    // Offered more than the estimate (app-limited, never busy), even less
+    // than the initial rate: it rises.
+    b.queue.clear();
+    b.run(3000, 1e6, 5e6, false);
+    CHECK(b.rate.rate() == doctest::Approx(1e6).epsilon(0.06));
+}
