@@ -14,6 +14,7 @@
 #include "core/liveness.hpp"
 #include "core/loss.hpp"
 #include "core/noise.hpp"
+#include "core/renewal.hpp"
 #include "core/session.hpp"
 #include "core/wire.hpp"
 
@@ -75,6 +76,7 @@ struct LinkStats {
     uint64_t ups = 0, downs = 0;    // state transitions
     uint64_t unanswered = 0;        // times taken out because the peer stopped acknowledging
     uint64_t acks_sent = 0;
+    uint64_t socket_renewals = 0;   // fresh sockets from [priv] (core/renewal.hpp)
 };
 
 struct PendingHandshake {  // the initiator's handshake in flight
@@ -114,6 +116,7 @@ struct Link {
     Time last_tx{};    // last packet sent
     Time next_handshake{};  // initiator: when to (re)send an initiation
     bool rekey_now = false;  // initiator: handshake although the session is fine (new key)
+    SocketRenewal renewal;   // initiator: when to ask [priv] for a fresh socket
     Time state_since{};
 
     // RTT from the echo fields: the peer's last timestamp and when it came.

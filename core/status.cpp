@@ -123,6 +123,7 @@ std::string to_json(const Status& s) {
                        {"ratelimit", st.drop_ratelimit}}},
             {"send_errors", st.send_errors},
             {"unanswered", st.unanswered},
+            {"socket_renewals", st.socket_renewals},
             {"acks_sent", st.acks_sent},
             {"ups", st.ups},
         });

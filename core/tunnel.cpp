@@ -185,6 +185,7 @@ void Tunnel::reset_link(LinkIndex index) {
     link.tx_loss = 0;
     link.quality = LinkQuality::Good;
     link.next_handshake = now;
+    link.renewal.renewed();
 }
 
 void Tunnel::remove_link(LinkIndex index) {
@@ -272,6 +273,10 @@ void Tunnel::update_rtt(Link& link, uint32_t echo, Time now) {
     if (echo == 0) return;
     const uint32_t sample_ms = ms32(now) - echo;
     if (sample_ms > 60'000) return;  // wrapped or bogus
+    // A packet of ours sent before the link's last change of state (a probe
+    // held in a queue through an outage, say) measures the outage, not the
+    // path: once up, the link would look seconds away, and slow.
+    if (link.state_since != Time{} && static_cast<int32_t>(echo - ms32(link.state_since)) < 0) return;
     const Duration sample = std::chrono::milliseconds(sample_ms);
     if (!link.has_min_rtt || sample <= link.min_rtt || now - link.min_rtt_at >= timing::kMinRttWindow) {
         link.min_rtt = sample;
@@ -697,6 +702,7 @@ Time Tunnel::link_timers(LinkIndex index, Io& io, Time now) {
             next = std::min(next, std::min(link.current->created + timing::kRekeyAfter,
                                            link.last_rx + timing::kRehandshakeAfterSilence));
         }
+        next = std::min(next, renewal_timer(index, now));
     }
 
     if (link.state == LinkState::Up) judge_quality(index, now);
@@ -756,6 +762,7 @@ Time Tunnel::on_timer(Io& io) {
 void Tunnel::on_send_error(LinkIndex link, int error) {
     if (link >= links_.size()) return;
     ++links_[link].stats.send_errors;
+    renewal_on_send_error(link, error);
     // The local stack says this link has no way out (its interface went down
     // or lost its route): stop using it now rather than after the timeout.
     // The next authentic packet on it brings it back.

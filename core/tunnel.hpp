@@ -135,6 +135,15 @@ public:
 
     // Link state changes since the last call, in order.
     std::vector<LinkEvent> take_events();
+    // Client links whose socket should be replaced (core/renewal.hpp), since
+    // the last call, in order, each at most once per call. For each, the
+    // caller asks [priv] for a fresh socket and, once it is in place, calls
+    // socket_renewed(); when [priv] gives none, nothing: the link asks
+    // again after its backoff.
+    std::vector<LinkIndex> take_socket_renewals();
+    // The link got a fresh socket because it asked: as reset_link() (the
+    // link handshakes on it at the next on_timer()), and counted.
+    void socket_renewed(LinkIndex link);
 
     size_t link_count() const { return links_.size(); }
     const Link& link(LinkIndex i) const { return links_[i]; }
@@ -206,6 +215,11 @@ private:
     Duration unanswered_limit(const Link& link) const;
     // Lossy or slow against the link's tolerances, with hysteresis.
     void judge_quality(LinkIndex index, Time now);
+    // Socket renewal (tunnel_renewal.cpp): asks when due; returns when to
+    // look again.
+    Time renewal_timer(LinkIndex index, Time now);
+    // A send error that means a client socket's address is gone.
+    void renewal_on_send_error(LinkIndex index, int error);
 
     TunnelSettings settings_;
     SecretKey psk_;
@@ -222,6 +236,7 @@ private:
     std::unique_ptr<bool[]> usable_scratch_;  // per link, rebuilt per batch
     std::unique_ptr<PathEstimate[]> path_scratch_;  // per link: delays for the scheduler
     std::vector<LinkEvent> events_;
+    std::vector<LinkIndex> renewals_;  // asked for since take_socket_renewals()
     Reorder reorder_;
     std::vector<Buffer*> deliverable_;  // scratch: packets leaving the reorder buffer
     uint64_t data_seq_ = 0;

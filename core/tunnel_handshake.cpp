@@ -104,6 +104,7 @@ void Tunnel::send_initiation(LinkIndex index, Io& io, Time now, bool fresh) {
     b->length = wire::kInitSize;
     std::memcpy(b->data, link.pending->message.data(), wire::kInitSize);
     ++link.stats.handshakes_sent;
+    link.renewal.initiation_sent(now);
     ++link.stats.tx_packets;
     link.stats.tx_bytes += b->length;
     link.last_tx = now;
@@ -272,6 +273,7 @@ void Tunnel::on_response(LinkIndex index, Datagram& d, Io& io, Time now) {
     s.receive_key = std::move(keys.receive);
     link.pending.reset();
     link.rekey_now = false;
+    link.renewal.handshake_completed();
     if (link.current) link.previous = std::move(link.current);
     link.current.emplace(std::move(s));
     link.last_rx = now;

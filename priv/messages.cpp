@@ -57,6 +57,10 @@ bool valid(const LinkUpdate& m) {
            m.link.h.type == Type::Link && m.link.h.reserved == 0 && valid(m.link);
 }
 bool valid(const ReloadEnd&) { return true; }
+bool valid(const RenewLink& m) { return m.index < kMaxLinks; }
+bool valid(const LinkRenewed& m) {
+    return m.index < kMaxLinks && m.error >= 0 && terminated(m.local) && terminated(m.remote);
+}
 bool valid(const ReloadResult& m) { return m.ok <= 1 && m.reserved == 0 && m.length <= kLogTextSize; }
 bool valid(const Log& m) {
     return m.level >= 3 && m.level <= 7 && m.reserved == 0 && m.length <= kLogTextSize;
@@ -97,6 +101,8 @@ std::optional<Any> decode(std::span<const std::byte> d) {
     case Type::LinkUpdate: return read_as<LinkUpdate>(d);
     case Type::ReloadEnd: return read_as<ReloadEnd>(d);
     case Type::ReloadResult: return read_as<ReloadResult>(d);
+    case Type::RenewLink: return read_as<RenewLink>(d);
+    case Type::LinkRenewed: return read_as<LinkRenewed>(d);
     }
     return std::nullopt;
 }

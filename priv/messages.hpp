@@ -42,6 +42,9 @@ enum class Type : uint16_t {
     OpenControl = 18,  // -> ControlListener, with the listening socket
     ControlListener = 19,
     ReloadDone = 20,   // the worker applied ReloadBegin..ReloadEnd
+    // A client link's socket stopped working (its address is gone, or no
+    // handshake is answered): priv re-resolves, re-binds and re-connects it.
+    RenewLink = 22,    // -> LinkRenewed (29), with the fresh socket or an error
     // A reload, pushed by priv: ReloadBegin, one LinkUpdate per changed link
     // (with the new socket for add/replace), ReloadEnd; then, once the worker
     // says ReloadDone, ReloadResult for whoever asked.
@@ -49,6 +52,7 @@ enum class Type : uint16_t {
     LinkUpdate = 23,
     ReloadEnd = 25,
     ReloadResult = 27,
+    LinkRenewed = 29,  // the answer to RenewLink (22)
 };
 
 inline constexpr size_t kNameSize = 32;    // NUL-terminated link / tunnel names
@@ -196,6 +200,22 @@ struct ReloadResult {
     char text[kLogTextSize] = {};
 };
 
+struct RenewLink {
+    Header h{Type::RenewLink, 0};
+    uint32_t index = 0;
+};
+
+struct LinkRenewed {
+    Header h{Type::LinkRenewed, 0};
+    uint32_t index = 0;
+    // 0: the fd is attached. Otherwise why there is none: EAGAIN asked too
+    // soon, EBUSY a reload is under way, EADDRNOTAVAIL the socket could not
+    // be made (priv logs why).
+    int32_t error = 0;
+    char local[kAddressText] = {};   // for status, as in Link
+    char remote[kAddressText] = {};
+};
+
 struct Log {
     Header h{Type::Log, 0};
     uint8_t level = 0;  // core::Level, 3..7
@@ -206,7 +226,7 @@ struct Log {
 
 using Any = std::variant<GetConfig, Config, GetLink, Link, OpenTun, Tun, OpenLink, LinkSocket, Ready,
                          LinkState, Log, Reload, OpenControl, ControlListener, ReloadDone, ReloadBegin,
-                         LinkUpdate, ReloadEnd, ReloadResult>;
+                         LinkUpdate, ReloadEnd, ReloadResult, RenewLink, LinkRenewed>;
 
 template <class M>
 std::span<const std::byte> bytes_of(const M& m) {

@@ -43,7 +43,7 @@ Monitor::Monitor(MonitorParams params, Channel channel, pid_t worker, int signal
       hooks_(hooks),
       log_(log),
       clock_(clock),
-      policy_(p_.config.links.size(), p_.controls.size()),
+      policy_(p_.config.links.size(), p_.controls.size(), p_.config.mode == core::Mode::Client),
       frame_capacity_(p_.resources.frame_mtu) {
     for (uint32_t i = 0; i < p_.config.links.size(); ++i) {
         slots_.of_config.push_back(i);
@@ -117,8 +117,57 @@ bool Monitor::dispatch(const msg::Any& any, bool has_fd) {
     } else if (const auto* state = std::get_if<msg::LinkState>(&any)) {
         run_link_hooks(state->index, state->up == 1, had_up);
         notify_status();
+    } else if (const auto* renew = std::get_if<msg::RenewLink>(&any)) {
+        sent = renew_link(renew->index);
     }
     return sent ? true : violation(sent.error().message);
+}
+
+// A client link's fresh socket, made exactly as at start (the name
+// re-resolved: the server may have moved; bindhost, bindport, fwmark,
+// bindinterface as configured), for a link the policy says exists.
+Status Monitor::renew_link(uint32_t index) {
+    msg::LinkRenewed answer;
+    answer.index = index;
+    const std::string& name = slots_.names[index];
+    if (const auto refused = policy_.renewal_refusal(index, clock_.now())) {
+        log_.info("link {}: fresh socket refused: {}", name,
+                  *refused == EBUSY ? "a reload is under way" : "asked again too soon");
+        answer.error = *refused;
+        return channel_.send(answer);
+    }
+    const auto config_index = std::find(slots_.of_config.begin(), slots_.of_config.end(), index);
+    if (config_index == slots_.of_config.end()) {
+        // The policy knows the link; the slots do not: a bug here, not the worker's.
+        log_.error("link index {}: not in the configuration; no fresh socket", index);
+        answer.error = EINVAL;
+        return channel_.send(answer);
+    }
+    const core::LinkConfig& l = p_.config.links[static_cast<size_t>(config_index - slots_.of_config.begin())];
+    auto sock = open_configured_link(p_.config, l, log_);
+    if (!sock) {
+        log_.warn("link {}: no fresh socket: {}", name, sock.error().message);
+        answer.error = EADDRNOTAVAIL;
+        return channel_.send(answer);
+    }
+    // The device MTU stays as it is (changing it is a reload's business): a
+    // narrower path now is worth a warning, as at start.
+    const uint32_t carries = payload_mtu(sock->path_mtu, sock->local.addr.sa.sa_family);
+    const uint32_t frame = p_.config.tuntap == core::TunType::Tap ? kTapFrameOverhead : 0;
+    if (carries < p_.resources.device_mtu + frame) {
+        log_.warn("link {}: the new path carries {} bytes, less than the device MTU {}; larger packets will not cross it",
+                  name, carries, p_.resources.device_mtu);
+    }
+    log_.notice("link {}: fresh socket for the worker, {} -> {}", name, sock->local.to_string(),
+                sock->remote.to_string());
+    msg::set_string(answer.local, sock->local.to_string());
+    msg::set_string(answer.remote, sock->remote.to_string());
+    Status sent = channel_.send(answer, sock->fd.get());
+    // As with OpenLink: the worker holds the only copy.
+    sock->fd.reset();
+    if (p_.resources.sockets.size() <= index) p_.resources.sockets.resize(index + 1);
+    p_.resources.sockets[index] = std::move(*sock);
+    return sent;
 }
 
 void Monitor::notify(Status (SystemdNotifier::*what)()) {
@@ -293,7 +342,11 @@ void Monitor::finish_reload(bool worker_ok) {
         p_.resources.allowed_peers[index] = allowed;
     }
     for (size_t i = 0; i < r.slots.names.size(); ++i) {
-        if (r.slots.names[i].empty()) policy_.link_removed(i);
+        if (r.slots.names[i].empty()) {
+            policy_.link_removed(i);
+        } else {
+            policy_.link_added(i);
+        }
     }
     if (r.key) p_.psk = std::move(*r.key);
     p_.resources.device_mtu = r.device_mtu;

@@ -61,6 +61,7 @@ private:
     void notify_status();
     void notify(Status (SystemdNotifier::*what)());
     void run_link_hooks(uint32_t index, bool up, bool any_before);
+    Status renew_link(uint32_t index);
     void stop_worker();
     void reap_worker(bool wait);
     void run_down_hooks();

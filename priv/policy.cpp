@@ -2,10 +2,16 @@
 #include "priv/policy.hpp"
 
 #include <algorithm>
+#include <cerrno>
 
 #include <fmt/format.h>
 
+#include "core/renewal.hpp"
+
 namespace mlvpn::priv {
+
+// A worker that keeps to core/renewal.hpp never meets priv's own limit.
+static_assert(kRenewInterval < core::timing::kRenewBackoffMin);
 
 namespace {
 bool all(const std::vector<bool>& v) {
@@ -13,12 +19,39 @@ bool all(const std::vector<bool>& v) {
 }
 }  // namespace
 
-RequestPolicy::RequestPolicy(size_t links, size_t control_sockets)
-    : link_sent_(links, false), socket_sent_(links, false), control_sent_(control_sockets, false), link_up_(links, false) {}
+RequestPolicy::RequestPolicy(size_t links, size_t control_sockets, bool client)
+    : link_sent_(links, false),
+      socket_sent_(links, false),
+      control_sent_(control_sockets, false),
+      link_up_(links, false),
+      link_present_(links, true),
+      last_renewal_(links),
+      client_(client) {}
 
 void RequestPolicy::expect_reload_done(size_t links) {
     reload_pending_ = true;
-    if (links > link_up_.size()) link_up_.resize(links, false);
+    if (links > link_up_.size()) {
+        link_up_.resize(links, false);
+        // New indices are links once the reload is done; until then
+        // renewal_refusal() refuses every renewal anyway.
+        link_present_.resize(links, true);
+        last_renewal_.resize(links);
+    }
+}
+
+void RequestPolicy::link_removed(size_t i) {
+    link_up_[i] = false;
+    link_present_[i] = false;
+}
+
+void RequestPolicy::link_added(size_t i) { link_present_[i] = true; }
+
+std::optional<int> RequestPolicy::renewal_refusal(size_t i, core::Time now) {
+    if (i >= last_renewal_.size()) return EINVAL;  // admit() refused it already
+    if (reload_pending_) return EBUSY;
+    if (last_renewal_[i] && now - *last_renewal_[i] < kRenewInterval) return EAGAIN;
+    last_renewal_[i] = now;
+    return std::nullopt;
 }
 
 bool RequestPolicy::any_link_up() const {
@@ -90,6 +123,15 @@ std::optional<std::string> RequestPolicy::running_request(const msg::Any& any) {
         return std::nullopt;
     }
     if (std::holds_alternative<msg::Reload>(any)) return std::nullopt;
+    if (const auto* m = std::get_if<msg::RenewLink>(&any)) {
+        // Only a connected (client) socket has an address to renew; a
+        // correct worker never asks for a server link or a link that is not.
+        if (!client_) return "socket renewal asked on a server";
+        if (m->index >= link_present_.size() || !link_present_[m->index]) {
+            return fmt::format("socket renewal of link {}, which does not exist", m->index);
+        }
+        return std::nullopt;
+    }
     if (std::holds_alternative<msg::ReloadDone>(any)) {
         if (!reload_pending_) return "reload done, but no reload was asked";
         reload_pending_ = false;

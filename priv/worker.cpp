@@ -7,6 +7,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -254,6 +255,7 @@ public:
     core::Time on_timer(core::Io& io) override {
         core::Time next = tunnel_.on_timer(io);
         if (control_ != nullptr) next = std::min(next, control_->on_timer());
+        for (const core::LinkIndex i : tunnel_.take_socket_renewals()) ask_renewal(i);
         auto events = tunnel_.take_events();
         if (!events.empty()) {
             for (const auto& e : events) report(e);
@@ -321,6 +323,7 @@ private:
             if (auto s = channel_.send(done); !s) return false;
             return true;
         }
+        if (const auto* renewed = std::get_if<msg::LinkRenewed>(&m)) return on_renewed(*renewed, std::move(fd));
         if (const auto* result = std::get_if<msg::ReloadResult>(&m)) {
             if (fd) return false;
             const std::string text(result->text, result->length);
@@ -363,7 +366,7 @@ private:
                 if (s && !tunnel_.add_link(i, settings)) s = fail(fmt::format("link index {} is in use", i));
                 break;
             case msg::LinkUpdate::Replace:
-                s = loop_->set_link_fd(i, fd.get());
+                s = install_socket(i, std::move(fd));
                 tunnel_.update_link(i, settings);
                 tunnel_.reset_link(i);
                 break;
@@ -381,17 +384,76 @@ private:
                 continue;
             }
             if (sockets_->size() <= i) sockets_->resize(i + 1);
-            if (u.op == msg::LinkUpdate::Add || u.op == msg::LinkUpdate::Replace) (*sockets_)[i] = std::move(fd);
+            if (u.op == msg::LinkUpdate::Add) (*sockets_)[i] = std::move(fd);
             if (u.op == msg::LinkUpdate::Remove) (*sockets_)[i].reset();
-            if (meta_.local.size() <= i) meta_.local.resize(i + 1);
-            if (meta_.remote.size() <= i) meta_.remote.resize(i + 1);
-            meta_.local[i] = msg::get_string(u.link.local);
-            meta_.remote[i] = msg::get_string(u.link.remote);
+            set_addresses(i, u.link.local, u.link.remote);
         }
         meta_.last_reload_unix = b.reload_unix;
         for (const auto& e : tunnel_.take_events()) report(e);
         update_title();
         return ok;
+    }
+
+    // Link i's socket is now `fd`, in the loop and here (the old one is
+    // closed): a reload's Replace and a renewal alike.
+    Status install_socket(core::LinkIndex i, Fd fd) {
+        if (auto s = loop_->set_link_fd(i, fd.get()); !s) return s;
+        if (sockets_->size() <= i) sockets_->resize(i + 1);
+        (*sockets_)[i] = std::move(fd);
+        return {};
+    }
+
+    // For status: where link i's socket is bound and connected.
+    template <size_t N>
+    void set_addresses(core::LinkIndex i, const char (&local)[N], const char (&remote)[N]) {
+        if (meta_.local.size() <= i) meta_.local.resize(i + 1);
+        if (meta_.remote.size() <= i) meta_.remote.resize(i + 1);
+        meta_.local[i] = msg::get_string(local);
+        meta_.remote[i] = msg::get_string(remote);
+    }
+
+    // The Tunnel wants a fresh socket for link i (core/renewal.hpp). One
+    // request per link at a time; the answer comes as LinkRenewed.
+    void ask_renewal(core::LinkIndex i) {
+        if (renewing_.size() <= i) renewing_.resize(i + 1, false);
+        if (renewing_[i]) return;
+        msg::RenewLink r;
+        r.index = i;
+        if (auto s = channel_.send(r); !s) {
+            log_.error("worker: cannot reach priv: {}", s.error().message);
+            running_ = false;
+            return;
+        }
+        renewing_[i] = true;
+    }
+
+    // priv's answer to ask_renewal(). false: not an answer to a question we
+    // asked, or not well-formed (a socket with an error, or none without).
+    bool on_renewed(const msg::LinkRenewed& m, Fd fd) {
+        const core::LinkIndex i = m.index;
+        if (i >= renewing_.size() || !renewing_[i] || (m.error == 0) != static_cast<bool>(fd)) return false;
+        renewing_[i] = false;
+        if (i >= tunnel_.link_count() || tunnel_.link(i).removed) return true;  // gone meanwhile: fd closes
+        const auto& name = tunnel_.link(i).settings.name;
+        if (m.error != 0) {
+            // priv says why in its own log when it tried and failed; the
+            // link asks again after its backoff.
+            log_.info("link {}: no fresh socket this time ({}); asking again later", name,
+                      m.error == EBUSY    ? "a reload is under way"
+                      : m.error == EAGAIN ? "asked too soon"
+                                          : "priv could not make one, see above");
+            return true;
+        }
+        if (auto s = install_socket(i, std::move(fd)); !s) {
+            log_.error("worker: link {}: fresh socket: {}", name, s.error().message);
+            return true;
+        }
+        set_addresses(i, m.local, m.remote);
+        log_.notice("link {}: fresh socket {} -> {}", name, msg::get_string(m.local), msg::get_string(m.remote));
+        tunnel_.socket_renewed(i);
+        for (const auto& e : tunnel_.take_events()) report(e);
+        update_title();
+        return true;
     }
 
     struct PendingReload {
@@ -462,6 +524,7 @@ private:
     uring::Loop* loop_ = nullptr;
     std::vector<Fd>* sockets_ = nullptr;
     std::optional<PendingReload> reload_;
+    std::vector<bool> renewing_;  // a RenewLink is waiting for its answer
     bool running_ = true;
     std::vector<bool> up_;
 };

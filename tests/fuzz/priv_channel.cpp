@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // Fuzz target: what a compromised worker can send to [priv].
 //
-// Input: byte 0 picks the link count (1 + bits 0-1) and the number of
-// control sockets (bits 2-3, modulo 3); the rest is a list of chunks
+// Input: byte 0 picks the link count (1 + bits 0-1), the number of
+// control sockets (bits 2-3, modulo 3) and the mode (bit 4: a client, whose
+// links' sockets RenewLink renews); the rest is a list of chunks
 // (harness.hpp), each one flags byte and its body:
 //   flags bit 1 clear: a message from the worker; bit 0: a descriptor came
 //     with it; the body is the datagram. It goes through msg::decode and, if
@@ -75,6 +76,7 @@ bool any_index(const History& h, uint32_t index) {
 struct Limits {
     uint32_t links = 1;
     uint32_t controls = 0;
+    bool client = false;
 };
 
 // Links known after `h`: the configured ones, more after a reload.
@@ -93,6 +95,15 @@ bool up_after(const History& h, uint32_t index) {
         if (const auto* r = std::get_if<LinkRemoved>(&*it); r != nullptr && r->index == index) return false;
     }
     return false;
+}
+
+// A link exists unless a reload removed it (the steps here never give an
+// index back).
+bool removed(const History& h, uint32_t index) {
+    return std::any_of(h.begin(), h.end(), [&](const Event& e) {
+        const auto* r = std::get_if<LinkRemoved>(&e);
+        return r != nullptr && r->index == index;
+    });
 }
 
 // A ReloadDone is awaited after a reload was pushed, until one came.
@@ -131,6 +142,11 @@ bool allowed(const msg::Any& m, bool has_fd, const History& h, Limits n) {
     if (const auto* s = std::get_if<msg::LinkState>(&m)) {
         return running && s->index < links_after(h, n) && up_after(h, s->index) != (s->up == 1);
     }
+    // Only a client's links have connected sockets; any number of times (the
+    // rate limit is an answer, not a violation).
+    if (const auto* r = std::get_if<msg::RenewLink>(&m)) {
+        return running && n.client && r->index < links_after(h, n) && !removed(h, r->index);
+    }
     return false;  // answers (odd types) never come from the worker
 }
 
@@ -162,7 +178,7 @@ void check_decoded(const msg::Any& any, std::span<const std::byte> datagram) {
 // One input against one policy.
 class Run {
 public:
-    explicit Run(Limits n) : n_(n), policy_(n.links, n.controls) {}
+    explicit Run(Limits n) : n_(n), policy_(n.links, n.controls, n.client) {}
 
     void step(std::span<const uint8_t> c) {
         if (c.empty()) return;
@@ -241,7 +257,7 @@ private:
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size == 0) return 0;
-    Run run(Limits{1 + (data[0] & 3u), ((data[0] >> 2) & 3u) % 3});
+    Run run(Limits{1 + (data[0] & 3u), ((data[0] >> 2) & 3u) % 3, (data[0] & 16u) != 0});
     for (const auto c : fuzz::split(std::span<const uint8_t>(data + 1, size - 1))) run.step(c);
     return 0;
 }
@@ -327,10 +343,11 @@ Frames setup(uint32_t links, uint32_t controls = 0) {
     return out;
 }
 
-// The byte with the link and control socket counts, then the chunks.
-fuzz::Seed seed(std::string name, uint32_t links, Frames chunks, uint32_t controls = 0) {
+// The byte with the link and control socket counts and the mode, then the
+// chunks.
+fuzz::Seed seed(std::string name, uint32_t links, Frames chunks, uint32_t controls = 0, bool client = false) {
     auto bytes = fuzz::join(chunks);
-    bytes.insert(bytes.begin(), static_cast<uint8_t>((links - 1) | controls << 2));
+    bytes.insert(bytes.begin(), static_cast<uint8_t>((links - 1) | controls << 2 | (client ? 16 : 0)));
     return {std::move(name), std::move(bytes)};
 }
 
@@ -398,5 +415,24 @@ std::vector<fuzz::Seed> fuzz::seeds() {
              {frame(msg::GetConfig{}), frame(config), frame(link), frame(tun), frame(sock),
               frame(listener)}),
         seed("undecodable-then-valid", 1, {frame(bad_log), frame(msg::GetConfig{})}),
+        // Socket renewal: a client's links, any number of times; never on a
+        // server, for a link beyond the links or removed, or during setup.
+        seed("renew-client", 2,
+             setup(2) + Frames{frame(indexed<msg::RenewLink>(0)), frame(indexed<msg::RenewLink>(0))}, 0, true),
+        seed("renew-both-links-client", 2,
+             setup(2) + Frames{frame(indexed<msg::RenewLink>(1)), frame(state(0, true)),
+                               frame(indexed<msg::RenewLink>(0))},
+             0, true),
+        seed("renew-on-server", 2, setup(2) + Frames{frame(indexed<msg::RenewLink>(0))}),
+        seed("renew-beyond-links", 2, setup(2) + Frames{frame(indexed<msg::RenewLink>(2))}, 0, true),
+        seed("renew-removed-link", 2,
+             setup(2) + Frames{frame(msg::Reload{}), reload_pushed(2), link_removed(1), frame(reload_done()),
+                               frame(indexed<msg::RenewLink>(0)), frame(indexed<msg::RenewLink>(1))},
+             0, true),
+        seed("renew-added-link", 2,
+             setup(2) + Frames{reload_pushed(3), frame(reload_done()), frame(indexed<msg::RenewLink>(2))}, 0, true),
+        seed("renew-during-setup", 1, {frame(msg::GetConfig{}), frame(indexed<msg::RenewLink>(0))}, 0, true),
+        seed("renew-with-descriptor", 1, s1 + Frames{frame(indexed<msg::RenewLink>(0), true)}, 0, true),
+        seed("renewed-from-the-worker", 1, s1 + Frames{frame(indexed<msg::LinkRenewed>(0))}, 0, true),
     };
 }

@@ -113,7 +113,9 @@ public:
 
     enum class Worker { WaitsToBeKilled, ExitsSoon };
 
-    explicit Scenario(Worker kind = Worker::WaitsToBeKilled) {
+    // A client's links have connected sockets (to 127.0.0.1:9), which a
+    // RenewLink makes afresh.
+    explicit Scenario(Worker kind = Worker::WaitsToBeKilled, mlvpn::core::Mode mode = mlvpn::core::Mode::Server) {
         char tmpl[] = "/tmp/mlvpn-bad-worker-XXXXXX";
         REQUIRE(::mkdtemp(tmpl) != nullptr);
         dir_ = tmpl;
@@ -126,12 +128,16 @@ public:
         REQUIRE(::chmod(hook.c_str(), 0700) == 0);
 
         config_.path = dir_ + "/mlvpn.conf";
-        config_.mode = mlvpn::core::Mode::Server;
+        config_.mode = mode;
         config_.statuscommand = hook;
         for (const char* name : {"dsl1", "dsl2"}) {
             mlvpn::core::LinkConfig l;
             l.name = name;
             l.bindhost = "127.0.0.1";
+            if (mode == mlvpn::core::Mode::Client) {
+                l.remotehost = "127.0.0.1";
+                l.remoteport = 9;
+            }
             l.timeout_s = 60;
             config_.links.push_back(l);
         }
@@ -222,6 +228,20 @@ public:
         return out;
     }
 
+    // The answers priv sent, in order, decoded, each with whether a
+    // descriptor came with it.
+    std::vector<std::pair<msg::Any, bool>> answer_messages() {
+        std::vector<std::pair<msg::Any, bool>> out;
+        for (;;) {
+            auto r = worker_end_->receive(true);
+            if (!r || r->again || r->bytes.empty()) break;
+            auto m = msg::decode(r->bytes);
+            REQUIRE(m);
+            out.emplace_back(*m, static_cast<bool>(r->fd));
+        }
+        return out;
+    }
+
     // How many requests priv left unread in the channel.
     size_t unread_requests() {
         size_t n = 0;
@@ -275,8 +295,8 @@ std::string types_text(const std::vector<msg::Type>& types) {
 // lines, the down hooks at exit included; `why` part of the logged reason.
 void expect_killed(const std::vector<Request>& before, const Request& bad, const std::vector<Request>& after,
                    const std::vector<msg::Type>& answers, const std::vector<std::string>& hooks,
-                   const std::string& why) {
-    Scenario s;
+                   const std::string& why, mlvpn::core::Mode mode = mlvpn::core::Mode::Server) {
+    Scenario s(Scenario::Worker::WaitsToBeKilled, mode);
     s.send(before);
     s.send({bad});
     s.send(after);
@@ -461,4 +481,57 @@ TEST_CASE("a request with a descriptor attached") {
     // And a transition that would otherwise be valid.
     expect_killed(running_with_dsl1_up(), req(link_state(1, true), true), {}, setup_answers(), kUpAndDown,
                   "a request came with a descriptor");
+}
+
+namespace {
+msg::RenewLink renew_link(uint32_t index) {
+    msg::RenewLink r;
+    r.index = index;
+    return r;
+}
+}  // namespace
+
+TEST_CASE("socket renewal, the control: a client's fresh sockets, refused (not fatal) when asked too soon") {
+    Scenario s(Scenario::Worker::ExitsSoon, mlvpn::core::Mode::Client);
+    s.send(running_with_dsl1_up());
+    s.send({req(renew_link(0)), req(renew_link(0)), req(renew_link(1))});
+    s.close_worker_end();
+    s.run();
+    INFO("log:\n" << s.log().dump());
+    CHECK_FALSE(s.log().contains("broke the protocol"));
+    CHECK(s.log().contains("link dsl1: fresh socket for the worker, 127.0.0.1:"));
+    CHECK(s.log().contains("link dsl1: fresh socket refused: asked again too soon"));
+    const auto got = s.answer_messages();
+    REQUIRE(got.size() == setup_answers().size() + 3);
+    struct Want {
+        uint32_t index;
+        int32_t error;
+    };
+    const Want want[] = {{0, 0}, {0, EAGAIN}, {1, 0}};
+    for (size_t k = 0; k < 3; ++k) {
+        const auto& [m, has_fd] = got[setup_answers().size() + k];
+        REQUIRE(std::holds_alternative<msg::LinkRenewed>(m));
+        const auto& a = std::get<msg::LinkRenewed>(m);
+        CHECK(a.index == want[k].index);
+        CHECK(a.error == want[k].error);
+        CHECK(has_fd == (want[k].error == 0));
+        if (want[k].error == 0) {
+            CHECK(msg::get_string(a.local).rfind("127.0.0.1:", 0) == 0);
+            CHECK(msg::get_string(a.remote) == "127.0.0.1:9");
+        }
+    }
+}
+
+TEST_CASE("socket renewal: asked on a server, for a link that does not exist, out of phase, with a descriptor") {
+    const auto client = mlvpn::core::Mode::Client;
+    expect_killed(running_with_dsl1_up(), req(renew_link(0)), {req(link_state(1, true))}, setup_answers(),
+                  kUpAndDown, "socket renewal asked on a server");
+    expect_killed(running_with_dsl1_up(), req(renew_link(5)), {req(renew_link(0))}, setup_answers(), kUpAndDown,
+                  "socket renewal of link 5, which does not exist", client);
+    expect_killed(running_with_dsl1_up(), req(renew_link(msg::kMaxLinks)), {}, setup_answers(), kUpAndDown,
+                  "malformed message of 8 bytes", client);
+    expect_killed({req(msg::GetConfig{})}, req(renew_link(0)), {}, {msg::Type::Config}, kNoHooks,
+                  "request not allowed during setup", client);
+    expect_killed(running_with_dsl1_up(), req(renew_link(0), true), {}, setup_answers(), kUpAndDown,
+                  "a request came with a descriptor", client);
 }
