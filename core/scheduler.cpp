@@ -21,7 +21,6 @@ Scheduler::Scheduler(std::span<const uint64_t> bandwidths)
             ++given;
         }
     }
-    rates_known_ = given != 0 && given == bandwidths.size();
     const double fallback = given != 0 ? sum / static_cast<double>(given) : 1.0;
     for (size_t i = 0; i < bandwidths.size(); ++i) {
         weight_[i] = bandwidths[i] != 0 ? static_cast<double>(bandwidths[i]) : fallback;

@@ -56,7 +56,6 @@ public:
     // configured one); `now` is the time of sending.
     std::optional<size_t> pick(std::span<const bool> usable, size_t bytes, Time now,
                                std::span<const PathEstimate> path);
-    bool rates_known() const { return rates_known_; }
     // The bytes queued on a link in the earliest-arrival model.
     double queued(size_t link) const { return queue_[link]; }
     // Whether the link had a queue (in the model or in its round trips) of
@@ -80,7 +79,6 @@ private:
     std::vector<double> weight_;
     std::vector<double> vtime_;
     std::vector<bool> was_usable_;
-    bool rates_known_ = false;
     std::vector<double> queue_;     // earliest arrival: bytes not yet drained
     std::vector<Time> queue_at_;    // when queue_ was last brought up to date
     std::vector<bool> busy_;

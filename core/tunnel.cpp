@@ -351,8 +351,9 @@ void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
         const Link& l = links_[i];
         usable_scratch_[i] = usable(l, now);
         path_scratch_[i] = path_estimate(l);
-        // Without a configured rate, a little more than the link has been
-        // seen to deliver: enough to find out whether it can carry more.
+        // Without a configured rate, what the link has been seen to deliver,
+        // at times more (DeliveryRate::gain): to find out whether it can
+        // carry more.
         if (l.settings.bandwidth == 0) path_scratch_[i].rate = link_rate(l) * l.delivery.gain(now, i);
         const bool primary = usable_scratch_[i] && l.admin == LinkAdmin::Up;
         any_primary |= primary;

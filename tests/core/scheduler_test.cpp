@@ -98,7 +98,6 @@ TEST_CASE("scheduler: earliest arrival keeps a light load on the fast, near link
     // 100 Mbit/s at 5 ms and 10 Mbit/s at 40 ms.
     const std::vector<uint64_t> rates{12'500'000, 1'250'000};
     Scheduler s(rates);
-    REQUIRE(s.rates_known());
     Time now{};
     const auto got = offer(s, {5ms, 40ms}, 6'000'000, 2s, now);  // 48 Mbit/s
     CHECK(got[1] == 0);
