@@ -76,6 +76,7 @@ struct LinkStats {
     uint64_t ups = 0, downs = 0;    // state transitions
     uint64_t unanswered = 0;        // times taken out because the peer stopped acknowledging
     uint64_t acks_sent = 0;
+    uint64_t resent = 0;            // data it was sent but not acknowledged, sent again on another link
     uint64_t socket_renewals = 0;   // fresh sockets from [priv] (core/renewal.hpp)
 };
 
@@ -135,6 +136,7 @@ struct Link {
     Time last_control_tx{};
     Time last_elicit_tx{};  // last data or keepalive sent (what the peer acknowledges)
     Time next_probe{};      // while liveness.probing(): the next probe
+    bool resent_stall = false;  // what it held when it stalled has been resent
 
     // How fast the link delivers what we send, from the acknowledgements;
     // the scheduler's rate for it when bandwidth_upload is not given.

@@ -42,6 +42,10 @@ public:
     // back. Forgets what was waiting.
     void start_probing(uint32_t ts);
     bool probing() const { return probing_; }
+    // The newest of our timestamps the peer has confirmed, if any.
+    std::optional<uint32_t> newest_confirmed() const {
+        return has_rx_ts_ ? std::optional<uint32_t>(newest_rx_ts_) : std::nullopt;
+    }
     // A new session: the handshake itself proved the peer hears us.
     void reset();
     // The link is up again: what went unconfirmed while it was down (its

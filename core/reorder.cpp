@@ -1,15 +1,58 @@
 // SPDX-License-Identifier: BSD-2-Clause
 #include "core/reorder.hpp"
 
+#include <algorithm>
+
 namespace mlvpn::core {
 
 namespace {
-// A sequence number this far behind the expected one is not a late packet but
-// a sender that started over (it restarted): follow it.
+// A sequence number this far from the expected one is not a late or early
+// packet but a sender that started over (it restarted): follow it.
 constexpr uint64_t kResyncDistance = uint64_t{1} << 20;
 }  // namespace
 
 Reorder::Reorder(size_t capacity, Duration max_wait) : slots_(capacity, nullptr), max_wait_(max_wait) {}
+
+void Reorder::pass_delivered() {
+    delivered_[(next_ % kDeliveredWindow) / 64] |= uint64_t{1} << (next_ % 64);
+    ++next_;
+}
+
+void Reorder::pass_skipped() {
+    delivered_[(next_ % kDeliveredWindow) / 64] &= ~(uint64_t{1} << (next_ % 64));
+    ++next_;
+}
+
+bool Reorder::was_delivered(uint64_t seq) const {
+    return next_ - seq <= kDeliveredWindow && (delivered_[(seq % kDeliveredWindow) / 64] >> (seq % 64) & 1) != 0;
+}
+
+bool Reorder::pass_through(uint64_t seq, Buffer* packet, std::vector<Buffer*>& out) {
+    // next_ is one past the newest sequence seen: the same window of
+    // delivered packets, without the waiting.
+    if (!started_ || seq >= next_ + kResyncDistance || next_ - seq > kResyncDistance) {
+        started_ = true;
+        next_ = seq;
+        std::fill(delivered_.begin(), delivered_.end(), 0);
+    }
+    if (seq >= next_) {
+        if (seq - next_ >= kDeliveredWindow) {
+            std::fill(delivered_.begin(), delivered_.end(), 0);
+            next_ = seq;
+        }
+        while (next_ < seq) pass_skipped();
+        pass_delivered();
+        ++stats_.in_order;
+    } else if (was_delivered(seq)) {
+        ++stats_.duplicates;
+        return false;
+    } else {
+        if (next_ - seq <= kDeliveredWindow) delivered_[(seq % kDeliveredWindow) / 64] |= uint64_t{1} << (seq % 64);
+        ++stats_.late;
+    }
+    out.push_back(packet);
+    return true;
+}
 
 void Reorder::drain(std::vector<Buffer*>& out) {
     while (held_ > 0) {
@@ -19,41 +62,50 @@ void Reorder::drain(std::vector<Buffer*>& out) {
         s = nullptr;
         --held_;
         ++stats_.reordered;
-        ++next_;
+        pass_delivered();
     }
 }
 
 void Reorder::skip_to_first_held(std::vector<Buffer*>& out) {
     if (held_ == 0) return;
     while (slot(next_) == nullptr) {
-        ++next_;
+        pass_skipped();
         ++stats_.gaps_skipped;
     }
     drain(out);
 }
 
-void Reorder::push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>& out) {
-    if (slots_.empty()) {
-        out.push_back(packet);
-        ++stats_.in_order;
-        return;
-    }
-    if (seq < next_ && next_ - seq > kResyncDistance) {
-        flush(out);
-        ++stats_.resyncs;
+bool Reorder::push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>& out) {
+    if (slots_.empty()) return pass_through(seq, packet, out);
+    // The first packet, or a sender far from where it was (it restarted, and
+    // starts at random): follow it. Not a gap: nothing was lost.
+    const uint64_t distance = seq < next_ ? next_ - seq : seq - next_;
+    if (!started_ || distance > kResyncDistance) {
+        if (started_) {
+            flush(out);
+            ++stats_.resyncs;
+        }
+        started_ = true;
         next_ = seq;
+        std::fill(delivered_.begin(), delivered_.end(), 0);
     }
-    if (seq < next_) {  // its gap was given up already
+    if (seq < next_) {
+        if (was_delivered(seq)) {
+            ++stats_.duplicates;
+            return false;
+        }
+        // Its gap was given up already: deliver it now, once.
+        if (next_ - seq <= kDeliveredWindow) delivered_[(seq % kDeliveredWindow) / 64] |= uint64_t{1} << (seq % 64);
         out.push_back(packet);
         ++stats_.late;
-        return;
+        return true;
     }
     if (seq == next_) {
         out.push_back(packet);
         ++stats_.in_order;
-        ++next_;
+        pass_delivered();
         drain(out);
-        return;
+        return true;
     }
     // Early. Make room: everything that would share its slot must go first.
     while (seq - next_ >= slots_.size()) {
@@ -61,7 +113,12 @@ void Reorder::push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>&
             // Nothing waits: a jump this far (a sender that was ahead of a
             // restarted receiver, or a long loss) is taken at once.
             stats_.gaps_skipped += seq - next_;
-            next_ = seq;
+            if (seq - next_ >= kDeliveredWindow) {
+                std::fill(delivered_.begin(), delivered_.end(), 0);
+                next_ = seq;
+            } else {
+                while (next_ < seq) pass_skipped();
+            }
             break;
         }
         ++stats_.overflows;
@@ -70,15 +127,14 @@ void Reorder::push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>&
     if (seq == next_) {  // making room reached it
         out.push_back(packet);
         ++stats_.in_order;
-        ++next_;
+        pass_delivered();
         drain(out);
-        return;
+        return true;
     }
     Buffer*& s = slot(seq);
     if (s != nullptr) {  // the same sequence twice: keep the first
-        out.push_back(packet);
-        ++stats_.late;
-        return;
+        ++stats_.duplicates;
+        return false;
     }
     s = packet;
     ++held_;
@@ -88,6 +144,7 @@ void Reorder::push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>&
     if (arrivals_.size() > 2 * slots_.size() + 64) {
         std::erase_if(arrivals_, [this](const auto& a) { return a.first < next_; });
     }
+    return true;
 }
 
 Time Reorder::expire(Time now, std::vector<Buffer*>& out) {

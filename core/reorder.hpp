@@ -6,6 +6,9 @@
 // than `max_wait` after it arrived: then the gap is given up, the waiting
 // packets go out in order, and the missing ones, if they come at all, are
 // delivered at once as "late" (TCP copes with that better than with a stall).
+// A packet that was delivered already (a copy the sender resent, see
+// core/send_history.hpp) is refused, within the last kDeliveredWindow
+// sequence numbers.
 // The buffer holds at most `capacity` packets; a packet that would not fit
 // pushes the oldest out (in order) first. Memory is bounded whatever the
 // peer sends.
@@ -33,16 +36,23 @@ struct ReorderStats {
     uint64_t late = 0;        // arrived after its gap was given up
     uint64_t gaps_skipped = 0;  // sequence numbers given up on (lost or too slow)
     uint64_t overflows = 0;   // packets pushed out because the buffer was full
-    uint64_t resyncs = 0;     // the sender's sequence restarted
+    uint64_t resyncs = 0;     // the sender's sequence restarted (jumped by more than 2^20)
+    uint64_t duplicates = 0;  // refused: delivered already
 };
 
 class Reorder {
 public:
-    // capacity 0 turns reordering off: push() delivers everything at once.
+    // capacity 0 turns reordering off: push() delivers everything at once
+    // (copies of a packet delivered already are still refused).
     Reorder(size_t capacity, Duration max_wait);
 
-    // Takes packet `seq`; appends to `out` every packet now deliverable, in order.
-    void push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>& out);
+    // How far back (in sequence numbers) a duplicate is recognised.
+    static constexpr uint64_t kDeliveredWindow = 8192;
+
+    // Takes packet `seq`; appends to `out` every packet now deliverable, in
+    // order. Returns false, and takes nothing, for a packet delivered
+    // already or held already: the caller releases it.
+    [[nodiscard]] bool push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>& out);
     // Gives up gaps that waited max_wait; appends what that frees. Returns the
     // next time this needs calling (kNever when nothing waits).
     Time expire(Time now, std::vector<Buffer*>& out);
@@ -64,13 +74,23 @@ private:
     void drain(std::vector<Buffer*>& out);
     // Gives up everything before the first held packet.
     void skip_to_first_held(std::vector<Buffer*>& out);
+    // next_ moves on past a packet delivered, or past a gap given up.
+    void pass_delivered();
+    void pass_skipped();
+    bool was_delivered(uint64_t seq) const;
+    // push() with reordering off: everything goes out at once, but once.
+    bool pass_through(uint64_t seq, Buffer* packet, std::vector<Buffer*>& out);
 
     std::vector<Buffer*> slots_;  // by sequence modulo capacity
     // Held packets in arrival order (sequence, arrival); entries already
     // delivered are dropped when they reach the front.
     std::deque<std::pair<uint64_t, Time>> arrivals_;
     Duration max_wait_;
-    uint64_t next_ = 0;  // the next sequence number to deliver (senders start at 0)
+    uint64_t next_ = 0;  // the next sequence number to deliver
+    bool started_ = false;  // next_ is the sender's (it starts at random)
+    // Bit seq % kDeliveredWindow: whether seq, within the window below next_,
+    // was delivered (rather than given up).
+    std::vector<uint64_t> delivered_ = std::vector<uint64_t>(kDeliveredWindow / 64, 0);
     size_t held_ = 0;
     ReorderStats stats_;
 };

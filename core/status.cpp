@@ -123,6 +123,7 @@ std::string to_json(const Status& s) {
                        {"ratelimit", st.drop_ratelimit}}},
             {"send_errors", st.send_errors},
             {"unanswered", st.unanswered},
+            {"resent", st.resent},
             {"socket_renewals", st.socket_renewals},
             {"acks_sent", st.acks_sent},
             {"ups", st.ups},
@@ -153,7 +154,8 @@ std::string to_json(const Status& s) {
                      {"reordered", s.reorder.reordered},
                      {"late", s.reorder.late},
                      {"gaps_skipped", s.reorder.gaps_skipped},
-                     {"overflows", s.reorder.overflows}}},
+                     {"overflows", s.reorder.overflows},
+                     {"duplicates", s.reorder.duplicates}}},
         {"tunnels", links},
     };
     return doc.dump(2) + "\n";
@@ -216,6 +218,9 @@ std::string to_prometheus(const Status& s) {
              [](const LinkStatus& l) { return l.rx_loss_pct / 100; });
     per_link("link_unanswered_total", "counter", "Times the link was taken out because the peer stopped acknowledging.",
              [](const LinkStatus& l) { return l.stats.unanswered; });
+    per_link("link_resent_packets_total", "counter",
+             "Packets sent on the link, not acknowledged when it failed, and sent again on another link.",
+             [](const LinkStatus& l) { return l.stats.resent; });
     per_link("link_sent_bytes_total", "counter", "Bytes sent on the link (UDP payload).",
              [](const LinkStatus& l) { return l.stats.tx_bytes; });
     per_link("link_received_bytes_total", "counter", "Authentic bytes received on the link (UDP payload).",
@@ -257,6 +262,7 @@ std::string to_prometheus(const Status& s) {
     sample("reorder_packets_total", ",outcome=\"in_order\"", s.reorder.in_order);
     sample("reorder_packets_total", ",outcome=\"reordered\"", s.reorder.reordered);
     sample("reorder_packets_total", ",outcome=\"late\"", s.reorder.late);
+    sample("reorder_packets_total", ",outcome=\"duplicate\"", s.reorder.duplicates);
     family("reorder_gaps_skipped_total", "counter", "Sequence numbers given up on (lost, or later than the wait).");
     sample("reorder_gaps_skipped_total", "", s.reorder.gaps_skipped);
     family("reorder_wait_seconds", "gauge", "How long an early packet may wait for the ones before it.");

@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <sodium.h>
+
 #include "core/seal.hpp"
 #include "core/wire.hpp"
 
@@ -75,6 +77,9 @@ Tunnel::Tunnel(TunnelSettings settings, SecretKey psk, const Clock& clock, Logge
         links_[i].state_since = now;
         links_[i].next_handshake = now;
     }
+    randombytes_buf(&data_seq_, sizeof data_seq_);
+    data_seq_ >>= 2;
+    size_history();
 }
 
 bool Tunnel::usable(const Link& link, Time now) const {
@@ -123,7 +128,10 @@ void Tunnel::set_psk(SecretKey psk) {
 
 void Tunnel::set_general(bool cleartext_data, uint32_t mtu, uint32_t reorder_buffer_size, Io& io) {
     settings_.cleartext_data = cleartext_data;
-    settings_.mtu = mtu;
+    if (mtu != settings_.mtu) {
+        settings_.mtu = mtu;
+        history_.resize(mtu, history_.enabled());
+    }
     if (reorder_buffer_size != settings_.reorder_buffer_size) {
         settings_.reorder_buffer_size = reorder_buffer_size;
         reorder_.set_capacity(reorder_buffer_size, deliverable_);
@@ -207,6 +215,7 @@ void Tunnel::rebuild_scheduler() {
     std::vector<uint64_t> b;
     for (const auto& l : links_) b.push_back(l.removed ? 0 : l.settings.bandwidth);
     scheduler_ = Scheduler(b);
+    size_history();
 }
 
 void Tunnel::set_state(LinkIndex index, LinkState state, Time now, const char* reason) {
@@ -340,8 +349,7 @@ void Tunnel::send_control(LinkIndex index, wire::ControlKind kind, Io& io, Time 
     }
 }
 
-void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
-    const Time now = clock_.now();
+void Tunnel::prepare_links(Time now, std::optional<LinkIndex> except) {
     // Which links may carry data: the usable primary links in good shape;
     // when there are none, the lossy or slow ones; when there are none of
     // those either, the fallback_only ones.
@@ -349,7 +357,7 @@ void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
     bool any_good = false, any_primary = false;
     for (size_t i = 0; i < n; ++i) {
         const Link& l = links_[i];
-        usable_scratch_[i] = usable(l, now);
+        usable_scratch_[i] = usable(l, now) && i != except;
         path_scratch_[i] = path_estimate(l);
         // Without a configured rate, what the link has been seen to deliver,
         // at times more (DeliveryRate::gain): to find out whether it can
@@ -373,8 +381,28 @@ void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
             if (usable_scratch_[i] && stalled(links_[i], now)) usable_scratch_[i] = false;
         }
     }
+}
+
+void Tunnel::send_data(LinkIndex index, uint64_t seq, Buffer* b, Io& io, Time now) {
+    Link& link = links_[index];
+    b->offset -= wire::kInnerHeaderSize;
+    b->length += wire::kInnerHeaderSize;
+    wire::DataInner inner{seq, ms32(now), echo_for(link, now)};
+    wire::encode(inner, b->bytes().first<wire::kInnerHeaderSize>());
+    ++link.stats.tx_data;
+    seal_and_send(index, *link.current, wire::Type::Data, b, io, now);
+    link.last_elicit_tx = now;
+    link.liveness.sent(inner.ts, now);
+    link.delivery.sent(inner.ts, now, link.stats.tx_bytes, scheduler_.busy(index));
+}
+
+void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
+    const Time now = clock_.now();
+    prepare_links(now);
+    const size_t n = links_.size();
     const std::span<const bool> usable_now(usable_scratch_.get(), n);
     const std::span<const PathEstimate> path_now(path_scratch_.get(), n);
+    const uint32_t ts = ms32(now);
 
     for (Buffer* b : packets) {
         ++stats_.tun_rx;
@@ -395,17 +423,46 @@ void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
             io.release(b);
             continue;
         }
-        Link& link = links_[*link_index];
-        b->offset -= wire::kInnerHeaderSize;
-        b->length += wire::kInnerHeaderSize;
-        wire::DataInner inner{data_seq_++, ms32(now), echo_for(link, now)};
-        wire::encode(inner, b->bytes().first<wire::kInnerHeaderSize>());
-        ++link.stats.tx_data;
-        seal_and_send(static_cast<LinkIndex>(*link_index), *link.current, wire::Type::Data, b, io, now);
-        link.last_elicit_tx = now;
-        link.liveness.sent(inner.ts, now);
-        link.delivery.sent(inner.ts, now, link.stats.tx_bytes, scheduler_.busy(*link_index));
+        const auto index = static_cast<LinkIndex>(*link_index);
+        const uint64_t seq = data_seq_++;
+        history_.record(seq, index, ts, b->bytes());
+        send_data(index, seq, b, io, now);
     }
+}
+
+void Tunnel::resend_unconfirmed(LinkIndex index, Io& io, Time now) {
+    if (!history_.enabled()) return;
+    prepare_links(now, index);
+    const size_t n = links_.size();
+    // Only onto a link that is fine: when they all stall at once (our own
+    // side is overloaded, say), resending would only add to it.
+    for (size_t i = 0; i < n; ++i) usable_scratch_[i] = usable_scratch_[i] && !stalled(links_[i], now);
+    if (std::none_of(usable_scratch_.get(), usable_scratch_.get() + n, [](bool u) { return u; })) return;
+    const std::span<const bool> usable_now(usable_scratch_.get(), n);
+    const std::span<const PathEstimate> path_now(path_scratch_.get(), n);
+    Link& failing = links_[index];
+    // Everything after the newest timestamp the peer confirmed on the link;
+    // with none confirmed yet, everything within the horizon.
+    const uint32_t horizon = ms32(now - timing::kResendHorizon);
+    const uint32_t after = failing.liveness.newest_confirmed().value_or(horizon - 1);
+    history_.take(index, after, horizon, [&](uint64_t seq, std::span<const std::byte> packet) {
+        const auto to = scheduler_.pick(usable_now, packet.size() + wire::kOverhead + 28, now, path_now);
+        Buffer* b = to ? io.acquire() : nullptr;
+        if (b == nullptr) {
+            if (to) ++stats_.drop_no_buffer;
+            return;
+        }
+        std::memcpy(b->data + b->offset, packet.data(), packet.size());
+        b->length = static_cast<uint32_t>(packet.size());
+        ++failing.stats.resent;
+        send_data(static_cast<LinkIndex>(*to), seq, b, io, now);
+    });
+}
+
+void Tunnel::size_history() {
+    const auto live = std::count_if(links_.begin(), links_.end(), [](const Link& l) { return !l.removed; });
+    const bool want = live > 1;
+    if (want != history_.enabled()) history_.resize(settings_.mtu, want);
 }
 
 void Tunnel::on_datagrams(LinkIndex index, std::span<Datagram> datagrams, Io& io) {
@@ -555,7 +612,7 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now) {
         return;
     }
     ++link.stats.rx_data;
-    reorder_.push(data.seq, b, now, deliverable_);
+    if (!reorder_.push(data.seq, b, now, deliverable_)) io.release(b);  // a copy we have delivered
     deliver(io);
 }
 
@@ -674,15 +731,24 @@ Time Tunnel::link_timers(LinkIndex index, Io& io, Time now) {
                             link.settings.name,
                             std::chrono::duration_cast<std::chrono::milliseconds>(now - *since).count());
                 ++link.stats.unanswered;
+                resend_unconfirmed(index, io, now);
                 link.liveness.start_probing(ms32(now));
                 link.next_probe = now;
                 set_state(index, LinkState::Down, now, "no acknowledgement");
             } else {
                 next = std::min(next, *since + limit);
-                // The pause before it (stalled()) starts with a probe.
+                // The pause before it (stalled()) starts with a probe, and
+                // with what the link was sent since its last acknowledgement
+                // sent again elsewhere.
                 if (const auto at = stalled_at(link); at && *at > now) next = std::min(next, *at);
             }
         }
+    }
+    if (link.state == LinkState::Up && stalled(link, now)) {
+        if (!link.resent_stall) resend_unconfirmed(index, io, now);
+        link.resent_stall = true;
+    } else {
+        link.resent_stall = false;
     }
 
     if (settings_.mode == Mode::Client) {

@@ -28,6 +28,7 @@
 #include "core/reorder.hpp"
 #include "core/scheduler.hpp"
 #include "core/secret.hpp"
+#include "core/send_history.hpp"
 #include "core/wire.hpp"
 
 namespace mlvpn::core {
@@ -89,6 +90,11 @@ inline constexpr Duration kQualityHold = std::chrono::seconds(2);
 // longer window would miss a route change, a shorter one would let a busy
 // stretch pass its queueing off as path delay.
 inline constexpr Duration kMinRttWindow = std::chrono::seconds(10);
+// What a failing link was sent and the peer has not acknowledged is sent
+// again on another link (core/send_history.hpp) when the link stalls or is
+// taken out, but only what went out within this long: anything older has
+// been given up by the peer's reorder buffer and retransmitted by TCP.
+inline constexpr Duration kResendHorizon = std::chrono::milliseconds(500);
 // Per-link throughput for status is measured over windows this long.
 inline constexpr Duration kRateWindow = std::chrono::seconds(1);
 }  // namespace timing
@@ -198,6 +204,16 @@ private:
     Session* find_session(Link& link, uint32_t receiver_index);
     bool usable(const Link& link, Time now) const;
     void send_control(LinkIndex index, wire::ControlKind kind, Io& io, Time now);
+    // Fills usable_scratch_ and path_scratch_: which links may carry data
+    // now, and what the scheduler counts on for each. `except` is left out.
+    void prepare_links(Time now, std::optional<LinkIndex> except = std::nullopt);
+    // Seals IP packet `b` (at kHeadroom) as data packet `seq` on `index`.
+    void send_data(LinkIndex index, uint64_t seq, Buffer* b, Io& io, Time now);
+    // Sends again, on other links, what `index` was sent lately and the peer
+    // has not acknowledged (timing::kResendHorizon).
+    void resend_unconfirmed(LinkIndex index, Io& io, Time now);
+    // Whether the history is worth keeping: more than one link to resend on.
+    void size_history();
     // Seals [headroom | inner | payload] already in `b` and queues it.
     void seal_and_send(LinkIndex index, Session& s, wire::Type type, Buffer* b, Io& io, Time now);
     void set_state(LinkIndex index, LinkState state, Time now, const char* reason);
@@ -239,7 +255,11 @@ private:
     std::vector<LinkIndex> renewals_;  // asked for since take_socket_renewals()
     Reorder reorder_;
     std::vector<Buffer*> deliverable_;  // scratch: packets leaving the reorder buffer
+    // Starts at random (below 2^62, so it never wraps): a peer that restarts
+    // is then far from where it was, and the receiver follows it at once
+    // (Reorder) rather than taking its packets for ones delivered already.
     uint64_t data_seq_ = 0;
+    SendHistory history_;
     TunnelStats stats_;
     // Responder: initiations looked at, per source and in all, before any
     // cryptography (core/handshake_limit.hpp).

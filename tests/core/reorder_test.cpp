@@ -34,8 +34,8 @@ TEST_CASE("reorder: off delivers as received") {
     Packets p;
     Reorder r(0, 10ms);
     std::vector<Buffer*> out;
-    r.push(5, p(5), t0, out);
-    r.push(3, p(3), t0, out);
+    CHECK(r.push(5, p(5), t0, out));
+    CHECK(r.push(3, p(3), t0, out));
     CHECK(seqs(out) == std::vector<uint32_t>{5, 3});
     CHECK(r.expire(t0, out) == kNever);
 }
@@ -44,12 +44,12 @@ TEST_CASE("reorder: early packets wait for the gap and go out in order") {
     Packets p;
     Reorder r(64, 10ms);
     std::vector<Buffer*> out;
-    r.push(0, p(0), t0, out);
-    r.push(2, p(2), t0, out);
-    r.push(3, p(3), t0, out);
+    CHECK(r.push(0, p(0), t0, out));
+    CHECK(r.push(2, p(2), t0, out));
+    CHECK(r.push(3, p(3), t0, out));
     CHECK(seqs(out) == std::vector<uint32_t>{0});
     CHECK(r.held() == 2);
-    r.push(1, p(1), t0 + 1ms, out);
+    CHECK(r.push(1, p(1), t0 + 1ms, out));
     CHECK(seqs(out) == std::vector<uint32_t>{0, 1, 2, 3});
     CHECK(r.held() == 0);
     CHECK(r.stats().reordered == 2);
@@ -59,16 +59,16 @@ TEST_CASE("reorder: a lost packet stalls no longer than max_wait after the first
     Packets p;
     Reorder r(64, 10ms);
     std::vector<Buffer*> out;
-    r.push(0, p(0), t0, out);
-    r.push(2, p(2), t0, out);
-    r.push(3, p(3), t0 + 5ms, out);
+    CHECK(r.push(0, p(0), t0, out));
+    CHECK(r.push(2, p(2), t0, out));
+    CHECK(r.push(3, p(3), t0 + 5ms, out));
     CHECK(r.expire(t0 + 9ms, out) == t0 + 10ms);
     CHECK(out.size() == 1);
     CHECK(r.expire(t0 + 10ms, out) == kNever);
     CHECK(seqs(out) == std::vector<uint32_t>{0, 2, 3});
     CHECK(r.stats().gaps_skipped == 1);
     // The straggler is delivered at once, not dropped.
-    r.push(1, p(1), t0 + 20ms, out);
+    CHECK(r.push(1, p(1), t0 + 20ms, out));
     CHECK(out.back()->index == 1);
     CHECK(r.stats().late == 1);
 }
@@ -77,9 +77,9 @@ TEST_CASE("reorder: the longest-waiting packet decides, whatever its sequence") 
     Packets p;
     Reorder r(64, 10ms);
     std::vector<Buffer*> out;
-    r.push(0, p(0), t0, out);
-    r.push(5, p(5), t0, out);        // waits from t0
-    r.push(2, p(2), t0 + 8ms, out);  // waits from t0+8ms
+    CHECK(r.push(0, p(0), t0, out));
+    CHECK(r.push(5, p(5), t0, out));        // waits from t0
+    CHECK(r.push(2, p(2), t0 + 8ms, out));  // waits from t0+8ms
     CHECK(r.expire(t0 + 10ms, out) == kNever);
     CHECK(seqs(out) == std::vector<uint32_t>{0, 2, 5});
 }
@@ -88,16 +88,16 @@ TEST_CASE("reorder: a full buffer pushes the oldest out in order; memory stays b
     Packets p;
     Reorder r(4, 1s);
     std::vector<Buffer*> out;
-    r.push(0, p(0), t0, out);
-    for (uint64_t s = 2; s <= 5; ++s) r.push(s, p(s), t0, out);  // 1 missing; 2..4 held, 5 forces room
+    CHECK(r.push(0, p(0), t0, out));
+    for (uint64_t s = 2; s <= 5; ++s) CHECK(r.push(s, p(s), t0, out));  // 1 missing; 2..4 held, 5 forces room
     CHECK(r.held() <= 4);
     CHECK(seqs(out) == std::vector<uint32_t>{0, 2, 3, 4, 5});
     CHECK(r.stats().overflows >= 1);
     // A far jump ahead with nothing held is taken at once.
-    r.push(500, p(500), t0, out);
+    CHECK(r.push(500, p(500), t0, out));
     CHECK(r.held() == 0);
     CHECK(out.back()->index == 500);
-    r.push(502, p(502), t0, out);
+    CHECK(r.push(502, p(502), t0, out));
     r.flush(out);
     CHECK(out.back()->index == 502);
     CHECK(r.held() == 0);
@@ -107,15 +107,53 @@ TEST_CASE("reorder: duplicates and a restarted sender") {
     Packets p;
     Reorder r(64, 10ms);
     std::vector<Buffer*> out;
-    r.push(5'000'000, p(5'000'000), t0, out);
-    r.push(5'000'002, p(5'000'002), t0, out);
-    r.push(5'000'002, p(5'000'002), t0, out);  // same sequence again: passed on, not held twice
+    CHECK(r.push(5'000'000, p(5'000'000), t0, out));
+    CHECK(r.push(5'000'002, p(5'000'002), t0, out));
+    CHECK_FALSE(r.push(5'000'002, p(5'000'002), t0, out));  // the same sequence again: refused, not held twice
     CHECK(r.held() == 1);
+    CHECK(r.stats().duplicates == 1);
     out.clear();
     // The sender restarted far behind: follow it, do not treat all as late.
-    r.push(0, p(0), t0, out);
-    r.push(1, p(1), t0, out);
+    CHECK(r.push(0, p(0), t0, out));
+    CHECK(r.push(1, p(1), t0, out));
     CHECK(r.stats().resyncs == 1);
     CHECK(r.held() == 0);
     CHECK(seqs(out) == std::vector<uint32_t>{5'000'002, 0, 1});
+}
+
+TEST_CASE("reorder: a copy of a packet delivered already is refused; a straggler after its gap was given up is not") {
+    Packets p;
+    Reorder r(64, 10ms);
+    std::vector<Buffer*> out;
+    for (uint64_t s = 100; s < 103; ++s) CHECK(r.push(s, p(s), t0, out));  // in order
+    CHECK(r.push(104, p(104), t0, out));                                    // 103 missing
+    CHECK(r.expire(t0 + 10ms, out) == kNever);                              // given up
+    CHECK(seqs(out) == std::vector<uint32_t>{100, 101, 102, 104});
+    // Copies of what was delivered (in order, or after the wait): refused.
+    CHECK_FALSE(r.push(101, p(101), t0 + 11ms, out));
+    CHECK_FALSE(r.push(104, p(104), t0 + 11ms, out));
+    // The missing one, late: delivered, once.
+    CHECK(r.push(103, p(103), t0 + 12ms, out));
+    CHECK_FALSE(r.push(103, p(103), t0 + 13ms, out));
+    CHECK(seqs(out) == std::vector<uint32_t>{100, 101, 102, 104, 103});
+    CHECK(r.stats().duplicates == 3);
+    CHECK(r.stats().late == 1);
+    // Too far back to know: delivered as late rather than lost.
+    for (uint64_t s = 105; s < 105 + Reorder::kDeliveredWindow + 10; ++s) CHECK(r.push(s, p(s), t0, out));
+    out.clear();
+    CHECK(r.push(101, p(101), t0 + 20ms, out));
+    CHECK(seqs(out) == std::vector<uint32_t>{101});
+}
+
+TEST_CASE("reorder: gaps jumped over are not taken for delivered packets") {
+    Packets p;
+    Reorder r(4, 10ms);
+    std::vector<Buffer*> out;
+    CHECK(r.push(0, p(0), t0, out));
+    CHECK(r.push(50, p(50), t0, out));  // nothing held: a jump
+    out.clear();
+    CHECK(r.push(20, p(20), t0, out));  // skipped over, never delivered
+    CHECK(seqs(out) == std::vector<uint32_t>{20});
+    CHECK_FALSE(r.push(50, p(50), t0, out));
+    CHECK_FALSE(r.push(0, p(0), t0, out));
 }

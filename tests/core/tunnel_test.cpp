@@ -24,6 +24,16 @@ bool is_data(const std::vector<std::byte>& d) {
     return !d.empty() && d[0] == std::byte(static_cast<uint8_t>(wire::Type::Data));
 }
 
+// The receiver learns where the sender's data sequence starts (at random)
+// from its first packet: one packet each way, so that what a test sends next
+// is not the first.
+void start_sequences(Pair& p) {
+    p.send_from(true, packets(1, 100, 0x01));
+    p.send_from(false, packets(1, 100, 0x01));
+    p.server_io.tun.clear();
+    p.client_io.tun.clear();
+}
+
 void check_no_leak(Pair& p) {
     CHECK(p.client_io.free_buffers() == p.client_io.total_buffers());
     CHECK(p.server_io.free_buffers() == p.server_io.total_buffers());
@@ -349,6 +359,64 @@ TEST_CASE("tunnel: a link whose acknowledgements are overdue gets no new data un
     check_no_leak(p);
 }
 
+TEST_CASE("tunnel: what a failing link swallowed is sent again on another link and delivered once") {
+    for (uint32_t reorder : {0u, 64u}) {
+        CAPTURE(reorder);
+        Pair p(2, 1, 1, [reorder](TunnelSettings&, TunnelSettings& s) { s.reorder_buffer_size = reorder; });
+        REQUIRE(p.establish());
+        steady_traffic_until(p, 2s, [] { return false; });
+        const auto tun_before = p.server_io.tun.size();
+        p.filter = [&](bool, LinkIndex link, const std::vector<std::byte>&) { return link != 1; };
+        std::vector<std::vector<std::byte>> sent;
+        for (int i = 0; i < 8; ++i) {
+            const auto round = packets(4, 500, static_cast<uint8_t>(0x20 + 4 * i));
+            sent.insert(sent.end(), round.begin(), round.end());
+            p.send_from(true, round);
+            p.tick(10ms);
+        }
+        // Link 1 stalled: what it was sent since its last acknowledgement went
+        // again on link 0. Every packet arrives, once.
+        p.tick(10ms, 10);
+        CHECK(p.client->link(1).stats.resent > 0);
+        REQUIRE(p.server_io.tun.size() == tun_before + sent.size());
+        std::vector<std::vector<std::byte>> got(p.server_io.tun.begin() + static_cast<long>(tun_before),
+                                                p.server_io.tun.end());
+        // Not in order: the resent ones come after the receiver gave up
+        // waiting for them (kReorderWaitMin here), and go out as late.
+        std::sort(got.begin(), got.end());
+        std::sort(sent.begin(), sent.end());
+        CHECK(got == sent);
+        // Nothing more: a resent packet is not resent again when the link is taken out.
+        const auto resent = p.client->link(1).stats.resent;
+        p.tick(100ms, 20);
+        CHECK(p.client->link(1).state == LinkState::Down);
+        CHECK(p.client->link(1).stats.resent == resent);
+        CHECK(p.server_io.tun.size() == tun_before + sent.size());
+        check_no_leak(p);
+    }
+}
+
+TEST_CASE("tunnel: copies of packets that did arrive, resent because their acknowledgements were lost, are refused") {
+    for (uint32_t reorder : {0u, 64u}) {
+        CAPTURE(reorder);
+        Pair p(2, 1, 1, [reorder](TunnelSettings&, TunnelSettings& s) { s.reorder_buffer_size = reorder; });
+        REQUIRE(p.establish());
+        steady_traffic_until(p, 2s, [] { return false; });
+        const auto tun_before = p.server_io.tun.size();
+        // Link 1 works client to server, but its acknowledgements are lost.
+        p.filter = [&](bool up, LinkIndex link, const std::vector<std::byte>&) { return up || link != 1; };
+        for (int i = 0; i < 8; ++i) {
+            p.send_from(true, packets(4, 500, static_cast<uint8_t>(0x20 + 4 * i)));
+            p.tick(10ms);
+        }
+        p.tick(10ms, 10);
+        CHECK(p.client->link(1).stats.resent > 0);
+        CHECK(p.server->reorder().stats().duplicates == p.client->link(1).stats.resent);
+        CHECK(p.server_io.tun.size() == tun_before + 32);
+        check_no_leak(p);
+    }
+}
+
 TEST_CASE("tunnel: a link losing more than loss_tolerence is left out while it does, and comes back") {
     Pair p(2, 1, 1, [](TunnelSettings& c, TunnelSettings&) {
         for (auto& l : c.links) l.loss_tolerence_pct = 10;
@@ -452,7 +520,9 @@ TEST_CASE("tunnel: fallback_only links carry data only when the others are down"
     p.filter = [](bool, LinkIndex link, const std::vector<std::byte>&) { return link != 0; };
     p.tick(500ms, 22);
     p.send_from(true, packets(20, 300));
-    CHECK(p.server->link(1).stats.rx_data == 20);
+    // The 20 new packets, and perhaps copies of the first 20, resent because
+    // link 0 died before it was acknowledged for them: delivered only once.
+    CHECK(p.server->link(1).stats.rx_data == 20 + p.client->link(0).stats.resent);
     CHECK(p.server_io.tun.size() == 40);
 }
 
@@ -548,6 +618,7 @@ TEST_CASE("tunnel: reorder_buffer_size restores the sender's order across links"
         CAPTURE(size);
         Pair p(2, 1, 1, [size](TunnelSettings&, TunnelSettings& s) { s.reorder_buffer_size = size; });
         REQUIRE(p.establish());
+        start_sequences(p);
         // Link 0 is slow: its datagrams arrive after link 1's.
         p.filter = [](bool up, LinkIndex link, const std::vector<std::byte>& d) {
             return !(up && link == 0 && is_data(d));
@@ -570,6 +641,7 @@ TEST_CASE("tunnel: reorder_buffer_size restores the sender's order across links"
 TEST_CASE("tunnel: a packet lost on one link holds the others only for the bounded wait") {
     Pair p(2, 1, 1, [](TunnelSettings&, TunnelSettings& s) { s.reorder_buffer_size = 64; });
     REQUIRE(p.establish());
+    start_sequences(p);
     bool first = true;
     p.filter = [&](bool up, LinkIndex, const std::vector<std::byte>& d) {
         if (up && is_data(d) && first) {
@@ -702,6 +774,7 @@ TEST_CASE("tunnel: links added, updated, reset and removed at run time") {
 TEST_CASE("tunnel: the reorder buffer can be resized live; what it holds is delivered") {
     Pair p(2, 1, 1, [](TunnelSettings&, TunnelSettings& s) { s.reorder_buffer_size = 64; });
     REQUIRE(p.establish());
+    start_sequences(p);
     bool first = true;
     p.filter = [&](bool up, LinkIndex, const std::vector<std::byte>& d) {
         if (up && is_data(d) && first) {

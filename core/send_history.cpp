@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: BSD-2-Clause
+#include "core/send_history.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace mlvpn::core {
+
+namespace {
+
+// Timestamps are milliseconds that wrap: compare by signed difference.
+int32_t diff(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b); }
+
+}  // namespace
+
+void SendHistory::resize(uint32_t mtu, bool enabled) {
+    mtu_ = mtu;
+    head_ = 0;
+    slots_ = enabled && mtu > 0 ? std::max(kMinSlots, kBudget / mtu) : 0;
+    entries_ = slots_ > 0 ? std::make_unique<Entry[]>(slots_) : nullptr;
+    // Not value-initialised: a slot's bytes are read only once written.
+    bytes_ = slots_ > 0 ? std::make_unique_for_overwrite<std::byte[]>(slots_ * mtu_) : nullptr;
+}
+
+void SendHistory::record(uint64_t seq, LinkIndex link, uint32_t ts, std::span<const std::byte> packet) {
+    if (slots_ == 0) return;
+    Entry& e = entries_[head_];
+    if (packet.size() > mtu_) {
+        e.valid = false;  // the slot's older packet is overwritten all the same: order is kept
+    } else {
+        e = Entry{seq, ts, static_cast<uint32_t>(packet.size()), link, true};
+        std::memcpy(&bytes_[head_ * mtu_], packet.data(), packet.size());
+    }
+    head_ = (head_ + 1) % slots_;
+}
+
+void SendHistory::take(LinkIndex link, uint32_t after_ts, uint32_t not_before_ts,
+                       const std::function<void(uint64_t, std::span<const std::byte>)>& fn) {
+    for (size_t k = 0; k < slots_; ++k) {
+        const size_t i = (head_ + k) % slots_;
+        Entry& e = entries_[i];
+        if (!e.valid || e.link != link || diff(e.ts, after_ts) <= 0 || diff(e.ts, not_before_ts) < 0) continue;
+        e.valid = false;
+        fn(e.seq, std::span<const std::byte>(&bytes_[i * mtu_], e.length));
+    }
+}
+
+}  // namespace mlvpn::core
