@@ -126,6 +126,7 @@ struct Link {
     Duration srtt{};
     Duration rttvar{};
     bool has_rtt = false;
+    Time rtt_at{};  // when the last sample came
     Duration min_rtt{};  // smallest sample within timing::kMinRttWindow
     Time min_rtt_at{};
     bool has_min_rtt = false;  // kept while the link is down: the path's delay

@@ -66,16 +66,47 @@ void Reorder::drain(std::vector<Buffer*>& out) {
     }
 }
 
-void Reorder::skip_to_first_held(std::vector<Buffer*>& out) {
+void Reorder::skip_to_first_held(std::vector<Buffer*>& out, std::optional<Time> now) {
     if (held_ == 0) return;
+    const uint64_t from = next_;
     while (slot(next_) == nullptr) {
         pass_skipped();
         ++stats_.gaps_skipped;
     }
+    if (now && next_ > from) {
+        // How long the first packet still waiting had waited: the wait this
+        // gap got.
+        while (!arrivals_.empty() && arrivals_.front().first < from) arrivals_.pop_front();
+        const Duration waited = arrivals_.empty() ? max_wait_ : *now - arrivals_.front().second;
+        skips_.push_back(Skip{from, next_, *now, waited});
+        if (skips_.size() > kSkipsKept) skips_.pop_front();
+    }
     drain(out);
 }
 
-bool Reorder::push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>& out) {
+void Reorder::observe_wait(Duration waited, Time now) {
+    if (skew_start_ == Time{} || now - skew_start_ >= kSkewBuckets * kSkewBucket) {
+        skew_.fill(Duration{});
+        skew_start_ = now;
+    }
+    while (now - skew_start_ >= kSkewBucket) {
+        for (size_t i = kSkewBuckets - 1; i > 0; --i) skew_[i] = skew_[i - 1];
+        skew_[0] = Duration{};
+        skew_start_ += kSkewBucket;
+    }
+    skew_[0] = std::max(skew_[0], waited);
+}
+
+Duration Reorder::measured_skew(Time now) const {
+    if (skew_start_ == Time{} || now < skew_start_) return Duration{};
+    // Buckets that have aged out since the last observation no longer count.
+    const auto aged = static_cast<size_t>((now - skew_start_) / kSkewBucket);
+    Duration skew{};
+    for (size_t i = 0; i + aged < kSkewBuckets; ++i) skew = std::max(skew, skew_[i]);
+    return skew;
+}
+
+bool Reorder::push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>& out, bool resent) {
     if (slots_.empty()) return pass_through(seq, packet, out);
     // The first packet, or a sender far from where it was (it restarted, and
     // starts at random): follow it. Not a gap: nothing was lost.
@@ -94,13 +125,27 @@ bool Reorder::push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>&
             ++stats_.duplicates;
             return false;
         }
-        // Its gap was given up already: deliver it now, once.
+        // Its gap was given up already: deliver it now, once; and had it
+        // been waited for a little longer...
         if (next_ - seq <= kDeliveredWindow) delivered_[(seq % kDeliveredWindow) / 64] |= uint64_t{1} << (seq % 64);
+        if (!resent) {
+            for (auto it = skips_.rbegin(); it != skips_.rend(); ++it) {
+                if (seq >= it->from && seq < it->to) {
+                    observe_wait(it->waited + (now - it->at), now);
+                    break;
+                }
+            }
+        }
         out.push_back(packet);
         ++stats_.late;
         return true;
     }
     if (seq == next_) {
+        if (held_ > 0 && !resent) {
+            // A gap filled: the packets after it waited this long for it.
+            while (!arrivals_.empty() && arrivals_.front().first < seq) arrivals_.pop_front();
+            if (!arrivals_.empty()) observe_wait(now - arrivals_.front().second, now);
+        }
         out.push_back(packet);
         ++stats_.in_order;
         pass_delivered();
@@ -122,7 +167,7 @@ bool Reorder::push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>&
             break;
         }
         ++stats_.overflows;
-        skip_to_first_held(out);
+        skip_to_first_held(out, now);
     }
     if (seq == next_) {  // making room reached it
         out.push_back(packet);
@@ -159,7 +204,7 @@ Time Reorder::expire(Time now, std::vector<Buffer*>& out) {
         const auto [seq, arrived] = arrivals_.front();
         const Time due = arrived + max_wait_;
         if (now < due) return due;
-        while (next_ <= seq) skip_to_first_held(out);
+        while (next_ <= seq) skip_to_first_held(out, now);
     }
 }
 
@@ -169,7 +214,7 @@ void Reorder::set_capacity(size_t capacity, std::vector<Buffer*>& out) {
 }
 
 void Reorder::flush(std::vector<Buffer*>& out) {
-    while (held_ > 0) skip_to_first_held(out);
+    while (held_ > 0) skip_to_first_held(out, std::nullopt);
     arrivals_.clear();
 }
 

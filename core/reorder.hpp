@@ -14,9 +14,11 @@
 // peer sends.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -52,12 +54,24 @@ public:
     // Takes packet `seq`; appends to `out` every packet now deliverable, in
     // order. Returns false, and takes nothing, for a packet delivered
     // already or held already: the caller releases it.
-    [[nodiscard]] bool push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>& out);
+    // `resent`: a copy the sender sent again after a link failed (its delay
+    // is not the links' skew, see measured_skew()).
+    [[nodiscard]] bool push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>& out, bool resent = false);
     // Gives up gaps that waited max_wait; appends what that frees. Returns the
     // next time this needs calling (kNever when nothing waits).
     Time expire(Time now, std::vector<Buffer*>& out);
     // Everything held, in order (at shutdown).
     void flush(std::vector<Buffer*>& out);
+
+    // How long packets had to wait for the ones before them lately: the
+    // largest wait that ended with the gap filled (or, for a packet that came
+    // after its gap was given up, the wait it would have needed) over the
+    // last kSkewBuckets * kSkewBucket; zero when nothing waited. This is the
+    // links' delay skew as it really is, queues included, which the owner
+    // uses to set max_wait.
+    Duration measured_skew(Time now) const;
+    static constexpr Duration kSkewBucket = std::chrono::seconds(1);
+    static constexpr size_t kSkewBuckets = 4;
 
     void set_max_wait(Duration d) { max_wait_ = d; }
     // Flushes what is held (in order) and changes the capacity; the expected
@@ -72,8 +86,10 @@ private:
     Buffer*& slot(uint64_t seq) { return slots_[seq % slots_.size()]; }
     // Delivers next_, next_+1, ... while present.
     void drain(std::vector<Buffer*>& out);
-    // Gives up everything before the first held packet.
-    void skip_to_first_held(std::vector<Buffer*>& out);
+    // Gives up everything before the first held packet; at `now` unless at
+    // shutdown (then the skip is not remembered).
+    void skip_to_first_held(std::vector<Buffer*>& out, std::optional<Time> now);
+    void observe_wait(Duration waited, Time now);
     // next_ moves on past a packet delivered, or past a gap given up.
     void pass_delivered();
     void pass_skipped();
@@ -91,6 +107,18 @@ private:
     // Bit seq % kDeliveredWindow: whether seq, within the window below next_,
     // was delivered (rather than given up).
     std::vector<uint64_t> delivered_ = std::vector<uint64_t>(kDeliveredWindow / 64, 0);
+    // The latest gaps given up: [from, to) at `at`, after waiting `waited`;
+    // a straggler from one says how much longer the wait should have been.
+    struct Skip {
+        uint64_t from = 0, to = 0;
+        Time at{};
+        Duration waited{};
+    };
+    static constexpr size_t kSkipsKept = 128;
+    std::deque<Skip> skips_;
+    // measured_skew(): the largest wait per bucket, newest first.
+    std::array<Duration, kSkewBuckets> skew_{};
+    Time skew_start_{};  // when skew_[0] began
     size_t held_ = 0;
     ReorderStats stats_;
 };

@@ -16,8 +16,9 @@
 // Links that differ in delay go by earliest expected arrival: a packet goes
 // to the link where it would arrive first, counting the link's queue (the
 // bytes sent on it beyond its rate, drained at that rate, and never less
-// than the queueing its round trips show, which keeps the model honest when
-// the link is slower than its rate) and its one-way delay (half its
+// than the queueing its round trips show, drained in real time since the
+// last one, which keeps the model honest when the link is slower than its
+// rate) and its one-way delay (half its
 // smallest recent round trip). A fast, near link takes everything until its
 // queue is as long as the delay difference to the next one; then both
 // share, in proportion to their rates once all are busy, and packets sent

@@ -251,14 +251,21 @@ void Tunnel::set_state(LinkIndex index, LinkState state, Time now, const char* r
     events_.push_back(LinkEvent{index, state});
 }
 
-PathEstimate Tunnel::path_estimate(const Link& link) {
+PathEstimate Tunnel::path_estimate(const Link& link, Time now) {
     PathEstimate path;
     // The path's own delay, even just after an outage: a link back up is no
     // nearer than it was (counting it as near drew a burst onto it, which
     // queued there and then kept it out).
     if (link.has_min_rtt) path.delay = link.min_rtt / 2;
-    // The queueing its round trips show.
-    if (link.has_rtt && link.srtt > link.min_rtt) path.queueing = link.srtt - link.min_rtt;
+    // The queueing its round trips show, drained since: a queue empties in
+    // real time when nothing is added (what is added, the scheduler counts).
+    // A link given nothing for a while measures its RTT only from keepalives,
+    // once a second: without this, the queue it had when it last carried data
+    // would keep it out of use for seconds.
+    if (link.has_rtt && link.srtt > link.min_rtt) {
+        const Duration aged = now > link.rtt_at ? now - link.rtt_at : Duration{};
+        if (link.srtt - link.min_rtt > aged) path.queueing = link.srtt - link.min_rtt - aged;
+    }
     return path;
 }
 
@@ -292,6 +299,7 @@ void Tunnel::update_rtt(Link& link, uint32_t echo, Time now) {
         link.min_rtt_at = now;
         link.has_min_rtt = true;
     }
+    link.rtt_at = now;
     if (!link.has_rtt) {
         link.srtt = sample;
         link.rttvar = sample / 2;
@@ -304,14 +312,16 @@ void Tunnel::update_rtt(Link& link, uint32_t echo, Time now) {
     }
 }
 
-void Tunnel::seal_and_send(LinkIndex index, Session& s, wire::Type type, Buffer* b, Io& io, Time now) {
+void Tunnel::seal_and_send(LinkIndex index, Session& s, wire::Type type, Buffer* b, Io& io, Time now,
+                           uint8_t flags) {
     Link& link = links_[index];
     // b->bytes() is [inner header | payload]; the header and tag go in front.
     b->offset -= wire::kTransportHeaderSize + wire::kTagSize;
     b->length += wire::kTransportHeaderSize + wire::kTagSize;
     wire::TransportHeader h;
     h.type = type;
-    h.flags = type == wire::Type::Data && settings_.cleartext_data ? wire::kFlagCleartext : 0;
+    h.flags = flags;
+    if (type == wire::Type::Data && settings_.cleartext_data) h.flags |= wire::kFlagCleartext;
     h.link_id = s.link_id;
     h.receiver_index = s.remote_index;
     h.counter = s.send_counter++;
@@ -358,7 +368,7 @@ void Tunnel::prepare_links(Time now, std::optional<LinkIndex> except) {
     for (size_t i = 0; i < n; ++i) {
         const Link& l = links_[i];
         usable_scratch_[i] = usable(l, now) && i != except;
-        path_scratch_[i] = path_estimate(l);
+        path_scratch_[i] = path_estimate(l, now);
         // Without a configured rate, what the link has been seen to deliver,
         // at times more (DeliveryRate::gain): to find out whether it can
         // carry more.
@@ -383,14 +393,14 @@ void Tunnel::prepare_links(Time now, std::optional<LinkIndex> except) {
     }
 }
 
-void Tunnel::send_data(LinkIndex index, uint64_t seq, Buffer* b, Io& io, Time now) {
+void Tunnel::send_data(LinkIndex index, uint64_t seq, Buffer* b, Io& io, Time now, bool resent) {
     Link& link = links_[index];
     b->offset -= wire::kInnerHeaderSize;
     b->length += wire::kInnerHeaderSize;
     wire::DataInner inner{seq, ms32(now), echo_for(link, now)};
     wire::encode(inner, b->bytes().first<wire::kInnerHeaderSize>());
     ++link.stats.tx_data;
-    seal_and_send(index, *link.current, wire::Type::Data, b, io, now);
+    seal_and_send(index, *link.current, wire::Type::Data, b, io, now, resent ? wire::kFlagResent : 0);
     link.last_elicit_tx = now;
     link.liveness.sent(inner.ts, now);
     link.delivery.sent(inner.ts, now, link.stats.tx_bytes, scheduler_.busy(index));
@@ -455,7 +465,7 @@ void Tunnel::resend_unconfirmed(LinkIndex index, Io& io, Time now) {
         std::memcpy(b->data + b->offset, packet.data(), packet.size());
         b->length = static_cast<uint32_t>(packet.size());
         ++failing.stats.resent;
-        send_data(static_cast<LinkIndex>(*to), seq, b, io, now);
+        send_data(static_cast<LinkIndex>(*to), seq, b, io, now, true);
     });
 }
 
@@ -612,7 +622,8 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now) {
         return;
     }
     ++link.stats.rx_data;
-    if (!reorder_.push(data.seq, b, now, deliverable_)) io.release(b);  // a copy we have delivered
+    const bool resent = (header->flags & wire::kFlagResent) != 0;
+    if (!reorder_.push(data.seq, b, now, deliverable_, resent)) io.release(b);  // a copy we have delivered
     deliver(io);
 }
 
@@ -687,7 +698,7 @@ bool Tunnel::stalled(const Link& link, Time now) const {
     return link.state == LinkState::Up && at && now >= *at;
 }
 
-Duration Tunnel::reorder_wait() const {
+Duration Tunnel::reorder_wait(Time now) const {
     Duration wait{};
     bool any = false;
     for (const auto& l : links_) {
@@ -695,7 +706,12 @@ Duration Tunnel::reorder_wait() const {
         wait = std::max(wait, l.srtt / 2 + 2 * l.rttvar);
         any = true;
     }
-    if (!any) return timing::kReorderWaitDefault;
+    if (!any) wait = timing::kReorderWaitDefault;
+    // What the packets really had to wait lately (queues that differ from
+    // link to link included, which the RTTs show only smoothed), with room
+    // to grow.
+    const Duration skew = reorder_.measured_skew(now);
+    if (skew > Duration{}) wait = std::max(wait, skew + skew / 4 + timing::kReorderSkewMargin);
     return std::clamp(wait, timing::kReorderWaitMin, timing::kReorderWaitMax);
 }
 
@@ -819,7 +835,7 @@ Time Tunnel::on_timer(Io& io) {
     Time next = kNever;
     for (LinkIndex i = 0; i < links_.size(); ++i) next = std::min(next, link_timers(i, io, now));
     if (reorder_.capacity() > 0) {
-        reorder_.set_max_wait(reorder_wait());
+        reorder_.set_max_wait(reorder_wait(now));
         next = std::min(next, reorder_.expire(now, deliverable_));
         deliver(io);
     }

@@ -42,6 +42,11 @@ namespace timing {
 inline constexpr Duration kReorderWaitMin = std::chrono::milliseconds(5);
 inline constexpr Duration kReorderWaitMax = std::chrono::milliseconds(500);
 inline constexpr Duration kReorderWaitDefault = std::chrono::milliseconds(50);
+// ...and never shorter than the largest wait packets have needed lately
+// (Reorder::measured_skew) plus a quarter plus this: the RTTs show the links'
+// delays smoothed, while one link's queue can run tens of milliseconds ahead
+// of another's; a gap given up too soon hands TCP reordering it takes for loss.
+inline constexpr Duration kReorderSkewMargin = std::chrono::milliseconds(2);
 // A link that carried nothing for this long sends a keepalive, so that both
 // sides keep seeing authenticated packets and NAT bindings stay open.
 inline constexpr Duration kKeepalive = std::chrono::seconds(1);
@@ -166,7 +171,7 @@ public:
     // (core/delivery_rate.hpp; DeliveryRate::kInitialRate before that).
     static double link_rate(const Link& link);
     // What the scheduler counts on for a link's delays (core/scheduler.hpp).
-    static PathEstimate path_estimate(const Link& link);
+    static PathEstimate path_estimate(const Link& link, Time now);
     // Changes what the operator wants of a link (takes effect at once).
     void set_admin(LinkIndex link, LinkAdmin admin);
 
@@ -208,14 +213,15 @@ private:
     // now, and what the scheduler counts on for each. `except` is left out.
     void prepare_links(Time now, std::optional<LinkIndex> except = std::nullopt);
     // Seals IP packet `b` (at kHeadroom) as data packet `seq` on `index`.
-    void send_data(LinkIndex index, uint64_t seq, Buffer* b, Io& io, Time now);
+    void send_data(LinkIndex index, uint64_t seq, Buffer* b, Io& io, Time now, bool resent = false);
     // Sends again, on other links, what `index` was sent lately and the peer
     // has not acknowledged (timing::kResendHorizon).
     void resend_unconfirmed(LinkIndex index, Io& io, Time now);
     // Whether the history is worth keeping: more than one link to resend on.
     void size_history();
     // Seals [headroom | inner | payload] already in `b` and queues it.
-    void seal_and_send(LinkIndex index, Session& s, wire::Type type, Buffer* b, Io& io, Time now);
+    void seal_and_send(LinkIndex index, Session& s, wire::Type type, Buffer* b, Io& io, Time now,
+                       uint8_t flags = 0);
     void set_state(LinkIndex index, LinkState state, Time now, const char* reason);
     void update_rtt(Link& link, uint32_t echo, Time now);
     uint32_t echo_for(const Link& link, Time now) const;
@@ -226,7 +232,8 @@ private:
     // if anything is unacknowledged; and whether they are now.
     std::optional<Time> stalled_at(const Link& link) const;
     bool stalled(const Link& link, Time now) const;
-    Duration reorder_wait() const;
+    // How long an early packet may wait for the ones before it.
+    Duration reorder_wait(Time now) const;
     // How long a link's traffic may go unacknowledged before it is taken out.
     Duration unanswered_limit(const Link& link) const;
     // Lossy or slow against the link's tolerances, with hysteresis.

@@ -46,8 +46,11 @@ inline constexpr size_t kHeadroom = kOverhead;
 inline constexpr size_t kNonceSize = 24;
 
 // flags bit 0 on Data: the payload travels in clear (cleartext_data = 1); the
-// inner header and payload are still covered by the tag. Other bits must be 0.
+// inner header and payload are still covered by the tag. Bit 1 on Data: a
+// copy sent again because the link it first went on failed (its lateness
+// says nothing about the links' skew). Other bits must be 0.
 inline constexpr uint8_t kFlagCleartext = 0x01;
+inline constexpr uint8_t kFlagResent = 0x02;
 
 struct TransportHeader {
     Type type = Type::Data;

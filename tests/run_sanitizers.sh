@@ -77,7 +77,7 @@ rc=0
 # minute of link flapping (long runs of what the other tests exercise in
 # seconds, and the unit tests run the same state machine under ASan: CI has
 # 30 minutes for everything).
-SKIP='^integration_(sandbox|package|flood|bench_smoke|nonce_reuse|link_flap)_test$'
+SKIP='^integration_(sandbox|package|flood|bench_smoke|aggregation|nonce_reuse|link_flap)_test$'
 ctest --test-dir "$BUILD" --output-on-failure -j"$JOBS" -E "$SKIP" "$@" || rc=$?
 t_tests=$SECONDS
 

@@ -157,3 +157,28 @@ TEST_CASE("reorder: gaps jumped over are not taken for delivered packets") {
     CHECK_FALSE(r.push(50, p(50), t0, out));
     CHECK_FALSE(r.push(0, p(0), t0, out));
 }
+
+TEST_CASE("reorder: the skew it measures is how long gaps took to fill, stragglers included, copies not") {
+    Packets p;
+    Reorder r(64, 10ms);
+    std::vector<Buffer*> out;
+    CHECK(r.measured_skew(t0) == 0ms);
+    CHECK(r.push(0, p(0), t0, out));
+    // 1 arrives 7 ms after 2: the skew is 7 ms.
+    CHECK(r.push(2, p(2), t0, out));
+    CHECK(r.push(1, p(1), t0 + 7ms, out));
+    CHECK(r.measured_skew(t0 + 7ms) == 7ms);
+    // 4 never comes in time: given up after the 10 ms wait, it arrives 15 ms
+    // after that: it would have needed 25 ms.
+    CHECK(r.push(3, p(3), t0 + 10ms, out));
+    CHECK(r.push(5, p(5), t0 + 10ms, out));
+    CHECK(r.expire(t0 + 20ms, out) == kNever);
+    CHECK(r.push(4, p(4), t0 + 35ms, out));
+    CHECK(r.measured_skew(t0 + 35ms) == 25ms);
+    // A resent copy filling a gap late says nothing about the links.
+    CHECK(r.push(7, p(7), t0 + 40ms, out));
+    CHECK(r.push(6, p(6), t0 + 140ms, out, true));
+    CHECK(r.measured_skew(t0 + 140ms) == 25ms);
+    // Forgotten after the window.
+    CHECK(r.measured_skew(t0 + 35ms + Reorder::kSkewBuckets * Reorder::kSkewBucket) == 0ms);
+}

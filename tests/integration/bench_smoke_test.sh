@@ -33,6 +33,7 @@ grep -q 'bad.json.links\[0\].loss_pct: 120 is out of range' <<<"$out" || fail "b
 ok "bad scenario refused: ${out##*error: }"
 
 say "a 5 s run of two-50-equal, TCP, one stream, after 2 s of each link alone"
+ns_before=$(our_namespaces '[0-9]+' | sort)
 rc=0
 timeout 180 "$BENCH" two-50-equal --test tcp-1 --duration 5 --baseline-duration 2 --mlvpn "$MLVPN_BIN" --out "$OUT" \
     >"$TMP_DIR/bench.log" 2>&1 || rc=$?
@@ -75,7 +76,9 @@ assert s["segments_sent"] > 0 and 0 <= s["retransmit_pct"] <= 100, s
 print(f"counters from {doc['counters_source']}")
 EOF
 ok "per-link samples every second, daemon counters, RTT samples, CPU, emulator counters"
-[[ -z $(our_namespaces '[0-9]+') ]] || fail "namespaces left behind: $(our_namespaces '[0-9]+')"
+# Only namespaces this run made: another bench may be running beside it.
+left=$(comm -13 <(echo "$ns_before") <(our_namespaces '[0-9]+' | sort))
+[[ -z $left ]] || fail "namespaces left behind: $left"
 ok "no namespaces left"
 
 say "SIGTERM in the middle of a run"

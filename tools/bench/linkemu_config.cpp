@@ -44,6 +44,9 @@ const NumberKey kNumberKeys[] = {
     {"queue_ms", 0.1, 10000, [](Params& p, double v) { p.queue = ms(v); }},
 };
 
+// drop_next asks for single losses at set times, not for a loss rate.
+constexpr std::uint32_t kMaxDropNext = 1'000'000;
+
 std::string json_scalar(const json& v) {
     if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
     if (v.is_number()) return v.dump();
@@ -179,6 +182,20 @@ bool apply_setting(Params& p, std::string_view key, std::string_view value, std:
         }
         return true;
     }
+    if (key == "drop_next") {
+        // A count of frames: a whole number, so that "0.5" is not silently 0.
+        double v = 0;
+        if (!parse_number(value, v) || v != std::floor(v)) {
+            error = fmt::format("drop_next: '{}' is not a whole number", value);
+            return false;
+        }
+        if (v < 0 || v > kMaxDropNext) {
+            error = fmt::format("drop_next: {} is out of range (0..{})", value, kMaxDropNext);
+            return false;
+        }
+        p.drop_next = static_cast<std::uint32_t>(v);
+        return true;
+    }
     for (const auto& k : kNumberKeys) {
         if (key != k.name) continue;
         double v = 0;
@@ -271,7 +288,8 @@ json params_json(const Params& p) {
                 {"reorder_pct", p.reorder * 100},
                 {"reorder_ms", static_cast<double>(p.reorder_extra) / 1e6},
                 {"queue_ms", static_cast<double>(p.queue) / 1e6},
-                {"cut", p.cut}};
+                {"cut", p.cut},
+                {"drop_next", p.drop_next}};
 }
 
 }  // namespace mlvpn::bench

@@ -54,7 +54,8 @@ bool parse_emu_config(std::string_view text, EmuConfig& out, std::string& error)
 
 // Applies one `key=value` setting to `p`. Keys: rate_mbit, delay_ms, jitter_ms,
 // loss_pct, ge_p_pct, ge_r_pct, ge_bad_loss_pct, ge_good_loss_pct, reorder_pct,
-// reorder_ms, queue_ms, cut (true/false/1/0). On error `p` is unchanged.
+// reorder_ms, queue_ms, cut (true/false/1/0), drop_next (a whole number of
+// frames). On error `p` is unchanged.
 bool apply_setting(Params& p, std::string_view key, std::string_view value, std::string& error);
 
 // The directions named by "up", "down" or "both".

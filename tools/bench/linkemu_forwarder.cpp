@@ -354,6 +354,7 @@ json Forwarder::stats(Nanos now) {
                 {"drop_loss", m.drop_loss},
                 {"drop_burst", m.drop_burst},
                 {"drop_queue", m.drop_queue},
+                {"drop_requested", m.drop_requested},
                 {"drop_cut", c.drop_cut},
                 {"drop_overflow", c.drop_overflow},
                 {"drop_oversize", c.drop_oversize},

@@ -67,8 +67,15 @@ Decision Direction::admit(std::size_t bytes, Nanos now) {
         departure = busy_until_;
     }
 
-    // On the wire: independent loss, then the two-state burst model, which
-    // moves once per frame sent.
+    // On the wire: a requested loss first, so that it hits exactly the next
+    // frame whatever the random losses would have done, and draws nothing
+    // from their stream; then independent loss, then the two-state burst
+    // model, which moves once per frame sent.
+    if (params_.drop_next > 0) {
+        params_.drop_next--;
+        stats_.drop_requested++;
+        return {Verdict::Requested, 0};
+    }
     if (chance(params_.loss)) {
         stats_.drop_loss++;
         return {Verdict::Loss, 0};

@@ -12,6 +12,10 @@
 // probability): such a frame is held back `reorder_extra` longer, and later
 // frames may pass it.
 //
+// `drop_next` is a one-shot, for a single loss at a set time: that many of
+// the next frames to get onto the wire are lost (it counts down to 0), before
+// and apart from the random losses.
+//
 // Times are nanoseconds of CLOCK_MONOTONIC, passed in by the caller, so the
 // model is deterministic for a given seed and testable without a clock.
 #pragma once
@@ -42,13 +46,14 @@ struct Params {
     Nanos reorder_extra = 5 * kMilli; // how long such a frame is held back
     Nanos queue = 50 * kMilli;        // bottleneck queue, as time at `rate`
     bool cut = false;                 // the link is cut: everything is dropped
+    std::uint32_t drop_next = 0;      // lose the next N frames put on the wire (counts down)
 
     // The queue limit in bytes: `queue` at `rate`, but never less than a few
     // full frames so that a slow link still takes a burst.
     std::size_t queue_bytes() const;
 };
 
-enum class Verdict : std::uint8_t { Pass, Outage, Loss, BurstLoss, QueueFull };
+enum class Verdict : std::uint8_t { Pass, Outage, Loss, BurstLoss, QueueFull, Requested };
 
 struct Decision {
     Verdict verdict = Verdict::Pass;
@@ -59,6 +64,7 @@ struct DirectionStats {
     std::uint64_t arrived_packets = 0, arrived_bytes = 0;
     std::uint64_t passed_packets = 0, passed_bytes = 0;  // admitted to the queue
     std::uint64_t drop_outage = 0, drop_loss = 0, drop_burst = 0, drop_queue = 0;
+    std::uint64_t drop_requested = 0;  // by drop_next
     std::uint64_t reordered = 0;
 };
 
@@ -68,8 +74,10 @@ public:
 
     // New settings from `now` on. Frames already admitted keep their schedule,
     // except when the link is cut: then they are lost (epoch() changes and
-    // the caller drops every frame stamped with an older epoch).
+    // the caller drops every frame stamped with an older epoch). The new
+    // drop_next replaces what was left of the old one.
     void set(const Params& params, Nanos now);
+    // The settings in force; drop_next is what is left of it.
     const Params& params() const { return params_; }
 
     // Judges one frame of `bytes` arriving at `now` (non-decreasing).

@@ -4,6 +4,9 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <utility>
+
+#include <nlohmann/json.hpp>
 
 #include "tools/bench/linkemu_config.hpp"
 #include "tools/bench/linkemu_model.hpp"
@@ -158,6 +161,64 @@ TEST_CASE("a cut drops arrivals and changes the epoch; restoring takes frames ag
     CHECK(x.deliver_at == 4 * kMilli + 800 * kMicro + 5 * kMilli);
 }
 
+TEST_CASE("drop_next loses exactly the next frames put on the wire, once") {
+    Params p = rate_only(10);  // 1000 bytes take 800 µs
+    p.delay = 5 * kMilli;
+    p.queue = 2 * kMilli;  // at least 4 full frames (kMinQueueBytes)
+    Direction d(p, 1);
+    CHECK(d.admit(1000, 0).verdict == Verdict::Pass);
+
+    Params once = d.params();
+    once.drop_next = 1;
+    d.set(once, 1 * kMilli);
+    // The requested loss took its time on the wire, like any loss: the next
+    // frame leaves one frame time later than without it.
+    CHECK(d.admit(1000, 1 * kMilli).verdict == Verdict::Requested);
+    const Decision after = d.admit(1000, 1 * kMilli);
+    CHECK(after.verdict == Verdict::Pass);
+    CHECK(after.deliver_at == 1 * kMilli + 2 * 800 * kMicro + 5 * kMilli);
+    CHECK(d.params().drop_next == 0);
+    for (int i = 0; i < 100; ++i) CHECK(d.admit(1000, kSecond + i * kMilli).verdict == Verdict::Pass);
+    CHECK(d.stats().drop_requested == 1);
+
+    // Only frames that get onto the wire count: not those lost to a cut or
+    // to a full queue.
+    Params cut = d.params();
+    cut.cut = true;
+    cut.drop_next = 2;
+    d.set(cut, 2 * kSecond);
+    CHECK(d.admit(1000, 2 * kSecond).verdict == Verdict::Outage);
+    Params restored = d.params();
+    restored.cut = false;
+    restored.drop_next = 0;
+    d.set(restored, 3 * kSecond);
+    for (int i = 0; i < 6; ++i) CHECK(d.admit(1000, 3 * kSecond).verdict == Verdict::Pass);  // 6000 bytes queued
+    Params twice = d.params();
+    twice.drop_next = 2;
+    d.set(twice, 3 * kSecond);
+    CHECK(d.admit(1000, 3 * kSecond).verdict == Verdict::QueueFull);
+    CHECK(d.params().drop_next == 2);
+    CHECK(d.admit(1000, 4 * kSecond).verdict == Verdict::Requested);
+    CHECK(d.admit(1000, 4 * kSecond).verdict == Verdict::Requested);
+    CHECK(d.admit(1000, 4 * kSecond).verdict == Verdict::Pass);
+    CHECK(d.stats().drop_requested == 3);
+    CHECK(d.stats().drop_outage == 1);
+    CHECK(d.stats().drop_queue == 1);
+    CHECK(d.params().drop_next == 0);
+
+    // It draws nothing from the random stream: with random loss as well, the
+    // frames after it see the same losses as without it.
+    Params lossy;
+    lossy.loss = 0.3;
+    Direction a(lossy, 5), b(lossy, 5);
+    Params lossy_once = lossy;
+    lossy_once.drop_next = 1;
+    b.set(lossy_once, 0);
+    CHECK(b.admit(100, 0).verdict == Verdict::Requested);
+    for (int i = 1; i < 1000; ++i) CHECK(a.admit(100, i).verdict == b.admit(100, i).verdict);
+    CHECK(b.stats().drop_requested == 1);
+}
+
 TEST_CASE("settings are checked with their ranges") {
     Params p;
     std::string error;
@@ -173,6 +234,15 @@ TEST_CASE("settings are checked with their ranges") {
     CHECK_FALSE(apply_setting(p, "lose_pct", "1", error));
     CHECK(error.find("unknown setting") != std::string::npos);
     CHECK_FALSE(apply_setting(p, "cut", "maybe", error));
+    CHECK(apply_setting(p, "drop_next", "3", error));
+    CHECK(p.drop_next == 3);
+    CHECK(params_json(p)["drop_next"] == 3);
+    CHECK_FALSE(apply_setting(p, "drop_next", "1.5", error));
+    CHECK(error.find("whole number") != std::string::npos);
+    CHECK_FALSE(apply_setting(p, "drop_next", "-1", error));
+    CHECK(error.find("out of range") != std::string::npos);
+    CHECK_FALSE(apply_setting(p, "drop_next", "x", error));
+    CHECK(p.drop_next == 3);
 }
 
 TEST_CASE("the configuration file is parsed and checked") {
@@ -182,19 +252,25 @@ TEST_CASE("the configuration file is parsed and checked") {
         {"name": "a", "client_if": "mc-1", "server_if": "ms-1", "up": {"rate_mbit": 50, "delay_ms": 5},
          "down": {"loss_pct": 1}},
         {"name": "b", "client_if": "mc-2", "server_if": "ms-2"}],
-      "timeline": [{"t": 7, "link": "b", "set": {"cut": false}}, {"t": 5, "link": "a", "dir": "up", "set": {"cut": true}}]})";
+      "timeline": [{"t": 7, "link": "b", "set": {"cut": false}}, {"t": 5, "link": "a", "dir": "up", "set": {"cut": true}},
+                   {"t": 6, "link": "a", "dir": "down", "set": {"drop_next": 1}}]})";
     REQUIRE(parse_emu_config(good, c, error));
     CHECK(c.seed == 9);
     REQUIRE(c.links.size() == 2);
     CHECK(c.links[0].params[0].rate_bps == 50e6);
     CHECK(c.links[0].params[1].loss == doctest::Approx(0.01));
-    REQUIRE(c.timeline.size() == 2);
+    REQUIRE(c.timeline.size() == 3);
     CHECK(c.timeline[0].t == 5);  // sorted
     CHECK(c.timeline[0].up);
     CHECK_FALSE(c.timeline[0].down);
-    CHECK(c.timeline[1].link == 1);
-    CHECK(c.timeline[1].up);
+    CHECK(c.timeline[1].t == 6);
+    CHECK_FALSE(c.timeline[1].up);
     CHECK(c.timeline[1].down);
+    REQUIRE(c.timeline[1].changes.size() == 1);
+    CHECK(c.timeline[1].changes[0] == std::pair<std::string, std::string>{"drop_next", "1"});
+    CHECK(c.timeline[2].link == 1);
+    CHECK(c.timeline[2].up);
+    CHECK(c.timeline[2].down);
 
     const struct {
         const char* text;
@@ -211,6 +287,8 @@ TEST_CASE("the configuration file is parsed and checked") {
         {R"({"links": [{"name": "a", "client_if": "x", "server_if": "y"}], "timeline": [{"t": 1, "link": "a", "set": {"rate": 1}}]})",
          "unknown setting 'rate'"},
         {R"({"links": [{"name": "a", "client_if": "x", "server_if": "y"}], "extra": 1})", "unknown key 'extra'"},
+        {R"({"links": [{"name": "a", "client_if": "x", "server_if": "y"}], "timeline": [{"t": 1, "link": "a", "set": {"drop_next": 0.5}}]})",
+         "drop_next: '0.5' is not a whole number"},
     };
     for (const auto& b : bad) {
         CAPTURE(b.text);

@@ -16,8 +16,8 @@ from .traffic import (IperfServer, iperf_argv, parse_iperf, parse_ping, ping_arg
 
 # Frames per direction on each link, as the veth counters see them:
 # up = client -> server (sent on c-wanN, delivered on s-wanN), down the other way.
-EMU_DROPS = ("drop_outage", "drop_loss", "drop_burst", "drop_queue", "drop_cut", "drop_overflow", "drop_socket",
-             "send_errors")
+EMU_DROPS = ("drop_outage", "drop_loss", "drop_burst", "drop_queue", "drop_requested", "drop_cut", "drop_overflow",
+             "drop_socket", "send_errors")
 
 
 def _mbit(delta_bytes, dt):
@@ -64,7 +64,7 @@ class TestRun:
             if "emu" in cur and l["name"] in cur["emu"]:
                 for d in ("up", "down"):
                     e0, e1 = prev["emu"][l["name"]][d], cur["emu"][l["name"]][d]
-                    lr[f"{d}_emu_drops"] = sum(e1[x] - e0[x] for x in EMU_DROPS)
+                    lr[f"{d}_emu_drops"] = sum(e1.get(x, 0) - e0.get(x, 0) for x in EMU_DROPS)
                     lr[f"{d}_cut"] = e1["settings"]["cut"]
             for side in ("client", "server"):
                 d0 = daemon_prev.get(side, {}).get(l["name"])
@@ -159,6 +159,9 @@ class TestRun:
                 daemon_cur = system.link_counters()
                 rtts, ping_offset = tail_ping(ping_out, ping_offset)
                 rec = self._second(k, prev, cur, daemon_prev, daemon_cur, rtts)
+                reorder = system.reorder_counters()
+                if reorder:
+                    rec["reorder"] = reorder
                 seconds.append(rec)
                 self._progress(rec)
                 prev, daemon_prev = cur, daemon_cur or daemon_prev

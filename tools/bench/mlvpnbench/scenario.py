@@ -25,6 +25,8 @@ NUMBER_SETTINGS = {
     "queue_ms": (0.1, 10000),
 }
 BOOL_SETTINGS = {"cut"}
+# Whole numbers: a one-shot count of frames to lose, for a single loss at a set time.
+COUNT_SETTINGS = {"drop_next": (0, 1000000)}
 DIRECTIONS = ("up", "down")
 TEST_KINDS = ("tcp", "udp", "ping")
 MAX_LINKS = 16
@@ -84,13 +86,16 @@ def _check_keys(obj, allowed, where):
 
 def check_settings(obj, where):
     """Emulator settings: returns a clean copy."""
-    _check_keys(obj, set(NUMBER_SETTINGS) | BOOL_SETTINGS, where)
+    _check_keys(obj, set(NUMBER_SETTINGS) | BOOL_SETTINGS | set(COUNT_SETTINGS), where)
     out = {}
     for k, v in obj.items():
         if k in BOOL_SETTINGS:
             if not isinstance(v, bool):
                 _fail(f"{where}.{k}", "must be true or false")
             out[k] = v
+        elif k in COUNT_SETTINGS:
+            lo, hi = COUNT_SETTINGS[k]
+            out[k] = _number(v, f"{where}.{k}", lo, hi, integer=True)
         else:
             lo, hi = NUMBER_SETTINGS[k]
             out[k] = _number(v, f"{where}.{k}", lo, hi)
@@ -99,7 +104,7 @@ def check_settings(obj, where):
 
 def _check_link(obj, index, where):
     w = f"{where}.links[{index}]"
-    _check_keys(obj, {"name", "direct", "up", "down"} | set(NUMBER_SETTINGS) | BOOL_SETTINGS, w)
+    _check_keys(obj, {"name", "direct", "up", "down"} | set(NUMBER_SETTINGS) | BOOL_SETTINGS | set(COUNT_SETTINGS), w)
     name = obj.get("name", f"dsl{index + 1}")
     if not isinstance(name, str) or not NAME_RE.match(name):
         _fail(f"{w}.name", "must be 1..31 characters of A-Z a-z 0-9 _ . -")

@@ -4,6 +4,8 @@
   start() / stop()           bring both ends up (bounded waits) / down
   processes()                {role: pid} of every process that does the work
   link_counters()            {side: {link: {state, srtt_ms, sentbytes, ...}}} or {} when unknown
+  reorder_counters()         {side: the receiver's reorder counters} as of the last
+                             link_counters(), or {} when unknown
   client_dev, server_dev     tunnel devices (in the client / server namespace)
   client_ip, server_ip       tunnel addresses
   counters_source            how link_counters() gets its figures
@@ -46,6 +48,7 @@ class MlvpnPair:
         self.sides = {}  # side -> {proc, worker, conf, logpath, sock, offset, ctl}
         self.counters_source = None
         self.version = None
+        self.reorder = {}  # side -> the daemon's "reorder" object, from link_counters()
 
     # --- configuration ---------------------------------------------------
 
@@ -91,6 +94,7 @@ class MlvpnPair:
     def start(self):
         if not self.sides:
             self.write_configs()
+        self.reorder = {}
         for side, ns in (("server", self.topo.ns_s), ("client", self.topo.ns_c)):
             st = self.sides[side]
             open(st["logpath"], "a", encoding="utf-8").close()
@@ -202,6 +206,8 @@ class MlvpnPair:
                         "sentpackets": t.get("sentpackets"), "recvpackets": t.get("recvpackets"),
                         "loss": t.get("loss"), "weight": t.get("weight")}
                 out[side] = links
+                if isinstance(doc.get("reorder"), dict):
+                    self.reorder[side] = doc["reorder"]
             else:
                 text = self._read_from(st, st["stats_offset"])
                 st["stats_offset"] += len(text.encode("utf-8", errors="replace"))
@@ -213,6 +219,10 @@ class MlvpnPair:
                         "recvpackets": int(m.group(7)), "recvbytes": int(m.group(8))}
                 out[side] = dict(st["last"])
         return out
+
+    def reorder_counters(self):
+        # The sigusr1-log fallback has none.
+        return dict(self.reorder)
 
     def describe(self):
         return {"system": "mlvpn", "binary": self.binary, "version": self.version,
@@ -292,6 +302,9 @@ class WireguardPair:
 
     def request_counters(self):
         pass
+
+    def reorder_counters(self):
+        return {}
 
     def link_counters(self):
         out = {}

@@ -88,8 +88,21 @@ def parse_iperf(path, test):
             (total - lost) * payload * 8 / secs / 1e6
         res.update({"sent_mbit": end.get("sum", {}).get("bits_per_second", 0) / 1e6, "received_mbit": received,
                     "packets": total, "lost_packets": lost, "lost_pct": s.get("lost_percent"),
-                    "jitter_ms": s.get("jitter_ms"), "out_of_order": s.get("out_of_order"), "payload": payload})
+                    "jitter_ms": s.get("jitter_ms"), "out_of_order": _udp_out_of_order(doc, test, s),
+                    "payload": payload})
     return res
+
+
+def _udp_out_of_order(doc, test, summed):
+    """Datagrams the receiver got out of order. iperf3 3.12 counts them only
+    in the receiver's per-stream figures: the server's when sending up (sent
+    back with --get-server-output), the client's with -R. Its "sum" has
+    none, and the sender's streams say 0."""
+    receiver = doc.get("server_output_json") if test["direction"] == "up" else doc
+    counts = [st.get("udp", {}).get("out_of_order") for st in (receiver or {}).get("end", {}).get("streams", [])]
+    if counts and all(isinstance(c, int) for c in counts):
+        return sum(counts)
+    return summed.get("out_of_order")
 
 
 def ping_argv(server_ip, duration, interval_ms):
