@@ -70,6 +70,9 @@ struct Config {
 
     std::string interface_name = "mlvpn0";
     TunType tuntap = TunType::Tun;
+    // new: open a TUN device with IFF_VNET_HDR and TCP/UDP segmentation
+    // offload (docs/fastpath.md); TAP devices never get it.
+    bool tun_offload = true;
     uint32_t timeout_s = 60;
     bool cleartext_data = false;
     std::optional<uint32_t> reorder_buffer_size;  // absent = adaptive; 0 = off

@@ -196,34 +196,34 @@ void Gro::insert(const FlowKey& key, uint32_t group) {
     }
 }
 
-bool Gro::can_append(const Group& g, const Packet& p) const {
+Gro::Fit Gro::can_append(const Group& g, const Packet& p) const {
     const std::byte* h = g.head->data + g.head->offset;
     const size_t head_size = g.head->length;
-    if (g.segments >= options_.max_segments || g.last_payload != g.gso_size || p.payload > g.gso_size) return false;
-    if (head_size + p.payload > kMaxIpPacket || g.head->capacity - g.head->offset - head_size < p.payload) {
-        return false;
-    }
-    if (p.headers != g.headers) return false;
+    if (g.segments >= options_.max_segments || g.last_payload != g.gso_size || p.payload > g.gso_size) return Fit::No;
+    if (head_size + p.payload > kMaxIpPacket) return Fit::No;
+    const Fit yes = g.head->capacity - g.head->offset - head_size < p.payload ? Fit::NeedsRoom : Fit::Yes;
+    if (p.headers != g.headers) return Fit::No;
     const std::byte* d = p.bytes;
     if (g.v6) {
         // Version, traffic class, flow label; hop limit.
-        if (std::memcmp(h, d, 4) != 0 || h[kV6HopLimit] != d[kV6HopLimit]) return false;
+        if (std::memcmp(h, d, 4) != 0 || h[kV6HopLimit] != d[kV6HopLimit]) return Fit::No;
     } else {
         // TOS; DF (MF and the offset are 0 in both); TTL. The kernel's
         // segmentation gives segment i the id head + i: ids must count up,
         // even with DF (the kernel's GRO also takes a fixed id with DF, but
         // that needs SKB_GSO_TCP_FIXEDID, which virtio_net_hdr cannot say).
-        if (h[1] != d[1] || h[kV4Frag] != d[kV4Frag] || h[kV4Ttl] != d[kV4Ttl]) return false;
-        if (p.ip_id != g.next_ip_id) return false;
+        if (h[1] != d[1] || h[kV4Frag] != d[kV4Frag] || h[kV4Ttl] != d[kV4Ttl]) return Fit::No;
+        if (p.ip_id != g.next_ip_id) return Fit::No;
     }
-    if (!g.tcp) return true;
-    if (g.psh || p.seq != g.next_seq) return false;
+    if (!g.tcp) return yes;
+    if (g.psh || p.seq != g.next_seq) return Fit::No;
     // Ack, data offset; window, urgent pointer and options: all as the head's
     // (the flags byte is ACK or ACK|PSH in both, checked by classify()).
     const std::byte* ht = h + g.l4;
     const std::byte* pt = d + g.l4;
-    return std::memcmp(ht + kTcpAck, pt + kTcpAck, 5) == 0 && std::memcmp(ht + 14, pt + 14, 2) == 0 &&
-           std::memcmp(ht + 18, pt + 18, g.headers - g.l4 - 18) == 0;
+    const bool same = std::memcmp(ht + kTcpAck, pt + kTcpAck, 5) == 0 && std::memcmp(ht + 14, pt + 14, 2) == 0 &&
+                      std::memcmp(ht + 18, pt + 18, g.headers - g.l4 - 18) == 0;
+    return same ? yes : Fit::No;
 }
 
 void Gro::append(Group& g, const Packet& p) {
@@ -283,14 +283,38 @@ void Gro::reset() {
 }
 
 tl::expected<size_t, GroError> Gro::coalesce(std::span<Buffer*> batch) {
+    auto r = coalesce(batch, {});
+    if (!r) return tl::unexpected(r.error());
+    return r->count;
+}
+
+// Moves run g into the next spare: same bytes, at the spare's offset, and the
+// spare in the run's place in the batch; the run's old buffer goes where the
+// spare was, for the caller to release.
+void Gro::move_to_spare(Group& g, std::span<Buffer*> batch, std::span<Buffer*> spares, size_t& used) {
+    Buffer* s = spares[used];
+    std::memcpy(s->data + s->offset, g.head->data + g.head->offset, g.head->length);
+    s->length = g.head->length;
+    spares[used++] = g.head;
+    batch[g.head_index] = s;
+    g.head = s;
+    g.moved = true;
+    ++stats_.moved;
+}
+
+tl::expected<GroResult, GroError> Gro::coalesce(std::span<Buffer*> batch, std::span<Buffer*> spares) {
     if (batch.size() > options_.max_batch) return tl::unexpected(GroError::BatchTooLarge);
     for (const Buffer* b : batch) {
         if (b->offset < VirtioNetHdr::kSize || b->offset > b->capacity || b->length > b->capacity - b->offset) {
             return tl::unexpected(GroError::BadBuffer);
         }
     }
+    for (const Buffer* s : spares) {
+        if (s->offset < VirtioNetHdr::kSize || s->offset > s->capacity) return tl::unexpected(GroError::BadBuffer);
+    }
     reset();
     ++epoch_;  // runs of an earlier call are gone with reset(); a fresh epoch is still tidy
+    size_t used = 0;
 
     Packet p;
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -310,7 +334,13 @@ tl::expected<size_t, GroError> Gro::coalesce(std::span<Buffer*> batch) {
         }
         if (g != nullptr) {
             g->open = false;  // unless the packet joins it below
-            if (can_append(*g, p)) {
+            Fit fit = can_append(*g, p);
+            if (fit == Fit::NeedsRoom &&
+                (g->moved || used == spares.size() ||
+                 spares[used]->capacity - spares[used]->offset < size_t{g->head->length} + p.payload)) {
+                fit = Fit::No;
+            }
+            if (fit != Fit::No) {
                 if (!g->verified) g->verified = verify(g->head->data + g->head->offset, g->head->length, *g);
                 if (!g->verified) {
                     ++stats_.bad_checksum;  // the head stays a plain packet; this one may start a run
@@ -318,6 +348,7 @@ tl::expected<size_t, GroError> Gro::coalesce(std::span<Buffer*> batch) {
                     ++stats_.bad_checksum;  // passes through, and the run ends before it
                     continue;
                 } else {
+                    if (fit == Fit::NeedsRoom) move_to_spare(*g, batch, spares, used);
                     append(*g, p);
                     g->open = true;
                     absorbed_[i] = 1;
@@ -366,7 +397,7 @@ tl::expected<size_t, GroError> Gro::coalesce(std::span<Buffer*> batch) {
         batch[n++] = b;
     }
     std::copy(scratch_.begin(), scratch_.end(), batch.begin() + static_cast<ptrdiff_t>(n));
-    return n;
+    return GroResult{n, used};
 }
 
 }  // namespace mlvpn::core

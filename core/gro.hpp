@@ -43,6 +43,15 @@ struct GroStats {
     uint64_t super_packets = 0;  // super-packets made
     uint64_t merged = 0;         // packets appended to another (each one fewer write)
     uint64_t bad_checksum = 0;   // merge candidates refused for a bad IP or transport checksum
+    uint64_t moved = 0;          // runs moved into a spare buffer for tailroom
+};
+
+// What coalesce(batch, spares) did: batch[0, count) are to be written;
+// spares[0, spares_used) now hold the buffers whose packets were moved into
+// the first spares_used spares (see coalesce()).
+struct GroResult {
+    size_t count = 0;
+    size_t spares_used = 0;
 };
 
 // One per writer of a TUN device: holds the flow table and scratch space, all
@@ -76,6 +85,22 @@ public:
     // Work is linear in the batch's bytes. Errors leave the batch untouched.
     tl::expected<size_t, GroError> coalesce(std::span<Buffer*> batch);
 
+    // The same, for buffers with little tailroom (a pool of MTU-sized slots):
+    // when the next packet of a flow would merge but its run's buffer has no
+    // room for it, the run moves to the next unused buffer of `spares` (its
+    // bytes copied to the spare's offset, at least VirtioNetHdr::kSize; any
+    // length the spare had is overwritten) and grows there. The spare takes
+    // the run's place in `batch`, and the buffer it replaced takes the
+    // spare's place in `spares`: spares[0, spares_used) are then the buffers
+    // the caller releases along with batch[count, size), and the first
+    // spares_used spares given are among batch[0, count). A run moves at most
+    // once, only when a packet actually merges, and never from a spare. With
+    // no spare left, the packet starts a new run as in coalesce(batch).
+    // Spares must be distinct from each other and from the batch's buffers.
+    // BadBuffer also covers a spare without headroom. Errors leave both
+    // spans untouched.
+    tl::expected<GroResult, GroError> coalesce(std::span<Buffer*> batch, std::span<Buffer*> spares);
+
     const GroStats& stats() const { return stats_; }
 
 private:
@@ -100,14 +125,19 @@ private:
         bool psh = false;       // the run ends with PSH: nothing may follow
         bool verified = false;  // the head's checksums were checked
         bool open = true;
+        bool moved = false;     // the head is a spare (coalesce(batch, spares))
     };
+    // Whether a packet can join a run: no, yes, or yes once the run has a
+    // buffer with more tailroom.
+    enum class Fit : uint8_t { No, Yes, NeedsRoom };
 
     static void classify(const Buffer& b, Packet& p);
     static bool verify(const std::byte* packet, size_t size, const Group& g);
     Group* find(const FlowKey& key);
     void insert(const FlowKey& key, uint32_t group);
-    bool can_append(const Group& g, const Packet& p) const;
+    Fit can_append(const Group& g, const Packet& p) const;
     void append(Group& g, const Packet& p);
+    void move_to_spare(Group& g, std::span<Buffer*> batch, std::span<Buffer*> spares, size_t& used);
     void finish(Group& g);
     void reset();
 

@@ -130,6 +130,7 @@ std::string to_json(const Status& s) {
         });
     }
     const auto& t = s.tunnel;
+    const auto& o = s.meta.offload_stats;
     json doc = {
         {"name", s.meta.name},
         {"version", s.meta.version},
@@ -140,14 +141,18 @@ std::string to_json(const Status& s) {
         {"last_reload", s.meta.last_reload_unix},
         {"mode", s.mode},
         {"backend", s.meta.backend},
-        {"tuntap", {{"type", s.tuntap}, {"name", s.meta.device}, {"mtu", s.mtu}}},
+        {"tuntap", {{"type", s.tuntap}, {"name", s.meta.device}, {"mtu", s.mtu}, {"offload", s.meta.offload}}},
         {"device", {{"read", t.tun_rx},
                     {"written", t.tun_tx},
                     {"drops", {{"no_link", t.drop_no_link},
                                {"oversize", t.drop_oversize},
                                {"queue_full", t.drop_no_buffer},
                                {"malformed", t.drop_tun_malformed}}},
-                    {"write_errors", t.tun_write_errors}}},
+                    {"write_errors", t.tun_write_errors},
+                    {"offload", {{"super_packets_read", o.super_reads},
+                                 {"super_packets_written", o.super_writes},
+                                 {"merged", o.merged},
+                                 {"dropped_reads", {{"malformed", o.bad_reads}, {"no_buffer", o.no_buffer_reads}}}}}}},
         {"reorder", {{"held", s.reorder_held},
                      {"wait_ms", s.reorder_wait_ms},
                      {"in_order", s.reorder.in_order},
@@ -258,6 +263,17 @@ std::string to_prometheus(const Status& s) {
     sample("device_dropped_packets_total", ",reason=\"no_link\"", s.tunnel.drop_no_link);
     sample("device_dropped_packets_total", ",reason=\"oversize\"", s.tunnel.drop_oversize);
     sample("device_dropped_packets_total", ",reason=\"queue_full\"", s.tunnel.drop_no_buffer);
+    family("device_offload_info", "gauge", "Constant 1, with the TUN offloads in use as a label (off, tcp, tcp,udp).");
+    sample("device_offload_info", fmt::format(",offload=\"{}\"", prometheus_label(s.meta.offload)), 1);
+    family("device_super_packets_total", "counter", "TUN offload: super-packets read (and split) and written (coalesced).");
+    sample("device_super_packets_total", ",direction=\"read\"", s.meta.offload_stats.super_reads);
+    sample("device_super_packets_total", ",direction=\"written\"", s.meta.offload_stats.super_writes);
+    family("device_merged_packets_total", "counter", "TUN offload: packets written inside another's super-packet.");
+    sample("device_merged_packets_total", "", s.meta.offload_stats.merged);
+    family("device_offload_dropped_reads_total", "counter",
+           "TUN offload: reads dropped, by reason (malformed: the split refused it; no_buffer: no room for its segments).");
+    sample("device_offload_dropped_reads_total", ",reason=\"malformed\"", s.meta.offload_stats.bad_reads);
+    sample("device_offload_dropped_reads_total", ",reason=\"no_buffer\"", s.meta.offload_stats.no_buffer_reads);
     family("reorder_packets_total", "counter", "Received packets by what the reorder buffer did with them.");
     sample("reorder_packets_total", ",outcome=\"in_order\"", s.reorder.in_order);
     sample("reorder_packets_total", ",outcome=\"reordered\"", s.reorder.reordered);

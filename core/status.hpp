@@ -21,6 +21,15 @@
 namespace mlvpn::core {
 
 // What the Tunnel does not know: filled in by the worker.
+// The TUN device's offload counters (uring::LoopStats, docs/fastpath.md).
+struct OffloadStats {
+    uint64_t super_reads = 0;        // super-packets read (and split)
+    uint64_t bad_reads = 0;          // reads dropped: a header or super-packet the split refused
+    uint64_t no_buffer_reads = 0;    // reads dropped: no buffers for their segments
+    uint64_t super_writes = 0;       // super-packets written (coalesced)
+    uint64_t merged = 0;             // packets written inside another's super-packet
+};
+
 struct StatusMeta {
     std::string name;       // tunnel name (-n)
     std::string version;
@@ -30,6 +39,8 @@ struct StatusMeta {
     uint64_t last_reload_unix = 0;  // = started when never reloaded
     std::string device;     // interface name
     std::string backend;    // "io_uring" or "epoll"
+    std::string offload = "off";  // TUN offloads: "off", "tcp", "tcp,udp" (priv::TunOffload)
+    OffloadStats offload_stats;
     std::vector<std::string> local;  // per link: bound address
     std::vector<std::string> remote;  // per link: configured remote (client), or ""
 };

@@ -39,7 +39,7 @@ bool valid(const Link& m) {
            peer_ok && terminated(m.local) && terminated(m.remote);
 }
 bool valid(const OpenTun&) { return true; }
-bool valid(const Tun& m) { return m.error >= 0 && terminated(m.ifname); }
+bool valid(const Tun& m) { return m.error >= 0 && terminated(m.ifname) && m.offload <= 2 && zero(m.reserved); }
 bool valid(const OpenLink& m) { return m.index < kMaxLinks; }
 bool valid(const LinkSocket& m) { return m.index < kMaxLinks && m.error >= 0; }
 bool valid(const Ready& m) { return m.backend == 1 || m.backend == 2; }

@@ -120,6 +120,11 @@ struct Tun {
     Header h{Type::Tun, 0};
     int32_t error = 0;  // errno-style; 0 = the fd is attached
     char ifname[kIfNameSize] = {};
+    // priv::TunOffload: 0 plain; 1 IFF_VNET_HDR with TCP offloads; 2 with
+    // TCP and UDP. Anything but 0 means every read and write carries a
+    // virtio_net_hdr.
+    uint8_t offload = 0;
+    uint8_t reserved[3] = {};
 };
 
 struct OpenLink {

@@ -93,6 +93,7 @@ bool Monitor::dispatch(const msg::Any& any, bool has_fd) {
     } else if (std::holds_alternative<msg::OpenTun>(any)) {
         msg::Tun t;
         msg::set_string(t.ifname, p_.resources.tun.name);
+        t.offload = static_cast<uint8_t>(p_.resources.tun.offload);
         sent = channel_.send(t, p_.resources.tun.fd.get());
     } else if (const auto* open_link = std::get_if<msg::OpenLink>(&any)) {
         msg::LinkSocket ls;

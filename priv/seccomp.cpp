@@ -103,6 +103,9 @@ constexpr Syscall kIoUring[] = {
 constexpr Syscall kEpoll[] = {
     MLVPN_SYSCALL(recvmmsg),
     MLVPN_SYSCALL(sendmmsg),
+    // A TUN device with offloads (IFF_VNET_HDR): each read is spread over a
+    // buffer slot and a 64 KB overflow buffer (uring/tun_offload.hpp).
+    MLVPN_SYSCALL(readv),
 };
 
 #ifdef MLVPN_SANITIZE

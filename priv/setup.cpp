@@ -209,9 +209,16 @@ Result<Resources> build_resources(const core::Config& config, core::Logger& log)
     r.device_mtu = *mtu;
     r.frame_mtu = *mtu + (config.tuntap == core::TunType::Tap ? kTapFrameOverhead : 0);
 
-    auto tun = create_tun(config.interface_name, config.tuntap);
+    auto tun = create_tun(config.interface_name, config.tuntap, config.tun_offload);
     if (!tun) return tl::unexpected(tun.error());
     r.tun = std::move(*tun);
+    if (config.tun_offload && config.tuntap == core::TunType::Tun) {
+        if (r.tun.offload == TunOffload::None)
+            log.warn("{}: the kernel refused TUN offloads (TUNSETOFFLOAD); packets are read one at a time",
+                     r.tun.name);
+        else
+            log.info("{}: offloads {}", r.tun.name, to_string(r.tun.offload));
+    }
     if (auto s = configure_device(config, r, log); !s) {
         return fail(fmt::format("{}: {}", r.tun.name, s.error().message));
     }

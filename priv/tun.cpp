@@ -12,10 +12,20 @@
 
 #include <fmt/format.h>
 
+// Bookworm's <linux/if_tun.h> predates USO (Linux 6.2).
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
+
 namespace mlvpn::priv {
 namespace {
 
 constexpr const char* kCloneDevice = "/dev/net/tun";
+constexpr unsigned kTcpOffloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+constexpr unsigned kUdpOffloads = TUN_F_USO4 | TUN_F_USO6;
 
 // The kernel's rules for interface names (dev_valid_name), checked here so
 // the user sees which rule was broken rather than "Invalid argument".
@@ -54,17 +64,11 @@ std::string setiff_error(int err) {
     }
 }
 
-}  // namespace
-
-Result<TunDevice> create_tun(std::string_view name, core::TunType type) {
-    const char* kind = type == core::TunType::Tap ? "tap" : "tun";
-    const auto error = [&](const std::string& text) {
-        return fail(fmt::format("{} {}: {}", kind, name.empty() ? "(any name)" : name, text));
-    };
-    if (std::string bad = check_name(name); !bad.empty()) return error(bad);
-
+// Opens /dev/net/tun and attaches it to a new device `name`. On failure,
+// the message for the user.
+tl::expected<TunDevice, std::string> attach(std::string_view name, core::TunType type, bool vnet_hdr) {
     Fd fd(::open(kCloneDevice, O_RDWR | O_CLOEXEC | O_NONBLOCK));
-    if (!fd) return error(open_error(errno));
+    if (!fd) return tl::unexpected(open_error(errno));
 
     ifreq ifr{};
     std::memcpy(ifr.ifr_name, name.data(), name.size());  // checked < IFNAMSIZ
@@ -72,18 +76,61 @@ Result<TunDevice> create_tun(std::string_view name, core::TunType type) {
     // would take over a persistent TUN/TAP of that name, which [priv] did not
     // create and whose lifetime it does not control; with it every existing
     // interface of that name, of any kind, is EBUSY.
-    ifr.ifr_flags = static_cast<short>((type == core::TunType::Tap ? IFF_TAP : IFF_TUN) |
-                                       IFF_NO_PI | IFF_TUN_EXCL);
-    if (::ioctl(fd.get(), TUNSETIFF, &ifr) < 0) return error(setiff_error(errno));
-
+    ifr.ifr_flags = static_cast<short>((type == core::TunType::Tap ? IFF_TAP : IFF_TUN) | IFF_NO_PI |
+                                       IFF_TUN_EXCL | (vnet_hdr ? IFF_VNET_HDR : 0));
+    if (::ioctl(fd.get(), TUNSETIFF, &ifr) < 0) return tl::unexpected(setiff_error(errno));
     TunDevice device;
     device.name.assign(ifr.ifr_name, strnlen(ifr.ifr_name, sizeof ifr.ifr_name));
-    const unsigned ifindex = if_nametoindex(device.name.c_str());
-    if (ifindex == 0) return error(fmt::format("created {} but cannot find its index: {}",
-                                               device.name, std::strerror(errno)));
-    device.ifindex = static_cast<int>(ifindex);
     device.fd = std::move(fd);
     return device;
+}
+
+}  // namespace
+
+const char* to_string(TunOffload offload) {
+    switch (offload) {
+        case TunOffload::None: return "off";
+        case TunOffload::Tcp: return "tcp";
+        case TunOffload::TcpUdp: return "tcp,udp";
+    }
+    return "?";
+}
+
+Result<TunDevice> create_tun(std::string_view name, core::TunType type, bool offload) {
+    const char* kind = type == core::TunType::Tap ? "tap" : "tun";
+    const auto error = [&](const std::string& text) {
+        return fail(fmt::format("{} {}: {}", kind, name.empty() ? "(any name)" : name, text));
+    };
+    if (std::string bad = check_name(name); !bad.empty()) return error(bad);
+
+    // TAP frames carry no virtio_net_hdr here: the offloads are for IP.
+    const bool vnet_hdr = offload && type == core::TunType::Tun;
+    auto device = attach(name, type, vnet_hdr);
+    if (!device) return error(device.error());
+    if (vnet_hdr) {
+        // TUNSETOFFLOAD takes the flags as its argument, not a pointer. The
+        // kernel refuses flags it does not know (EINVAL): USO before 6.2.
+        const int fd = device->fd.get();
+        if (::ioctl(fd, TUNSETOFFLOAD, static_cast<unsigned long>(kTcpOffloads | kUdpOffloads)) == 0) {
+            device->offload = TunOffload::TcpUdp;
+        } else if (::ioctl(fd, TUNSETOFFLOAD, static_cast<unsigned long>(kTcpOffloads)) == 0) {
+            device->offload = TunOffload::Tcp;
+        } else {
+            // A header on every packet and nothing gained: make the device
+            // again, plain. Closing the only descriptor removes it; the
+            // kernel's choice of name (for an empty `name`) is kept.
+            const std::string taken = device->name;
+            device->fd.reset();
+            device = attach(taken, type, false);
+            if (!device) return error(device.error());
+        }
+    }
+
+    const unsigned ifindex = if_nametoindex(device->name.c_str());
+    if (ifindex == 0) return error(fmt::format("created {} but cannot find its index: {}",
+                                               device->name, std::strerror(errno)));
+    device->ifindex = static_cast<int>(ifindex);
+    return std::move(*device);
 }
 
 }  // namespace mlvpn::priv

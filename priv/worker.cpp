@@ -21,6 +21,7 @@
 #include "priv/control_server.hpp"
 #include "priv/lockdown.hpp"
 #include "priv/log_sink.hpp"
+#include "priv/tun.hpp"
 #include "uring/loop.hpp"
 #include "uring/system_clock.hpp"
 
@@ -101,6 +102,7 @@ struct Setup {
     core::StatusMeta meta;
     std::string ifname;
     Fd tun;
+    TunOffload offload = TunOffload::None;
     std::vector<Fd> sockets;
     std::vector<ControlServer::Listener> controls;
 };
@@ -144,6 +146,8 @@ Result<Setup> fetch_setup(Channel& channel) {
     s.ifname = std::string(msg::get_string(tun->first.ifname));
     s.meta.device = s.ifname;
     s.tun = std::move(tun->second);
+    s.offload = static_cast<TunOffload>(tun->first.offload);  // 0..2, checked by decode()
+    s.meta.offload = to_string(s.offload);
 
     for (uint32_t i = 0; i < c.link_count; ++i) {
         msg::OpenLink req;
@@ -205,16 +209,28 @@ public:
     }
     void set_backend(const char* backend) { meta_.backend = backend; }
 
+    // The loop's TUN offload counters, for status (they live in the loop).
+    core::StatusMeta status_meta() const {
+        core::StatusMeta m = meta_;
+        if (loop_ != nullptr) {
+            const uring::LoopStats& st = loop_->stats();
+            m.offload_stats = {st.tun_super_reads, st.tun_bad_reads, st.tun_split_no_buffer, st.tun_super_writes,
+                               st.tun_merged};
+        }
+        return m;
+    }
+
     // The answer to one control request (the protocol layer made sure it is
     // well-formed and allowed on the socket it came from).
     std::optional<std::string> answer(const core::control::Request& r) {
         namespace control = core::control;
         switch (r.kind) {
         case control::Kind::Status:
-            return control::response(r, 200, "application/json", core::to_json(core::snapshot(tunnel_, meta_, clock_)));
+            return control::response(r, 200, "application/json",
+                                     core::to_json(core::snapshot(tunnel_, status_meta(), clock_)));
         case control::Kind::Metrics:
             return control::response(r, 200, "text/plain; version=0.0.4; charset=utf-8",
-                                     core::to_prometheus(core::snapshot(tunnel_, meta_, clock_)));
+                                     core::to_prometheus(core::snapshot(tunnel_, status_meta(), clock_)));
         case control::Kind::Link: {
             for (core::LinkIndex i = 0; i < tunnel_.link_count(); ++i) {
                 if (tunnel_.link(i).removed || tunnel_.link(i).settings.name != r.link) continue;
@@ -480,6 +496,13 @@ private:
         const auto& t = tunnel_.stats();
         log_.notice("device: read {} written {}, drops no-link {} oversize {} no-buffer {}, write errors {}", t.tun_rx,
                     t.tun_tx, t.drop_no_link, t.drop_oversize, t.drop_no_buffer, t.tun_write_errors);
+        if (loop_ != nullptr && meta_.offload != "off") {
+            const uring::LoopStats& st = loop_->stats();
+            log_.notice("device offload {}: super-packets read {} written {} (merged {}), reads dropped bad {} "
+                        "no-buffer {}",
+                        meta_.offload, st.tun_super_reads, st.tun_super_writes, st.tun_merged, st.tun_bad_reads,
+                        st.tun_split_no_buffer);
+        }
     }
 
     void report(const core::LinkEvent& e) {
@@ -568,6 +591,8 @@ int worker_main(Channel channel, const WorkerParams& params, ProcTitle& title) {
 
     uring::LoopConfig lc;
     lc.tun_fd = setup->tun.get();
+    lc.tun_vnet_hdr = setup->offload != TunOffload::None;
+    lc.tun_uso = setup->offload == TunOffload::TcpUdp;
     for (const auto& s : setup->sockets) lc.link_fds.push_back(s.get());
     lc.watch_fds = {channel.fd(), signals->get()};
     core::Tunnel tunnel(std::move(setup->settings), std::move(setup->psk), clock, log);
@@ -614,8 +639,8 @@ int worker_main(Channel channel, const WorkerParams& params, ProcTitle& title) {
         log.error("worker: {}", s.error().message);
         return 1;
     }
-    log.notice("worker running as {} on {} with {} link(s), {} backend", params.identity.name, setup->ifname,
-               tunnel.link_count(), (*loop)->name());
+    log.notice("worker running as {} on {} (offload {}) with {} link(s), {} backend", params.identity.name,
+               setup->ifname, to_string(setup->offload), tunnel.link_count(), (*loop)->name());
     if (auto s = (*loop)->run(handler); !s) {
         log.error("worker: {}", s.error().message);
         return 1;

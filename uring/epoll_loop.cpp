@@ -13,12 +13,17 @@
 //   otherwise wake the loop in a busy spin it could do nothing about.
 // - Link sockets are read and written with MSG_DONTWAIT; the TUN fd is set to
 //   O_NONBLOCK, as read() takes no flags.
+// - With a vnet_hdr TUN device (LoopConfig::tun_vnet_hdr) each TUN read is a
+//   readv into a slot and the one overflow buffer (reads are synchronous, so
+//   one is enough), split by TunReader; TUN writes are coalesced by TunWriter
+//   when the turn's output is flushed.
 // What both loops do alike is not here: the checks on what the handler hands
 // back (checked_io), a turn's input batches (turn_batches), the configuration
 // and read-error rules (loop_common).
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,6 +41,7 @@
 #include "uring/checked_io.hpp"
 #include "uring/loop.hpp"
 #include "uring/loop_common.hpp"
+#include "uring/tun_offload.hpp"
 #include "uring/turn_batches.hpp"
 
 namespace mlvpn::uring {
@@ -72,7 +78,8 @@ public:
           watch_fds_(config.watch_fds),
           pool_(std::move(pool)),
           epoll_(std::move(epoll)),
-          batches_(pool_, stats_, batch_, kMaxLinks, watch_fds_.size()),
+          batches_(pool_, stats_, batch_, kMaxLinks, watch_fds_.size(),
+                   config.tun_vnet_hdr ? size_t{batch_} * core::kMaxGsoSegments : 0),
           queued_(pool_.slot_count(), false) {
         const uint32_t slots = pool_.slot_count();
         events_.resize(1 + kMaxLinks + watch_fds_.size());
@@ -87,6 +94,10 @@ public:
         tx_iovs_.resize(slots);
         update_gauges();
     }
+
+    // The TUN offload's reader and writer (LoopConfig::tun_vnet_hdr): once,
+    // before run().
+    Status enable_tun_offload(bool udp);
 
     Status run(Handler& handler) override;
     const char* name() const override { return "epoll"; }
@@ -122,6 +133,8 @@ private:
     std::vector<epoll_event> events_;
 
     TurnBatches batches_;  // one turn's harvest; uses pool_ and stats_
+    std::optional<TunReader> reader_;  // a vnet_hdr TUN device only
+    std::optional<TunWriter> writer_;
     std::vector<mmsghdr> rx_msgs_;
     std::vector<iovec> rx_iovs_;
     std::vector<core::Endpoint> rx_names_;
@@ -140,19 +153,50 @@ private:
 
 // --- input ----------------------------------------------------------------
 
+Status EpollLoop::enable_tun_offload(bool udp) {
+    auto reader = TunReader::create(pool_, stats_, batches_, 1);
+    if (!reader) return tl::unexpected(reader.error());
+    auto writer = TunWriter::create(pool_, stats_, udp);
+    if (!writer) return tl::unexpected(writer.error());
+    reader_.emplace(std::move(*reader));
+    writer_.emplace(std::move(*writer));
+    return {};
+}
+
 void EpollLoop::read_tun() {
-    for (uint32_t k = 0; k < batch_; ++k) {
+    // With offload, no more reads than the pool has slots for their
+    // segments (at least one).
+    const uint32_t reads = reader_ ? std::min(batch_, reader_->reads_for(pool_.available())) : batch_;
+    for (uint32_t k = 0; k < reads; ++k) {
         Buffer* b = pool_.acquire();
         if (b == nullptr) {
             ++stats_.pool_empty;
             return;
         }
-        const ssize_t n = ::read(tun_fd_, pool_.slot_data(b->index) + kHeadroom, pool_.slot_size() - kHeadroom);
-        if (n > 0) {
+        ssize_t n;
+        Buffer* overflow = nullptr;
+        if (reader_) {
+            // The one there is: reads are synchronous, so it is always back.
+            overflow = reader_->acquire_overflow();
+            if (overflow == nullptr) {
+                pool_.release(b);
+                return;
+            }
+            iovec iov[2];
+            reader_->prepare(*b, *overflow, iov);
+            n = ::readv(tun_fd_, iov, 2);
+        } else {
+            n = ::read(tun_fd_, pool_.slot_data(b->index) + kHeadroom, pool_.slot_size() - kHeadroom);
+        }
+        const int error = errno;
+        if (overflow != nullptr) {
+            if (n > 0) reader_->complete(b, overflow, static_cast<uint32_t>(n));
+            reader_->release_overflow(overflow);
+            if (n > 0) continue;
+        } else if (n > 0) {
             batches_.add_tun(b, static_cast<uint32_t>(n));
             continue;
         }
-        const int error = errno;
         pool_.release(b);
         if (n == 0 || error == EINTR) continue;  // a zero-byte read carries nothing
         if (error == EAGAIN || error == EWOULDBLOCK) return;
@@ -214,9 +258,13 @@ int EpollLoop::queue_send(LinkIndex link, uint32_t index, const Buffer&, const c
     return 0;
 }
 
-int EpollLoop::queue_tun_write(uint32_t index, const Buffer&) {
+int EpollLoop::queue_tun_write(uint32_t index, const Buffer& buffer) {
+    if (writer_) {
+        if (const int error = writer_->add(index, buffer); error != 0) return error;
+    } else {
+        tun_writes_.push_back(index);
+    }
     queued_[index] = true;
-    tun_writes_.push_back(index);
     return 0;
 }
 
@@ -286,12 +334,33 @@ void EpollLoop::flush_link(LinkIndex link) {
     queue.clear();
 }
 
+// Writes what one TUN write wants, retrying once on EINTR.
+ssize_t write_tun_once(int fd, const std::byte* data, size_t length) {
+    ssize_t n = ::write(fd, data, length);
+    if (n < 0 && errno == EINTR) n = ::write(fd, data, length);
+    return n;
+}
+
 void EpollLoop::flush_tun() {
+    if (writer_) {
+        const auto writes = writer_->coalesce();
+        for (uint32_t index : writer_->absorbed()) done_sending(index);
+        for (const TunWriter::Write& w : writes) {
+            const ssize_t n = write_tun_once(tun_fd_, w.data, w.length);
+            const int error = errno;
+            ++stats_.submits;
+            ++stats_.sqes;
+            if (w.spare)
+                writer_->done_spare(w.index);
+            else
+                done_sending(w.index);
+            if (n < 0) tun_write_failed(error);
+        }
+        return;
+    }
     for (uint32_t index : tun_writes_) {
         const Buffer* b = pool_.slot(index);
-        const std::byte* data = pool_.slot_data(index) + b->offset;
-        ssize_t n = ::write(tun_fd_, data, b->length);
-        if (n < 0 && errno == EINTR) n = ::write(tun_fd_, data, b->length);
+        const ssize_t n = write_tun_once(tun_fd_, pool_.slot_data(index) + b->offset, b->length);
         const int error = errno;
         ++stats_.submits;
         ++stats_.sqes;
@@ -304,7 +373,7 @@ void EpollLoop::flush_tun() {
 void EpollLoop::flush() {
     for (LinkIndex link = 0; link < sends_.size(); ++link)
         if (!sends_[link].empty()) flush_link(link);
-    if (!tun_writes_.empty()) flush_tun();
+    if (!tun_writes_.empty() || (writer_ && !writer_->empty())) flush_tun();
 }
 
 // --- the turn -------------------------------------------------------------
@@ -436,7 +505,10 @@ Result<std::unique_ptr<Loop>> make_epoll_loop(const LoopConfig& config, const co
     for (uint32_t i = 0; i < config.watch_fds.size(); ++i)
         if (auto ok = add(config.watch_fds[i], pack(Source::watch, i)); !ok) return tl::unexpected(ok.error());
 
-    return std::make_unique<EpollLoop>(config, clock, std::move(*pool), std::move(epoll));
+    auto loop = std::make_unique<EpollLoop>(config, clock, std::move(*pool), std::move(epoll));
+    if (config.tun_fd >= 0 && config.tun_vnet_hdr)
+        if (auto ok = loop->enable_tun_offload(config.tun_uso); !ok) return tl::unexpected(ok.error());
+    return loop;
 }
 
 }  // namespace mlvpn::uring

@@ -53,6 +53,17 @@ public:
 
 struct LoopConfig {
     int tun_fd = -1;
+    // The TUN device was opened with IFF_VNET_HDR (priv/tun.hpp): every read
+    // brings a virtio_net_hdr and maybe a super-packet of up to 64 KB, which
+    // the loop splits into packets for the handler (each in its own slot, at
+    // kHeadroom, as without it); every write carries the header, and what
+    // the handler writes in a turn is coalesced first (uring/tun_offload.hpp).
+    // The handler sees no difference, except that a TUN write needs 10
+    // bytes before its packet (EINVAL otherwise). Costs 64 KB per TUN read
+    // in flight (`batch` of them; one for epoll) and kTunWriteSpares x 64 KB.
+    bool tun_vnet_hdr = false;
+    // The device took USO as well: UDP runs are coalesced too.
+    bool tun_uso = false;
     std::vector<int> link_fds;  // index = core::LinkIndex
     std::vector<int> watch_fds;  // priv channel, signalfd, ...: readability only
     uint32_t slot_size = 2048;  // bytes per buffer: kHeadroom + largest payload
@@ -67,13 +78,19 @@ struct LoopStats {
     uint64_t submits = 0;     // io_uring_enter calls that submitted work; epoll:
                               // sendmmsg/write calls
     uint64_t sqes = 0;        // SQEs submitted; epoll: messages handed to those calls
-    uint64_t tun_reads = 0;   // packets read from the TUN device
+    uint64_t tun_reads = 0;   // packets read from the TUN device (segments of super-packets each)
     uint64_t datagrams = 0;   // datagrams received on links (truncated ones excluded)
     uint64_t pool_empty = 0;  // times a buffer was wanted and the pool had none
     uint64_t truncated = 0;   // datagrams dropped because they did not fit a slot
     uint64_t read_errors = 0; // transient read/recv errors (ICMP errors, ENOBUFS, ...)
     uint64_t rejected = 0;    // buffers the handler handed back wrongly (not its own,
                               // twice, bad link or bounds): ignored or dropped
+    // LoopConfig::tun_vnet_hdr only:
+    uint64_t tun_super_reads = 0;      // reads that brought a super-packet (GSO)
+    uint64_t tun_bad_reads = 0;        // reads dropped: header or super-packet refused (core::GsoError)
+    uint64_t tun_split_no_buffer = 0;  // reads dropped: too few free slots for their segments
+    uint64_t tun_super_writes = 0;     // super-packets written (GRO)
+    uint64_t tun_merged = 0;           // packets written as part of another's super-packet
     uint32_t slots_free = 0;  // gauge: buffers in the pool
     uint32_t slots_held = 0;  // gauge: buffers out with the handler
 };

@@ -11,9 +11,10 @@ using core::Buffer;
 using core::Datagram;
 using core::LinkIndex;
 
-TurnBatches::TurnBatches(BufferPool& pool, LoopStats& stats, uint32_t batch, size_t links, size_t watch_fds)
+TurnBatches::TurnBatches(BufferPool& pool, LoopStats& stats, uint32_t batch, size_t links, size_t watch_fds,
+                         size_t tun_packets)
     : pool_(pool), stats_(stats), links_(links) {
-    tun_.reserve(batch);
+    tun_.reserve(tun_packets != 0 ? tun_packets : batch);
     for (auto& b : links_) b.reserve(batch);
     readable_.reserve(watch_fds);
 }

@@ -23,12 +23,14 @@ namespace mlvpn::uring {
 
 class TurnBatches {
 public:
-    // Room for `batch` packets from the TUN device and from each of `links`
-    // links, and for each of `watch_fds` once, reserved up front: a loop that
-    // takes no more per turn never allocates on the data path. `pool` takes
-    // back the buffers the batches drop, `stats` counts what they take and
-    // refuse; both must outlive the batches.
-    TurnBatches(BufferPool& pool, LoopStats& stats, uint32_t batch, size_t links, size_t watch_fds);
+    // Room for `batch` datagrams from each of `links` links, `tun_packets`
+    // packets from the TUN device (0: `batch`; more when reads are split
+    // into segments), and each of `watch_fds` once, reserved up front: a loop
+    // that takes no more per turn never allocates on the data path. `pool`
+    // takes back the buffers the batches drop, `stats` counts what they take
+    // and refuse; both must outlive the batches.
+    TurnBatches(BufferPool& pool, LoopStats& stats, uint32_t batch, size_t links, size_t watch_fds,
+                size_t tun_packets = 0);
 
     TurnBatches(const TurnBatches&) = delete;
     TurnBatches& operator=(const TurnBatches&) = delete;

@@ -42,9 +42,17 @@
 // - Teardown cancels every request and reaps them before the ring and the
 //   pool go away, since the kernel uses a slot until its request completes.
 //
+// - With a vnet_hdr TUN device (LoopConfig::tun_vnet_hdr) a TUN read is a
+//   READV into its slot and a 64 KB overflow buffer of its own (TunReader),
+//   so a round is also limited by the overflow buffers (`batch`) and by the
+//   slots a round of super-packets would need. TUN writes are not queued as
+//   the handler makes them but held (Op::tun_queued) until the end of the
+//   turn, when TunWriter coalesces them; a super-packet in a spare buffer
+//   goes out as Op::tun_write_spare with the spare's index.
+//
 // What both loops do alike is not here: the checks on what the handler hands
 // back (checked_io), a turn's input batches (turn_batches), the configuration
-// and read-error rules (loop_common).
+// and read-error rules (loop_common), the TUN offload (tun_offload).
 //
 // Multishot recvmsg/read with a provided-buffer ring is the next step for
 // speed (RESEARCH.md). It fits this shape: arm_read() would arm one multishot
@@ -71,6 +79,7 @@
 #include "uring/loop.hpp"
 #include "uring/loop_common.hpp"
 #include "uring/ring.hpp"
+#include "uring/tun_offload.hpp"
 #include "uring/turn_batches.hpp"
 
 namespace mlvpn::uring {
@@ -84,7 +93,7 @@ constexpr unsigned kMaxEntries = 32768;  // IORING_MAX_ENTRIES
 // monotonic clock: the injected one may be a FakeClock that never moves.
 constexpr std::chrono::seconds kTeardownWait{2};
 
-enum class Op : uint8_t { idle, tun_read, recv, send, tun_write, poll, cancel };
+enum class Op : uint8_t { idle, tun_read, recv, send, tun_write, poll, cancel, tun_queued, tun_write_spare };
 
 // user_data: the operation in the high half, the slot or watch index below.
 constexpr uint64_t pack(Op op, uint32_t index) {
@@ -96,7 +105,8 @@ constexpr uint32_t index_of(uint64_t user_data) { return static_cast<uint32_t>(u
 // What the ring is doing with one slot.
 struct SlotOp {
     msghdr msg{};
-    iovec iov{};
+    iovec iov[2]{};  // [1]: a vnet_hdr TUN read's overflow buffer
+    core::Buffer* overflow = nullptr;  // a vnet_hdr TUN read's, from TunReader
     core::Endpoint name;  // recv: the source address; send: a copy of `to`
     Op op = Op::idle;
     bool nowait = false;  // a read that fails with EAGAIN rather than wait
@@ -127,7 +137,8 @@ public:
           ring_(std::move(ring)),
           slots_(std::make_unique<SlotOp[]>(pool_.slot_count())),
           poll_armed_(config.watch_fds.size(), false),
-          batches_(pool_, stats_, batch_, kMaxLinks, config.watch_fds.size()) {
+          batches_(pool_, stats_, batch_, kMaxLinks, config.watch_fds.size(),
+                   config.tun_vnet_hdr ? size_t{batch_} * core::kMaxGsoSegments : 0) {
         // Registered files: the TUN device, the watched fds, then kMaxLinks
         // slots for links (empty ones -1), so a reload can fill them.
         unsigned file = 0;
@@ -140,6 +151,10 @@ public:
     }
 
     ~UringLoop() override { teardown(); }
+
+    // The TUN offload's reader and writer (LoopConfig::tun_vnet_hdr): once,
+    // before run().
+    Status enable_tun_offload(bool udp);
 
     Status run(Handler& handler) override;
     const char* name() const override { return "io_uring"; }
@@ -162,6 +177,8 @@ private:
     void finish_read(uint32_t index, int res);
     void finish_write(uint32_t index, int res);
     void finish_poll(uint32_t index, int res);
+    void finish_spare_write(uint32_t index, int res);
+    void flush_tun_writes();
     void read_failed(std::optional<LinkIndex> link, int error);
     void update_gauges();
     void teardown();
@@ -182,6 +199,9 @@ private:
     uint32_t polls_armed_ = 0;
     uint32_t arm_start_ = 0;  // rotates which fd gets buffers first
     TurnBatches batches_;  // one turn's harvest; uses pool_ and stats_
+    std::optional<TunReader> reader_;  // a vnet_hdr TUN device only
+    std::optional<TunWriter> writer_;
+    uint32_t spare_writes_ = 0;  // Op::tun_write_spare in flight
     std::optional<Error> fatal_;
 };
 
@@ -192,9 +212,9 @@ int UringLoop::queue_send(LinkIndex link, uint32_t index, const Buffer& buffer, 
     io_uring_sqe* sqe = ring_->get_sqe();
     if (sqe == nullptr) return EAGAIN;
     SlotOp& s = slots_[index];
-    s.iov = {pool_.slot_data(index) + buffer.offset, buffer.length};
+    s.iov[0] = {pool_.slot_data(index) + buffer.offset, buffer.length};
     s.msg = {};
-    s.msg.msg_iov = &s.iov;
+    s.msg.msg_iov = s.iov;
     s.msg.msg_iovlen = 1;
     if (to != nullptr && !to->empty()) {
         s.name = *to;
@@ -210,6 +230,12 @@ int UringLoop::queue_send(LinkIndex link, uint32_t index, const Buffer& buffer, 
 }
 
 int UringLoop::queue_tun_write(uint32_t index, const Buffer& buffer) {
+    if (writer_) {
+        // Coalesced with the rest of the turn's, in flush_tun_writes().
+        if (const int error = writer_->add(index, buffer); error != 0) return error;
+        slots_[index].op = Op::tun_queued;
+        return 0;
+    }
     io_uring_sqe* sqe = ring_->get_sqe();
     if (sqe == nullptr) return EAGAIN;
     io_uring_prep_write(sqe, static_cast<int>(tun_->file), pool_.slot_data(index) + buffer.offset, buffer.length, 0);
@@ -236,14 +262,31 @@ void UringLoop::finish(uint32_t index) {
 bool UringLoop::arm_read(ReadFd& fd, std::optional<LinkIndex> link, bool nowait) {
     Buffer* b = pool_.acquire();
     if (b == nullptr) return false;
+    // A vnet_hdr TUN read also needs an overflow buffer; taken before the
+    // SQE, which could not be given back.
+    Buffer* overflow = nullptr;
+    if (!link && reader_) {
+        overflow = reader_->acquire_overflow();
+        if (overflow == nullptr) {
+            pool_.release(b);
+            return false;
+        }
+    }
     io_uring_sqe* sqe = ring_->get_sqe();
     if (sqe == nullptr) {
+        if (overflow != nullptr) reader_->release_overflow(overflow);
         pool_.release(b);
         return false;
     }
     const uint32_t index = b->index;  // fresh from acquire(): the pool's own
     SlotOp& s = slots_[index];
-    if (!link) {
+    s.overflow = overflow;
+    if (overflow != nullptr) {
+        reader_->prepare(*b, *overflow, s.iov);
+        io_uring_prep_readv(sqe, static_cast<int>(fd.file), s.iov, 2, 0);
+        if (nowait) sqe->rw_flags = RWF_NOWAIT;
+        start(sqe, Op::tun_read, index);
+    } else if (!link) {
         // TUN packets go in after the headroom, where core seals them in place.
         // The device has no file position: offset 0.
         io_uring_prep_read(sqe, static_cast<int>(fd.file), pool_.slot_data(index) + kHeadroom,
@@ -251,12 +294,12 @@ bool UringLoop::arm_read(ReadFd& fd, std::optional<LinkIndex> link, bool nowait)
         if (nowait) sqe->rw_flags = RWF_NOWAIT;
         start(sqe, Op::tun_read, index);
     } else {
-        s.iov = {pool_.slot_data(index), pool_.slot_size()};
+        s.iov[0] = {pool_.slot_data(index), pool_.slot_size()};
         s.name = {};
         s.msg = {};
         s.msg.msg_name = &s.name.addr;
         s.msg.msg_namelen = sizeof(s.name.addr);
-        s.msg.msg_iov = &s.iov;
+        s.msg.msg_iov = s.iov;
         s.msg.msg_iovlen = 1;
         s.link = *link;
         io_uring_prep_recvmsg(sqe, static_cast<int>(fd.file), &s.msg, nowait ? MSG_DONTWAIT : 0);
@@ -274,6 +317,13 @@ void UringLoop::arm_round(ReadFd& fd, std::optional<LinkIndex> link) {
     if (pool_.available() < n) {
         ++stats_.pool_empty;
         n = pool_.available();
+    }
+    if (!link && reader_) {
+        // No more super-packets than the pool has slots to split them into,
+        // and one overflow buffer each (every read gets one: see arm_read).
+        const uint32_t fit = reader_->reads_for(pool_.available());
+        if (fit < n) ++stats_.pool_empty;
+        n = std::min({n, fit, reader_->overflows_available()});
     }
     fd.issued = 0;
     for (uint32_t i = 0; i < n; ++i) {
@@ -332,8 +382,12 @@ void UringLoop::complete(const io_uring_cqe& cqe) {
         case Op::poll:
             if (index < poll_armed_.size() && poll_armed_[index]) finish_poll(index, cqe.res);
             return;
+        case Op::tun_write_spare:
+            if (writer_ && writer_->spare_out(index)) finish_spare_write(index, cqe.res);
+            return;
         case Op::idle:
         case Op::cancel:
+        case Op::tun_queued:  // never submitted
             return;
     }
 }
@@ -354,7 +408,13 @@ void UringLoop::finish_read(uint32_t index, int res) {
         fd.got = 0;
     }
 
-    if (data && is_tun) {
+    if (s.overflow != nullptr) {
+        // A vnet_hdr TUN read: with data, the reader takes the slot.
+        if (data) reader_->complete(b, s.overflow, static_cast<uint32_t>(res));
+        reader_->release_overflow(s.overflow);
+        s.overflow = nullptr;
+        if (data) return;
+    } else if (data && is_tun) {
         batches_.add_tun(b, static_cast<uint32_t>(res));
         return;
     }
@@ -396,6 +456,45 @@ void UringLoop::finish_write(uint32_t index, int res) {
         tun_write_failed(-res);
 }
 
+void UringLoop::finish_spare_write(uint32_t index, int res) {
+    writer_->done_spare(index);
+    --spare_writes_;
+    if (res < 0) tun_write_failed(-res);
+}
+
+// The turn's TUN writes, coalesced: one SQE per write; the slots whose
+// packets were merged into another's go back to the pool now.
+void UringLoop::flush_tun_writes() {
+    if (!writer_ || writer_->empty()) return;
+    const auto writes = writer_->coalesce();
+    for (uint32_t index : writer_->absorbed()) {
+        slots_[index].op = Op::idle;
+        pool_.release(pool_.slot(index));
+    }
+    for (const TunWriter::Write& w : writes) {
+        io_uring_sqe* sqe = ring_->get_sqe();
+        if (sqe == nullptr) {
+            // The ring is failing (the next wait says why): the packet is lost.
+            if (w.spare) {
+                writer_->done_spare(w.index);
+            } else {
+                slots_[w.index].op = Op::idle;
+                pool_.release(pool_.slot(w.index));
+            }
+            tun_write_failed(EAGAIN);
+            continue;
+        }
+        io_uring_prep_write(sqe, static_cast<int>(tun_->file), w.data, w.length, 0);
+        if (w.spare) {
+            sqe->flags |= IOSQE_FIXED_FILE;
+            io_uring_sqe_set_data64(sqe, pack(Op::tun_write_spare, w.index));
+            ++spare_writes_;
+        } else {
+            start(sqe, Op::tun_write, w.index);
+        }
+    }
+}
+
 void UringLoop::finish_poll(uint32_t index, int res) {
     poll_armed_[index] = false;
     --polls_armed_;
@@ -433,6 +532,17 @@ Status UringLoop::set_link_fd(LinkIndex link, int fd) {
     return {};
 }
 
+Status UringLoop::enable_tun_offload(bool udp) {
+    // One overflow buffer per read a round may have in flight.
+    auto reader = TunReader::create(pool_, stats_, batches_, batch_);
+    if (!reader) return tl::unexpected(reader.error());
+    auto writer = TunWriter::create(pool_, stats_, udp);
+    if (!writer) return tl::unexpected(writer.error());
+    reader_.emplace(std::move(*reader));
+    writer_.emplace(std::move(*writer));
+    return {};
+}
+
 // --- the turn -------------------------------------------------------------
 
 void UringLoop::update_gauges() {
@@ -451,6 +561,7 @@ Status UringLoop::run(Handler& handler) {
 
     if (fatal_) return tl::unexpected(*fatal_);
     core::Time deadline = handler.on_timer(*this);
+    flush_tun_writes();
     arm_reads();
     arm_polls();
     while (handler.running()) {
@@ -465,11 +576,13 @@ Status UringLoop::run(Handler& handler) {
         }
         batches_.deliver(handler, *this);
         deadline = handler.on_timer(*this);
+        flush_tun_writes();
         arm_reads();
         arm_polls();
         update_gauges();
     }
     // What the last turn queued (a goodbye, a reply to priv) still goes out.
+    flush_tun_writes();
     if (auto r = ring_->submit(); !r) return tl::unexpected(r.error());
     return {};
 }
@@ -481,6 +594,13 @@ Status UringLoop::run(Handler& handler) {
 void UringLoop::teardown() {
     if (!ring_) return;
     batches_.drop();
+    if (writer_) {
+        // Held for a flush that will not come (a fatal error ended the turn).
+        for (uint32_t index : writer_->clear()) {
+            slots_[index].op = Op::idle;
+            pool_.release(pool_.slot(index));
+        }
+    }
     for (uint32_t i = 0; i < pool_.slot_count(); ++i) {
         const Op op = slots_[i].op;
         if (op == Op::idle) continue;
@@ -496,8 +616,10 @@ void UringLoop::teardown() {
         io_uring_prep_cancel64(sqe, pack(Op::poll, i), 0);
         io_uring_sqe_set_data64(sqe, pack(Op::cancel, 0));
     }
+    // Spare writes are not cancelled: a TUN write never waits, so they are
+    // complete already and only need reaping.
     const auto give_up = std::chrono::steady_clock::now() + kTeardownWait;
-    while (kernel_slots_ + polls_armed_ > 0) {
+    while (kernel_slots_ + polls_armed_ + spare_writes_ > 0) {
         const core::Duration left = give_up - std::chrono::steady_clock::now();
         if (left <= core::Duration::zero()) break;
         if (!ring_->submit_and_wait(left)) break;
@@ -506,7 +628,11 @@ void UringLoop::teardown() {
     batches_.drop();  // reads that completed instead of being cancelled
     // Requests the kernel still holds might write into their slots: keep the
     // memory mapped rather than risk it being reused.
-    if (kernel_slots_ > 0) pool_.leak();
+    if (kernel_slots_ + spare_writes_ > 0) {
+        pool_.leak();
+        if (reader_) reader_->leak();
+        if (writer_) writer_->leak();
+    }
     ring_.reset();
 }
 
@@ -521,8 +647,9 @@ Result<std::unique_ptr<Loop>> make_uring_loop(const LoopConfig& config, const co
     auto pool = BufferPool::create(config.slot_size, config.slot_count);
     if (!pool) return tl::unexpected(pool.error());
 
-    // Room for a request on every slot, a poll per watch fd and slack.
-    const size_t wanted = size_t{config.slot_count} + config.watch_fds.size() + 8;
+    // Room for a request on every slot, a poll per watch fd, a write per
+    // TUN spare buffer and slack.
+    const size_t wanted = size_t{config.slot_count} + config.watch_fds.size() + kTunWriteSpares + 8;
     RingOptions options;
     options.entries = std::bit_ceil(static_cast<unsigned>(std::min<size_t>(wanted, kMaxEntries)));
     // SINGLE_ISSUER and DEFER_TASKRUN (6.1): completions are posted only when
@@ -544,16 +671,20 @@ Result<std::unique_ptr<Loop>> make_uring_loop(const LoopConfig& config, const co
                                setup_errno == EINVAL;
         return tl::unexpected(ring.error());
     }
-    // Every opcode the loop issues, and the only ones its ring accepts.
-    static constexpr struct {
+    // Every opcode the loop issues, and the only ones its ring accepts:
+    // READV only for a vnet_hdr TUN device.
+    struct Needed {
         int op;
         const char* name;
-    } kNeeded[] = {
+    };
+    std::vector<Needed> needed = {
         {IORING_OP_READ, "READ"},         {IORING_OP_WRITE, "WRITE"},
         {IORING_OP_RECVMSG, "RECVMSG"},   {IORING_OP_SENDMSG, "SENDMSG"},
         {IORING_OP_POLL_ADD, "POLL_ADD"}, {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
     };
-    for (const auto& need : kNeeded) {
+    const bool offload = config.tun_fd >= 0 && config.tun_vnet_hdr;
+    if (offload) needed.push_back({IORING_OP_READV, "READV"});
+    for (const auto& need : needed) {
         if (!(*ring)->supports(need.op)) {
             // Too old to be useful (before 5.6): the epoll loop will do.
             if (why != nullptr) why->unavailable = true;
@@ -569,15 +700,18 @@ Result<std::unique_ptr<Loop>> make_uring_loop(const LoopConfig& config, const co
     files.resize(files.size() + (kMaxLinks - config.link_fds.size()), -1);
     if (auto ok = (*ring)->register_files(files); !ok) return tl::unexpected(ok.error());
 
-    // From here on the ring accepts only kNeeded's opcodes, on fixed files or
+    // From here on the ring accepts only the opcodes in `needed`, on fixed files or
     // none, and FILES_UPDATE (set_link_fd) as its one registration.
     RingRestrictions allowed;
-    for (const auto& need : kNeeded) allowed.sqe_ops.push_back(static_cast<uint8_t>(need.op));
+    for (const auto& need : needed) allowed.sqe_ops.push_back(static_cast<uint8_t>(need.op));
     allowed.sqe_flags = IOSQE_FIXED_FILE;
     allowed.register_ops = {IORING_REGISTER_FILES_UPDATE};
     if (auto ok = (*ring)->restrict_and_enable(allowed); !ok) return tl::unexpected(ok.error());
 
-    return std::make_unique<UringLoop>(config, clock, std::move(*pool), std::move(*ring));
+    auto loop = std::make_unique<UringLoop>(config, clock, std::move(*pool), std::move(*ring));
+    if (offload)
+        if (auto ok = loop->enable_tun_offload(config.tun_uso); !ok) return tl::unexpected(ok.error());
+    return loop;
 }
 
 }  // namespace mlvpn::uring

@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <deque>
 
 #include "core/gso.hpp"
@@ -486,4 +487,91 @@ TEST_CASE("gro: errors leave the batch untouched") {
 
     REQUIRE(gro.coalesce(b.ptrs) == 1u);
     REQUIRE(gro.coalesce(std::span<Buffer*>{}) == 0u);
+}
+
+TEST_CASE("gro: runs in buffers without tailroom move into spares") {
+    Spec s;
+    const auto ra = run(s, {1000, 1000, 1000, 1000, 480});
+    Spec c = s;
+    c.dport = 444;
+    const auto rc = run(c, {800, 800, 800});
+    Batch b;
+    for (const auto& p : ra) b.add(p, 0);
+    for (const auto& p : rc) b.add(p, 0);
+    const std::vector<Buffer*> before = b.ptrs;
+    Batch spare;  // buffers with room for a whole super-packet, no packet yet
+    Buffer* s0 = spare.add({}, 65535);
+    Buffer* s1 = spare.add({}, 65535);
+
+    SUBCASE("one spare per run that merges") {
+        std::vector<Buffer*> spares{s0, s1};
+        Gro gro;
+        const auto r = gro.coalesce(b.ptrs, spares);
+        REQUIRE(r);
+        REQUIRE(r->count == 2);
+        CHECK(r->spares_used == 2);
+        CHECK(b.ptrs[0] == s0);
+        CHECK(b.ptrs[1] == s1);
+        // The runs' first buffers are handed back through `spares`, untouched.
+        CHECK(spares[0] == before[0]);
+        CHECK(spares[1] == before[ra.size()]);
+        CHECK(Bytes(before[0]->bytes().begin(), before[0]->bytes().end()) == ra[0]);
+        CHECK(split_all(std::span(b.ptrs).first(1)) == ra);
+        CHECK(split_all(std::span(b.ptrs).subspan(1, 1)) == rc);
+        // Everything given is accounted for exactly once.
+        std::vector<Buffer*> all(b.ptrs.begin() + 2, b.ptrs.end());
+        all.insert(all.end(), spares.begin(), spares.end());
+        std::sort(all.begin(), all.end());
+        std::vector<Buffer*> want = before;
+        std::sort(want.begin(), want.end());
+        CHECK(all == want);
+        CHECK(gro.stats().moved == 2);
+    }
+    SUBCASE("with fewer spares the rest is written as it came") {
+        std::vector<Buffer*> spares{s0};
+        Gro gro;
+        const auto r = gro.coalesce(b.ptrs, spares);
+        REQUIRE(r);
+        CHECK(r->spares_used == 1);
+        REQUIRE(r->count == 1 + rc.size());
+        CHECK(b.ptrs[0] == s0);
+        CHECK(spares[0] == before[0]);
+        for (size_t i = 1; i < r->count; ++i) CHECK(is_plain(b.ptrs[i]));
+        std::vector<Bytes> want = ra;
+        want.insert(want.end(), rc.begin(), rc.end());
+        CHECK(split_all(std::span(b.ptrs).first(r->count)) == want);
+    }
+    SUBCASE("a spare too small for the merge is not used") {
+        s0->capacity = s0->offset + 1500;  // a packet, not a run
+        std::vector<Buffer*> spares{s0};
+        Gro gro;
+        const auto r = gro.coalesce(b.ptrs, spares);
+        REQUIRE(r);
+        CHECK(r->spares_used == 0);
+        CHECK(r->count == b.ptrs.size());
+        CHECK(spares[0] == s0);
+    }
+    SUBCASE("a head with a bad checksum does not take a spare") {
+        b.ptrs[0]->data[b.ptrs[0]->offset + 10] ^= std::byte{1};  // IPv4 header checksum
+        std::vector<Buffer*> spares{s0, s1};
+        Gro gro;
+        const auto r = gro.coalesce(b.ptrs, spares);
+        REQUIRE(r);
+        CHECK(r->spares_used == 2);  // ra[1..] and rc, not ra[0]
+        CHECK(b.ptrs[0] == before[0]);
+        CHECK(is_plain(b.ptrs[0]));
+        CHECK(b.ptrs[1] == s0);
+        CHECK(spares[0] == before[1]);
+    }
+    SUBCASE("a spare without headroom is an error, and nothing changes") {
+        s1->offset = VirtioNetHdr::kSize - 1;
+        std::vector<Buffer*> spares{s0, s1};
+        Gro gro;
+        const auto r = gro.coalesce(b.ptrs, spares);
+        REQUIRE_FALSE(r);
+        CHECK(r.error() == core::GroError::BadBuffer);
+        CHECK(b.ptrs == before);
+        CHECK(spares == std::vector<Buffer*>{s0, s1});
+        CHECK(Bytes(before[0]->bytes().begin(), before[0]->bytes().end()) == ra[0]);
+    }
 }

@@ -68,3 +68,26 @@ TEST_CASE("status: Prometheus text has HELP/TYPE, _total counters, escaped label
         pos = start;
     }
 }
+
+TEST_CASE("status: the TUN offloads and their counters, in JSON and Prometheus") {
+    Pair p(1);
+    REQUIRE(p.establish());
+    StatusMeta m = meta();
+    CHECK(m.offload == "off");  // until the worker says otherwise
+    m.offload = "tcp,udp";
+    m.offload_stats = {.super_reads = 5, .bad_reads = 1, .no_buffer_reads = 2, .super_writes = 3, .merged = 40};
+    const auto doc = nlohmann::json::parse(to_json(snapshot(*p.client, m, p.clock)));
+    CHECK(doc["tuntap"]["offload"] == "tcp,udp");
+    const auto& o = doc["device"]["offload"];
+    CHECK(o["super_packets_read"] == 5);
+    CHECK(o["super_packets_written"] == 3);
+    CHECK(o["merged"] == 40);
+    CHECK(o["dropped_reads"]["malformed"] == 1);
+    CHECK(o["dropped_reads"]["no_buffer"] == 2);
+    const std::string text = to_prometheus(snapshot(*p.client, m, p.clock));
+    CHECK(text.find("mlvpn_device_offload_info{tunnel=\"site\\\"a\",offload=\"tcp,udp\"} 1\n") != std::string::npos);
+    CHECK(text.find("mlvpn_device_super_packets_total{tunnel=\"site\\\"a\",direction=\"read\"} 5\n") != std::string::npos);
+    CHECK(text.find("mlvpn_device_merged_packets_total{tunnel=\"site\\\"a\"} 40\n") != std::string::npos);
+    CHECK(text.find("mlvpn_device_offload_dropped_reads_total{tunnel=\"site\\\"a\",reason=\"no_buffer\"} 2\n") !=
+          std::string::npos);
+}

@@ -6,6 +6,8 @@
 //   byte 0:   bit 0  GRO merges UDP too
 //             bit 1  GRO runs of at most 4 packets
 //             bit 2  every GRO buffer has only as much tailroom as its packet
+//             bit 3  no tailroom at all, and 4 spare buffers (coalesce(batch,
+//                    spares), as the TUN writer uses it)
 //   bytes 1-10: a virtio_net_hdr, then the packet it describes,
 // which is split (gso_split, and complete_checksum on a copy). Its segments,
 // then every further chunk as a raw packet, make a batch for Gro::coalesce.
@@ -15,7 +17,8 @@
 // its headers and gso_size; GRO accounts for every buffer exactly once,
 // leaves the absorbed ones untouched, and what it writes, split again as the
 // kernel would, gives back exactly the batch's packets, with each written
-// buffer starting with the packet that was at its place.
+// buffer starting with the packet that was at its place. With spares: every
+// spare used takes the place of a buffer it hands back untouched.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -36,6 +39,8 @@ constexpr size_t kSegments = core::kMaxGsoSegments;
 constexpr size_t kMaxPacket = 65535 + 40;  // an IPv6 packet with the largest payload length
 constexpr size_t kSegmentSize = kMaxPacket;
 constexpr uint32_t kHeadroom = 16;
+constexpr size_t kSpares = 4;
+constexpr uint32_t kSpareIndex = 1000;  // Buffer::index of spare k: kSpareIndex + k
 
 // Kept across inputs: zeroing megabytes per input would be most of the work.
 struct Scratch {
@@ -45,6 +50,7 @@ struct Scratch {
     std::vector<Bytes> again = std::vector<Bytes>(kSegments, Bytes(kSegmentSize));
     std::vector<std::span<std::byte>> again_spans{again.begin(), again.end()};
     std::vector<Bytes> slots = std::vector<Bytes>(128, Bytes(kHeadroom + 2 * kMaxPacket));
+    std::vector<Bytes> spare_slots = std::vector<Bytes>(kSpares, Bytes(kHeadroom + kMaxPacket));
 };
 
 Scratch& scratch() {
@@ -79,32 +85,69 @@ void run_gro(uint8_t mode, const std::vector<Bytes>& packets) {
     if ((mode & 2) != 0) options.max_segments = 4;
     core::Gro gro(options);
 
+    const bool with_spares = (mode & 8) != 0;
     std::vector<core::Buffer> buffers(packets.size());
     std::vector<core::Buffer*> batch;
     for (size_t i = 0; i < packets.size(); ++i) {
         const Bytes& p = packets[i];
         Bytes& slot = s.slots[i];
         std::copy(p.begin(), p.end(), slot.begin() + kHeadroom);
-        const size_t tailroom = (mode & 4) != 0 ? p.size() : kMaxPacket;
+        const size_t tailroom = with_spares ? 0 : (mode & 4) != 0 ? p.size() : kMaxPacket;
         buffers[i] = {slot.data(), static_cast<uint32_t>(kHeadroom + p.size() + tailroom), kHeadroom,
                       static_cast<uint32_t>(p.size()), static_cast<uint32_t>(i)};
         batch.push_back(&buffers[i]);
     }
-    const auto n = gro.coalesce(batch);
-    FUZZ_CHECK(n.has_value(), "coalesce failed: {}", core::to_string(n.error()));
+    std::vector<core::Buffer> spare_buffers(with_spares ? kSpares : 0);
+    std::vector<core::Buffer*> spares;
+    for (size_t k = 0; k < spare_buffers.size(); ++k) {
+        spare_buffers[k] = {s.spare_slots[k].data(), static_cast<uint32_t>(s.spare_slots[k].size()), kHeadroom, 0,
+                            static_cast<uint32_t>(kSpareIndex + k)};
+        spares.push_back(&spare_buffers[k]);
+    }
+    const auto r = gro.coalesce(batch, spares);
+    FUZZ_CHECK(r.has_value(), "coalesce failed: {}", core::to_string(r.error()));
+    const size_t n = r->count;
 
+    // Spare k, if used, stands for the buffer now at spares[k].
+    std::vector<uint32_t> stands_for(kSpares);
+    for (size_t k = 0; k < spares.size(); ++k) {
+        if (k >= r->spares_used) {
+            FUZZ_CHECK(spares[k] == &spare_buffers[k], "unused spare {} moved", k);
+            continue;
+        }
+        const core::Buffer* moved = spares[k];
+        FUZZ_CHECK(moved->index < packets.size(), "spare {} hands back a foreign buffer", k);
+        const auto bytes = moved->bytes();
+        FUZZ_CHECK(Bytes(bytes.begin(), bytes.end()) == packets[moved->index], "moved buffer {} was changed",
+                   moved->index);
+        stands_for[k] = moved->index;
+    }
+    // Every buffer given is in the batch, or represented there by the spare
+    // it moved into (and then not in the batch itself), exactly once.
     std::vector<bool> seen(packets.size());
-    for (const core::Buffer* b : batch) {
+    size_t spares_in_batch = 0;
+    for (size_t i = 0; i < batch.size(); ++i) {
+        core::Buffer* b = batch[i];
+        if (b->index >= kSpareIndex) {
+            const size_t k = b->index - kSpareIndex;
+            FUZZ_CHECK(k < r->spares_used && b == &spare_buffers[k], "spare {} written but not used", k);
+            FUZZ_CHECK(i < n, "spare {} among the absorbed", k);
+            ++spares_in_batch;
+            // Checked as the buffer it replaced, from here on.
+            b->index = stands_for[k];
+        }
         FUZZ_CHECK(b->index < packets.size() && !seen[b->index], "buffer {} returned twice or foreign", b->index);
         seen[b->index] = true;
     }
+    FUZZ_CHECK(spares_in_batch == r->spares_used, "{} spares used, {} in the batch", r->spares_used, spares_in_batch);
+    FUZZ_CHECK(std::all_of(seen.begin(), seen.end(), [](bool b) { return b; }), "a buffer went missing");
     std::vector<Bytes> written;  // what the kernel would make of the writes
-    for (size_t i = *n; i < batch.size(); ++i) {
+    for (size_t i = n; i < batch.size(); ++i) {
         const auto bytes = batch[i]->bytes();
         FUZZ_CHECK(Bytes(bytes.begin(), bytes.end()) == packets[batch[i]->index], "absorbed buffer {} was changed",
                    batch[i]->index);
     }
-    for (size_t i = 0; i < *n; ++i) {
+    for (size_t i = 0; i < n; ++i) {
         const core::Buffer* b = batch[i];
         FUZZ_CHECK(b->offset == kHeadroom - VirtioNetHdr::kSize, "written buffer {} has no header", b->index);
         const auto h = VirtioNetHdr::decode(b->bytes());
@@ -131,7 +174,7 @@ void run_gro(uint8_t mode, const std::vector<Bytes>& packets) {
     std::sort(written.begin(), written.end());
     FUZZ_CHECK(written == want, "GRO then GSO gives {} packets for {}, or other bytes", written.size(), want.size());
     if (fuzz::tracing()) {
-        fmt::print(stderr, "gro: {} packets -> {} writes, {} merged, {} bad checksums\n", packets.size(), *n,
+        fmt::print(stderr, "gro: {} packets -> {} writes, {} merged, {} bad checksums\n", packets.size(), n,
                    gro.stats().merged, gro.stats().bad_checksum);
     }
 }
@@ -222,6 +265,7 @@ std::vector<fuzz::Seed> fuzz::seeds() {
     add("tcp4-split-merge", 0, super(tcp4, 6000, 1400));
     add("tcp4-runs-of-4", 2, super(tcp4, 9000, 1000));
     add("tcp4-little-tailroom", 4, super(tcp4, 6000, 1400));
+    add("tcp4-spares", 8, super(tcp4, 6000, 1400));
     add("tcp4-64k", 0, super(tcp4, 65535 - 40, 1448));
     add("tcp6-options", 0, super(tcp6, 5000, 1208));
     add("udp4-uso", 1, super(udp4, 4000, 1200));
@@ -245,6 +289,19 @@ std::vector<fuzz::Seed> fuzz::seeds() {
     add("mixed-batch", 1, super(tcp4, 6000, 1400),
         {test::make_packet(other, test::pattern(1000)), test::make_packet(ack, {}), frag, test::pattern(30),
          test::make_packet(udp6, test::pattern(100))});
+    // Six flows of two packets and four spares: two runs stay where they are.
+    std::vector<Bytes> pairs;
+    for (uint16_t f = 0; f < 6; ++f) {
+        Spec a = tcp4;
+        a.flags = 0x10;
+        a.sport = static_cast<uint16_t>(41000 + f);
+        Spec b = a;
+        b.seq += 1000;
+        b.id++;
+        pairs.push_back(test::make_packet(a, test::pattern(1000)));
+        pairs.push_back(test::make_packet(b, test::pattern(1000)));
+    }
+    add("spares-run-out", 9, super(udp4, 2400, 1200), pairs);
 
     auto bad = super(tcp4, 3000, 1000);
     bad.first.gso_size = 0;

@@ -169,7 +169,10 @@ void check_decoded(const msg::Any& any, std::span<const std::byte> datagram) {
             if constexpr (std::is_same_v<M, msg::Config> || std::is_same_v<M, msg::Link>) {
                 FUZZ_CHECK(terminated(m.name), "unterminated name");
             }
-            if constexpr (std::is_same_v<M, msg::Tun>) FUZZ_CHECK(terminated(m.ifname), "unterminated ifname");
+            if constexpr (std::is_same_v<M, msg::Tun>) {
+                FUZZ_CHECK(terminated(m.ifname), "unterminated ifname");
+                FUZZ_CHECK(m.offload <= 2, "unknown TUN offload {}", static_cast<int>(m.offload));
+            }
             if constexpr (std::is_same_v<M, msg::Log>) FUZZ_CHECK(m.length <= msg::kLogTextSize, "log length");
         },
         any);
@@ -377,6 +380,7 @@ std::vector<fuzz::Seed> fuzz::seeds() {
     link.allowed_peer_len = sizeof(sockaddr_in6);
     msg::Tun tun{};
     msg::set_string(tun.ifname, "mlvpn0");
+    tun.offload = 2;
     msg::LinkSocket sock = indexed<msg::LinkSocket>(0);
     msg::ControlListener listener = indexed<msg::ControlListener>(1);
     listener.privileged = 1;

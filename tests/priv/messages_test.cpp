@@ -106,6 +106,23 @@ TEST_CASE("messages: wrong sizes, unknown types and bad fields are refused") {
     CHECK_FALSE(msg::decode(encoded(c)));
 }
 
+TEST_CASE("messages: Tun says which offloads the device has, and nothing else") {
+    msg::Tun t;
+    msg::set_string(t.ifname, "mlvpn0");
+    for (uint8_t offload : {0, 1, 2}) {
+        t.offload = offload;
+        auto d = msg::decode(encoded(t));
+        REQUIRE(d);
+        REQUIRE(std::holds_alternative<msg::Tun>(*d));
+        CHECK(std::get<msg::Tun>(*d).offload == offload);
+    }
+    t.offload = 3;  // no such TunOffload
+    CHECK_FALSE(msg::decode(encoded(t)));
+    t.offload = 1;
+    t.reserved[2] = 1;
+    CHECK_FALSE(msg::decode(encoded(t)));
+}
+
 TEST_CASE("channel: messages keep their boundaries and carry one descriptor") {
     auto pair = Channel::pair();
     REQUIRE(pair);

@@ -99,4 +99,7 @@ TEST_CASE("reload plan: what only a restart can change") {
     auto i = plan_reload(parse(kBase), parse(replaced(kBase, "password = one", "password = one\ninterface_name = tun7")));
     REQUIRE(i.needs_restart.size() == 1);
     CHECK(i.needs_restart[0] == "interface_name");
+    auto o = plan_reload(parse(kBase), parse(replaced(kBase, "password = one", "password = one\ntun_offload = 0")));
+    REQUIRE(o.needs_restart.size() == 1);
+    CHECK(o.needs_restart[0] == "tun_offload");
 }

@@ -20,6 +20,7 @@
 using mlvpn::core::TunType;
 using mlvpn::priv::create_tun;
 using mlvpn::priv::TunDevice;
+using mlvpn::priv::TunOffload;
 using mlvpn::test::NetnsGuard;
 using mlvpn::test::output_of;
 using mlvpn::test::run;
@@ -77,6 +78,55 @@ TEST_CASE("create_tun: a TUN device, without packet information") {
     // The device lives as long as its descriptor.
     tun->fd.reset();
     CHECK(if_nametoindex("mlvpntest0") == 0);
+}
+
+TEST_CASE("create_tun: offloads on a TUN device: a virtio_net_hdr on every packet") {
+    MLVPN_TEST_NEEDS_ROOT();
+    NetnsGuard ns;
+    REQUIRE_MESSAGE(ns.ok(), ns.error());
+
+    auto plain = create_tun("mlvpntest1", TunType::Tun);
+    REQUIRE_MESSAGE(plain, plain.error().message);
+    CHECK(plain->offload == TunOffload::None);
+    CHECK(contains(output_of("ethtool -k mlvpntest1"), "tcp-segmentation-offload: off"));
+
+    auto tun = create_tun("mlvpntest0", TunType::Tun, true);
+    REQUIRE_MESSAGE(tun, tun.error().message);
+    // USO needs Linux 6.2; TCP offloads any kernel this code runs on.
+    REQUIRE(tun->offload != TunOffload::None);
+    const std::string features = output_of("ethtool -k mlvpntest0");
+    CHECK(contains(features, "tx-checksumming: on"));
+    CHECK(contains(features, "tcp-segmentation-offload: on"));
+    if (tun->offload == TunOffload::TcpUdp) CHECK(contains(features, "tx-udp-segmentation: on"));
+    CHECK(std::string(to_string(tun->offload)) == (tun->offload == TunOffload::TcpUdp ? "tcp,udp" : "tcp"));
+
+    // A datagram routed into the device comes behind a 10-byte header.
+    REQUIRE(run("ip addr add 10.77.0.1/24 dev mlvpntest0 && ip link set mlvpntest0 up") == 0);
+    mlvpn::Fd udp(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    REQUIRE(udp);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(9);
+    inet_pton(AF_INET, "10.77.0.2", &to.sin_addr);
+    REQUIRE(sendto(udp.get(), "ping", 4, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) == 4);
+    unsigned char buf[2048];
+    ssize_t n = -1;
+    for (int tries = 0; tries < 50 && n < 0; ++tries) {  // skip IPv6 noise, if any
+        pollfd pfd{tun->fd.get(), POLLIN, 0};
+        REQUIRE(poll(&pfd, 1, 1000) == 1);
+        n = read(tun->fd.get(), buf, sizeof buf);
+        if (n > 10 && (buf[10] >> 4) != 4) n = -1;
+    }
+    REQUIRE(n == 10 + 20 + 8 + 4);
+    CHECK(buf[1] == 0);  // GSO_NONE
+    CHECK(buf[10] == 0x45);
+    CHECK(buf[10 + 9] == IPPROTO_UDP);
+
+    // TAP frames never get one, whatever is asked.
+    auto tap = create_tun("mlvpntap0", TunType::Tap, true);
+    REQUIRE_MESSAGE(tap, tap.error().message);
+    CHECK(tap->offload == TunOffload::None);
+    CHECK(contains(output_of("ethtool -k mlvpntap0"), "tcp-segmentation-offload: off"));
 }
 
 TEST_CASE("create_tun: a TAP device") {
