@@ -100,6 +100,9 @@ struct Authentic {
     void merge(const Authentic& o);
 };
 
+// Whether any PoolIo of this process ever sent handshake message `d`.
+bool sent_by_any_pair(const Bytes& d);
+
 // Every buffer comes from one pool and must come back exactly once (released,
 // sent or written): a double return, a foreign buffer, or a view that leaves
 // its slot fails a check at once; leaks show in free_buffers().
