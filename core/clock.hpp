@@ -23,6 +23,18 @@ using Time = MonoClock::time_point;
 
 inline constexpr Time kNever = Time::max();
 
+// Milliseconds on a wrapping 32-bit clock, never 0 (0 means "no timestamp"):
+// the timestamps the wire carries (docs/protocol.md).
+inline uint32_t ms32(Time t) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+    const auto v = static_cast<uint32_t>(ms);
+    return v == 0 ? 1 : v;
+}
+
+// a - b in milliseconds for two ms32 timestamps less than 24 days apart:
+// positive when a is later, across the wrap.
+inline int32_t ms32_diff(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b); }
+
 class Clock {
 public:
     virtual ~Clock() = default;

@@ -5,13 +5,6 @@
 
 namespace mlvpn::core {
 
-namespace {
-
-// Timestamps are milliseconds that wrap: compare by signed difference.
-int32_t diff(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b); }
-
-}  // namespace
-
 void Liveness::sent(uint32_t ts, Time now) {
     last_sent_ts_ = ts;
     const Mark* newest = count_ > 0 ? &marks_[(head_ + kMarks - 1) % kMarks] : nullptr;
@@ -27,12 +20,12 @@ void Liveness::sent(uint32_t ts, Time now) {
 }
 
 bool Liveness::acknowledged(uint32_t rx_ts) {
-    if (has_rx_ts_ && diff(rx_ts, newest_rx_ts_) <= 0) return false;  // nothing new
+    if (has_rx_ts_ && ms32_diff(rx_ts, newest_rx_ts_) <= 0) return false;  // nothing new
     newest_rx_ts_ = rx_ts;
     has_rx_ts_ = true;
 
     if (waiting_) {
-        if (diff(last_sent_ts_, rx_ts) <= 0) {
+        if (ms32_diff(last_sent_ts_, rx_ts) <= 0) {
             waiting_ = false;  // everything sent is confirmed
         } else {
             // The oldest packet still unconfirmed is the first one sent after
@@ -40,10 +33,10 @@ bool Liveness::acknowledged(uint32_t rx_ts) {
             // or, when those sends left no mark, the time of rx_ts itself
             // counted from the newest mark (no later than the truth).
             const Mark& newest = marks_[(head_ + kMarks - 1) % kMarks];
-            Time since = newest.at + std::chrono::milliseconds(std::max(0, diff(rx_ts, newest.ts)));
+            Time since = newest.at + std::chrono::milliseconds(std::max(0, ms32_diff(rx_ts, newest.ts)));
             for (size_t k = count_; k > 0; --k) {
                 const Mark& m = marks_[(head_ + kMarks - k) % kMarks];
-                if (diff(m.ts, rx_ts) > 0) {
+                if (ms32_diff(m.ts, rx_ts) > 0) {
                     since = m.at;
                     break;
                 }
@@ -51,7 +44,7 @@ bool Liveness::acknowledged(uint32_t rx_ts) {
             waiting_since_ = std::max(waiting_since_, since);
         }
     }
-    if (probing_ && diff(rx_ts, probe_ts_) >= 0) {
+    if (probing_ && ms32_diff(rx_ts, probe_ts_) >= 0) {
         probing_ = false;
         return true;
     }

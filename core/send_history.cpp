@@ -4,14 +4,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/clock.hpp"
+
 namespace mlvpn::core {
-
-namespace {
-
-// Timestamps are milliseconds that wrap: compare by signed difference.
-int32_t diff(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b); }
-
-}  // namespace
 
 void SendHistory::resize(uint32_t mtu, bool enabled) {
     mtu_ = mtu;
@@ -39,7 +34,7 @@ void SendHistory::take(LinkIndex link, uint32_t after_ts, uint32_t not_before_ts
     for (size_t k = 0; k < slots_; ++k) {
         const size_t i = (head_ + k) % slots_;
         Entry& e = entries_[i];
-        if (!e.valid || e.link != link || diff(e.ts, after_ts) <= 0 || diff(e.ts, not_before_ts) < 0) continue;
+        if (!e.valid || e.link != link || ms32_diff(e.ts, after_ts) <= 0 || ms32_diff(e.ts, not_before_ts) < 0) continue;
         e.valid = false;
         fn(e.seq, std::span<const std::byte>(&bytes_[i * mtu_], e.length));
     }

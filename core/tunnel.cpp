@@ -54,12 +54,6 @@ const char* to_string(LinkAdmin admin) {
     return "?";
 }
 
-uint32_t ms32(Time t) {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-    const auto v = static_cast<uint32_t>(ms);
-    return v == 0 ? 1 : v;
-}
-
 Tunnel::Tunnel(TunnelSettings settings, SecretKey psk, const Clock& clock, Logger& log)
     : settings_(std::move(settings)),
       psk_(std::move(psk)),
@@ -292,7 +286,7 @@ void Tunnel::update_rtt(Link& link, uint32_t echo, Time now) {
     // A packet of ours sent before the link's last change of state (a probe
     // held in a queue through an outage, say) measures the outage, not the
     // path: once up, the link would look seconds away, and slow.
-    if (link.state_since != Time{} && static_cast<int32_t>(echo - ms32(link.state_since)) < 0) return;
+    if (link.state_since != Time{} && ms32_diff(echo, ms32(link.state_since)) < 0) return;
     const Duration sample = std::chrono::milliseconds(sample_ms);
     if (!link.has_min_rtt || sample <= link.min_rtt || now - link.min_rtt_at >= timing::kMinRttWindow) {
         link.min_rtt = sample;

@@ -275,7 +275,4 @@ private:
     RateLimit send_error_limit_;
 };
 
-// Milliseconds on a wrapping 32-bit clock, never 0 (0 means "no timestamp").
-uint32_t ms32(Time t);
-
 }  // namespace mlvpn::core

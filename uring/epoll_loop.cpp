@@ -154,13 +154,8 @@ private:
 // --- input ----------------------------------------------------------------
 
 Status EpollLoop::enable_tun_offload(bool udp) {
-    auto reader = TunReader::create(pool_, stats_, batches_, 1);
-    if (!reader) return tl::unexpected(reader.error());
-    auto writer = TunWriter::create(pool_, stats_, udp);
-    if (!writer) return tl::unexpected(writer.error());
-    reader_.emplace(std::move(*reader));
-    writer_.emplace(std::move(*writer));
-    return {};
+    // Reads are synchronous: one overflow buffer is enough.
+    return uring::enable_tun_offload(reader_, writer_, pool_, stats_, batches_, 1, udp);
 }
 
 void EpollLoop::read_tun() {

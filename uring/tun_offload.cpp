@@ -209,4 +209,15 @@ std::vector<uint32_t> TunWriter::clear() {
     return slots;
 }
 
+Status enable_tun_offload(std::optional<TunReader>& reader, std::optional<TunWriter>& writer, BufferPool& pool,
+                          LoopStats& stats, TurnBatches& batches, uint32_t overflows, bool udp) {
+    auto r = TunReader::create(pool, stats, batches, overflows);
+    if (!r) return tl::unexpected(r.error());
+    auto w = TunWriter::create(pool, stats, udp);
+    if (!w) return tl::unexpected(w.error());
+    reader.emplace(std::move(*r));
+    writer.emplace(std::move(*w));
+    return {};
+}
+
 }  // namespace mlvpn::uring

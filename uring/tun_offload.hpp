@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -149,5 +150,11 @@ private:
     std::vector<Write> writes_;
     std::vector<uint32_t> absorbed_;
 };
+
+// Creates both for a loop: `overflows` is how many reads the loop may have
+// in flight, `udp` whether the device took USO (UDP runs are coalesced too).
+// On failure neither is set.
+Status enable_tun_offload(std::optional<TunReader>& reader, std::optional<TunWriter>& writer, BufferPool& pool,
+                          LoopStats& stats, TurnBatches& batches, uint32_t overflows, bool udp);
 
 }  // namespace mlvpn::uring

@@ -534,13 +534,7 @@ Status UringLoop::set_link_fd(LinkIndex link, int fd) {
 
 Status UringLoop::enable_tun_offload(bool udp) {
     // One overflow buffer per read a round may have in flight.
-    auto reader = TunReader::create(pool_, stats_, batches_, batch_);
-    if (!reader) return tl::unexpected(reader.error());
-    auto writer = TunWriter::create(pool_, stats_, udp);
-    if (!writer) return tl::unexpected(writer.error());
-    reader_.emplace(std::move(*reader));
-    writer_.emplace(std::move(*writer));
-    return {};
+    return uring::enable_tun_offload(reader_, writer_, pool_, stats_, batches_, batch_, udp);
 }
 
 // --- the turn -------------------------------------------------------------

@@ -359,6 +359,18 @@ TEST_CASE("tunnel: a link whose acknowledgements are overdue gets no new data un
     check_no_leak(p);
 }
 
+// Client to server, `rounds` times four 500-byte packets 10 ms apart; returns them.
+std::vector<std::vector<std::byte>> send_rounds(Pair& p, int rounds) {
+    std::vector<std::vector<std::byte>> sent;
+    for (int i = 0; i < rounds; ++i) {
+        const auto round = packets(4, 500, static_cast<uint8_t>(0x20 + 4 * i));
+        sent.insert(sent.end(), round.begin(), round.end());
+        p.send_from(true, round);
+        p.tick(10ms);
+    }
+    return sent;
+}
+
 TEST_CASE("tunnel: what a failing link swallowed is sent again on another link and delivered once") {
     for (uint32_t reorder : {0u, 64u}) {
         CAPTURE(reorder);
@@ -367,13 +379,7 @@ TEST_CASE("tunnel: what a failing link swallowed is sent again on another link a
         steady_traffic_until(p, 2s, [] { return false; });
         const auto tun_before = p.server_io.tun.size();
         p.filter = [&](bool, LinkIndex link, const std::vector<std::byte>&) { return link != 1; };
-        std::vector<std::vector<std::byte>> sent;
-        for (int i = 0; i < 8; ++i) {
-            const auto round = packets(4, 500, static_cast<uint8_t>(0x20 + 4 * i));
-            sent.insert(sent.end(), round.begin(), round.end());
-            p.send_from(true, round);
-            p.tick(10ms);
-        }
+        auto sent = send_rounds(p, 8);
         // Link 1 stalled: what it was sent since its last acknowledgement went
         // again on link 0. Every packet arrives, once.
         p.tick(10ms, 10);
@@ -405,10 +411,7 @@ TEST_CASE("tunnel: copies of packets that did arrive, resent because their ackno
         const auto tun_before = p.server_io.tun.size();
         // Link 1 works client to server, but its acknowledgements are lost.
         p.filter = [&](bool up, LinkIndex link, const std::vector<std::byte>&) { return up || link != 1; };
-        for (int i = 0; i < 8; ++i) {
-            p.send_from(true, packets(4, 500, static_cast<uint8_t>(0x20 + 4 * i)));
-            p.tick(10ms);
-        }
+        send_rounds(p, 8);
         p.tick(10ms, 10);
         CHECK(p.client->link(1).stats.resent > 0);
         CHECK(p.server->reorder().stats().duplicates == p.client->link(1).stats.resent);

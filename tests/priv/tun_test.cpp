@@ -32,6 +32,29 @@ bool contains(const std::string& haystack, const std::string& needle) {
     return haystack.find(needle) != std::string::npos;
 }
 
+// Addresses the device 10.77.0.1/24, brings it up, sends a 4-byte UDP
+// datagram to 10.77.0.2 through it and reads back into `buf` the first IPv4
+// packet, which comes behind `header` bytes. Returns the read's length (-1
+// when none came).
+ssize_t route_datagram_through(const TunDevice& tun, const char* name, unsigned char (&buf)[2048], size_t header) {
+    REQUIRE(run(std::string("ip addr add 10.77.0.1/24 dev ") + name + " && ip link set " + name + " up") == 0);
+    mlvpn::Fd udp(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    REQUIRE(udp);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(9);
+    inet_pton(AF_INET, "10.77.0.2", &to.sin_addr);
+    REQUIRE(sendto(udp.get(), "ping", 4, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) == 4);
+    ssize_t n = -1;
+    for (int tries = 0; tries < 50 && n < 0; ++tries) {  // skip IPv6 noise, if any
+        pollfd pfd{tun.fd.get(), POLLIN, 0};
+        REQUIRE(poll(&pfd, 1, 1000) == 1);
+        n = read(tun.fd.get(), buf, sizeof buf);
+        if (n > static_cast<ssize_t>(header) && (buf[header] >> 4) != 4) n = -1;
+    }
+    return n;
+}
+
 }  // namespace
 
 TEST_CASE("create_tun: a TUN device, without packet information") {
@@ -50,29 +73,15 @@ TEST_CASE("create_tun: a TUN device, without packet information") {
     CHECK(contains(details, "link/none"));
 
     // Non-blocking: nothing to read yet.
-    char buf[2048];
-    CHECK(read(tun->fd.get(), buf, sizeof buf) == -1);
+    char empty[16];
+    CHECK(read(tun->fd.get(), empty, sizeof empty) == -1);
     CHECK(errno == EAGAIN);
 
     // A datagram routed into the device arrives as a bare IPv4 packet: no
     // 4-byte tun_pi header in front of it (IFF_NO_PI).
-    REQUIRE(run("ip addr add 10.77.0.1/24 dev mlvpntest0 && ip link set mlvpntest0 up") == 0);
-    mlvpn::Fd udp(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    REQUIRE(udp);
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(9);
-    inet_pton(AF_INET, "10.77.0.2", &to.sin_addr);
-    REQUIRE(sendto(udp.get(), "ping", 4, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) == 4);
-    ssize_t n = -1;
-    for (int tries = 0; tries < 50 && n < 0; ++tries) {  // skip IPv6 noise, if any
-        pollfd pfd{tun->fd.get(), POLLIN, 0};
-        REQUIRE(poll(&pfd, 1, 1000) == 1);
-        n = read(tun->fd.get(), buf, sizeof buf);
-        if (n > 0 && (static_cast<unsigned char>(buf[0]) >> 4) != 4) n = -1;
-    }
-    REQUIRE(n == 20 + 8 + 4);
-    CHECK(static_cast<unsigned char>(buf[0]) == 0x45);
+    unsigned char buf[2048];
+    REQUIRE(route_datagram_through(*tun, "mlvpntest0", buf, 0) == 20 + 8 + 4);
+    CHECK(buf[0] == 0x45);
     CHECK(buf[9] == IPPROTO_UDP);
 
     // The device lives as long as its descriptor.
@@ -101,23 +110,8 @@ TEST_CASE("create_tun: offloads on a TUN device: a virtio_net_hdr on every packe
     CHECK(std::string(to_string(tun->offload)) == (tun->offload == TunOffload::TcpUdp ? "tcp,udp" : "tcp"));
 
     // A datagram routed into the device comes behind a 10-byte header.
-    REQUIRE(run("ip addr add 10.77.0.1/24 dev mlvpntest0 && ip link set mlvpntest0 up") == 0);
-    mlvpn::Fd udp(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    REQUIRE(udp);
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(9);
-    inet_pton(AF_INET, "10.77.0.2", &to.sin_addr);
-    REQUIRE(sendto(udp.get(), "ping", 4, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) == 4);
     unsigned char buf[2048];
-    ssize_t n = -1;
-    for (int tries = 0; tries < 50 && n < 0; ++tries) {  // skip IPv6 noise, if any
-        pollfd pfd{tun->fd.get(), POLLIN, 0};
-        REQUIRE(poll(&pfd, 1, 1000) == 1);
-        n = read(tun->fd.get(), buf, sizeof buf);
-        if (n > 10 && (buf[10] >> 4) != 4) n = -1;
-    }
-    REQUIRE(n == 10 + 20 + 8 + 4);
+    REQUIRE(route_datagram_through(*tun, "mlvpntest0", buf, 10) == 10 + 20 + 8 + 4);
     CHECK(buf[1] == 0);  // GSO_NONE
     CHECK(buf[10] == 0x45);
     CHECK(buf[10 + 9] == IPPROTO_UDP);
