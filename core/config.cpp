@@ -123,6 +123,10 @@ constexpr GeneralKey kGeneralKeys[] = {
      [](Config& c, std::string_view k, std::string_view v) {
          return assign(c.tun_offload, to_bool(k, v));
      }},
+    {"udp_offload",
+     [](Config& c, std::string_view k, std::string_view v) {
+         return assign(c.udp_offload, to_bool(k, v));
+     }},
     {"timeout",
      [](Config& c, std::string_view k, std::string_view v) {
          return assign(c.timeout_s, to_u32(k, v, 1, 86400));

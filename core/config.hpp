@@ -73,6 +73,9 @@ struct Config {
     // new: open a TUN device with IFF_VNET_HDR and TCP/UDP segmentation
     // offload (docs/fastpath.md); TAP devices never get it.
     bool tun_offload = true;
+    // new: UDP segmentation offload on the link sockets: runs of datagrams
+    // sent with UDP_SEGMENT, received with UDP_GRO (docs/fastpath.md).
+    bool udp_offload = true;
     uint32_t timeout_s = 60;
     bool cleartext_data = false;
     std::optional<uint32_t> reorder_buffer_size;  // absent = adaptive; 0 = off

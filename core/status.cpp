@@ -131,6 +131,7 @@ std::string to_json(const Status& s) {
     }
     const auto& t = s.tunnel;
     const auto& o = s.meta.offload_stats;
+    const auto& u = s.meta.udp_offload_stats;
     json doc = {
         {"name", s.meta.name},
         {"version", s.meta.version},
@@ -153,6 +154,13 @@ std::string to_json(const Status& s) {
                                  {"super_packets_written", o.super_writes},
                                  {"merged", o.merged},
                                  {"dropped_reads", {{"malformed", o.bad_reads}, {"no_buffer", o.no_buffer_reads}}}}}}},
+        {"link_offload", {{"enabled", s.meta.udp_offload},
+                          {"gso_sends", u.gso_sends},
+                          {"gso_segments", u.gso_segments},
+                          {"gso_refused", u.gso_refused},
+                          {"gro_receives", u.gro_receives},
+                          {"gro_segments", u.gro_segments},
+                          {"dropped", {{"malformed", u.gro_dropped}, {"no_buffer", u.gro_no_buffer}}}}},
         {"reorder", {{"held", s.reorder_held},
                      {"wait_ms", s.reorder_wait_ms},
                      {"in_order", s.reorder.in_order},
@@ -274,6 +282,23 @@ std::string to_prometheus(const Status& s) {
            "TUN offload: reads dropped, by reason (malformed: the split refused it; no_buffer: no room for its segments).");
     sample("device_offload_dropped_reads_total", ",reason=\"malformed\"", s.meta.offload_stats.bad_reads);
     sample("device_offload_dropped_reads_total", ",reason=\"no_buffer\"", s.meta.offload_stats.no_buffer_reads);
+    const auto& u = s.meta.udp_offload_stats;
+    family("link_offload_info", "gauge", "Constant 1, with UDP segmentation offload on the link sockets as a label (on, off).");
+    sample("link_offload_info", fmt::format(",offload=\"{}\"", s.meta.udp_offload ? "on" : "off"), 1);
+    family("link_offload_calls_total", "counter",
+           "UDP offload: sends that carried several datagrams (gso) and receives that brought several (gro).");
+    sample("link_offload_calls_total", ",direction=\"gso\"", u.gso_sends);
+    sample("link_offload_calls_total", ",direction=\"gro\"", u.gro_receives);
+    family("link_offload_segments_total", "counter", "UDP offload: datagrams carried by those sends and receives.");
+    sample("link_offload_segments_total", ",direction=\"gso\"", u.gso_segments);
+    sample("link_offload_segments_total", ",direction=\"gro\"", u.gro_segments);
+    family("link_offload_refused_total", "counter",
+           "UDP offload: link sockets whose kernel refused UDP_SEGMENT (they send one datagram per call since).");
+    sample("link_offload_refused_total", "", u.gso_refused);
+    family("link_offload_dropped_total", "counter",
+           "UDP offload: received datagrams dropped, by reason (malformed: receives; no_buffer: datagrams).");
+    sample("link_offload_dropped_total", ",reason=\"malformed\"", u.gro_dropped);
+    sample("link_offload_dropped_total", ",reason=\"no_buffer\"", u.gro_no_buffer);
     family("reorder_packets_total", "counter", "Received packets by what the reorder buffer did with them.");
     sample("reorder_packets_total", ",outcome=\"in_order\"", s.reorder.in_order);
     sample("reorder_packets_total", ",outcome=\"reordered\"", s.reorder.reordered);

@@ -30,6 +30,17 @@ struct OffloadStats {
     uint64_t merged = 0;             // packets written inside another's super-packet
 };
 
+// The link sockets' UDP offload counters (uring::LoopStats, docs/fastpath.md).
+struct UdpOffloadStats {
+    uint64_t gso_sends = 0;      // sends that carried a run of datagrams (UDP_SEGMENT)
+    uint64_t gso_segments = 0;   // datagrams those sends carried
+    uint64_t gso_refused = 0;    // sockets whose kernel refused UDP_SEGMENT (sent singly since)
+    uint64_t gro_receives = 0;   // receives that brought several datagrams (UDP_GRO)
+    uint64_t gro_segments = 0;   // datagrams those receives brought
+    uint64_t gro_dropped = 0;    // receives dropped as malformed
+    uint64_t gro_no_buffer = 0;  // datagrams of coalesced receives dropped: no free buffer
+};
+
 struct StatusMeta {
     std::string name;       // tunnel name (-n)
     std::string version;
@@ -41,6 +52,8 @@ struct StatusMeta {
     std::string backend;    // "io_uring" or "epoll"
     std::string offload = "off";  // TUN offloads: "off", "tcp", "tcp,udp" (priv::TunOffload)
     OffloadStats offload_stats;
+    bool udp_offload = false;  // LoopConfig::udp_offload (config udp_offload)
+    UdpOffloadStats udp_offload_stats;
     std::vector<std::string> local;  // per link: bound address
     std::vector<std::string> remote;  // per link: configured remote (client), or ""
 };

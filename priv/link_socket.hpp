@@ -21,6 +21,10 @@ struct LinkSocketSpec {
     std::string bindinterface;   // SO_BINDTODEVICE when not empty
     uint32_t fwmark = 0;         // SO_MARK when not 0
     int buffer_bytes = 4 << 20;  // SO_RCVBUFFORCE/SO_SNDBUFFORCE
+    // UDP_GRO (Linux 5.0): the kernel may hand the worker several datagrams
+    // of one flow in one receive (docs/fastpath.md, "The link side"). A
+    // kernel without it is no error: LinkSocket::gro says.
+    bool udp_gro = false;
 };
 
 struct LinkSocket {
@@ -30,6 +34,7 @@ struct LinkSocket {
     // Largest IP datagram the link carries: IP_MTU/IPV6_MTU of the connected
     // route, else the MTU of the interface owning the bound address, else 1500.
     uint32_t path_mtu = 1500;
+    bool gro = false;  // UDP_GRO is on
 };
 
 // An IPv6 socket bound to the any address accepts IPv4 too (IPV6_V6ONLY = 0).

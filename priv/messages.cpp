@@ -24,7 +24,8 @@ bool valid(const Config& m) {
     return m.mode <= 1 && m.tuntap <= 1 && m.cleartext_data <= 1 && m.debug_stderr <= 1 &&
            m.mtu >= 68 && m.mtu <= 65535 + 18 && m.link_count >= 1 && m.link_count <= kMaxLinks && m.reorder_buffer_size <= 65536 &&
            m.control_count <= kMaxControlSockets && m.priv_pid > 0 &&
-           m.log_level >= 3 && m.log_level <= 7 && zero(m.reserved) && terminated(m.name);
+           m.log_level >= 3 && m.log_level <= 7 && m.udp_offload <= 1 && zero(m.reserved) &&
+           terminated(m.name);
 }
 bool valid(const GetLink& m) { return m.index < kMaxLinks; }
 bool valid(const Link& m) {

@@ -84,7 +84,8 @@ struct Config {
     uint32_t control_count = 0;  // control sockets to ask for
     int32_t priv_pid = 0;
     uint8_t log_level = 0;  // core::Level
-    uint8_t reserved[3] = {};
+    uint8_t udp_offload = 0;  // 1: UDP_SEGMENT sends, room for UDP_GRO receives (the sockets have it)
+    uint8_t reserved[2] = {};
     char name[kNameSize] = {};  // tunnel name, for the process title
     uint8_t psk[32] = {};
 };

@@ -82,6 +82,7 @@ bool Monitor::dispatch(const msg::Any& any, bool has_fd) {
         c.priv_pid = getpid();
         c.started_unix = p_.started_unix;
         c.log_level = static_cast<uint8_t>(p_.worker_log_level);
+        c.udp_offload = p_.config.udp_offload ? 1 : 0;
         msg::set_string(c.name, p_.name);
         std::memcpy(c.psk, p_.psk.data(), sizeof c.psk);
         sent = channel_.send(c);

@@ -37,6 +37,7 @@ Result<LinkSocketSpec> socket_spec(const core::Config& config, const core::LinkC
     spec.name = l.name;
     spec.bindinterface = l.bindinterface;
     spec.fwmark = l.fwmark;
+    spec.udp_gro = config.udp_offload;
     const auto where = [&](const Error& e) { return fail(fmt::format("link {}: {}", l.name, e.message)); };
 
     if (config.mode == core::Mode::Client) {
@@ -147,9 +148,10 @@ Result<LinkSocket> open_configured_link(const core::Config& config, const core::
     if (!spec) return tl::unexpected(spec.error());
     auto sock = open_link_socket(*spec);
     if (!sock) return tl::unexpected(sock.error());
-    log.info("link {}: {} -> {} (path mtu {}, carries {} bytes)", l.name, sock->local.to_string(),
+    log.info("link {}: {} -> {} (path mtu {}, carries {} bytes{})", l.name, sock->local.to_string(),
              sock->remote.empty() ? std::string("any") : sock->remote.to_string(), sock->path_mtu,
-             payload_mtu(sock->path_mtu, sock->local.addr.sa.sa_family));
+             payload_mtu(sock->path_mtu, sock->local.addr.sa.sa_family),
+             !config.udp_offload ? "" : sock->gro ? ", udp gro" : ", no udp gro: the kernel refused it");
     return sock;
 }
 

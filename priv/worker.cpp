@@ -103,6 +103,7 @@ struct Setup {
     std::string ifname;
     Fd tun;
     TunOffload offload = TunOffload::None;
+    bool udp_offload = false;
     std::vector<Fd> sockets;
     std::vector<ControlServer::Listener> controls;
 };
@@ -115,6 +116,8 @@ Result<Setup> fetch_setup(Channel& channel) {
     s.settings.mode = c.mode == 1 ? core::Mode::Server : core::Mode::Client;
     s.settings.tuntap = c.tuntap == 1 ? core::TunType::Tap : core::TunType::Tun;
     s.settings.cleartext_data = c.cleartext_data == 1;
+    s.udp_offload = c.udp_offload == 1;
+    s.meta.udp_offload = s.udp_offload;
     s.settings.mtu = c.mtu;
     s.settings.reorder_buffer_size = c.reorder_buffer_size;
     s.meta.name = std::string(msg::get_string(c.name));
@@ -216,6 +219,8 @@ public:
             const uring::LoopStats& st = loop_->stats();
             m.offload_stats = {st.tun_super_reads, st.tun_bad_reads, st.tun_split_no_buffer, st.tun_super_writes,
                                st.tun_merged};
+            m.udp_offload_stats = {st.gso_sends,    st.gso_segments, st.gso_refused,  st.gro_receives,
+                                   st.gro_segments, st.gro_dropped,  st.gro_no_buffer};
         }
         return m;
     }
@@ -267,6 +272,12 @@ public:
     }
     void on_send_error(core::LinkIndex link, int error) override { tunnel_.on_send_error(link, error); }
     void on_tun_write_error(int error) override { tunnel_.on_tun_write_error(error); }
+    void on_gso_refused(core::LinkIndex link, int error) override {
+        const std::string name = link < tunnel_.link_count() ? tunnel_.link(link).settings.name : std::to_string(link);
+        log_.warn("link {}: the kernel refuses UDP segmentation offload ({}{}); sending one datagram per call on "
+                  "this socket",
+                  name, std::strerror(error), error == EIO ? ": no checksum offload on the outgoing device" : "");
+    }
 
     core::Time on_timer(core::Io& io) override {
         core::Time next = tunnel_.on_timer(io);
@@ -503,6 +514,13 @@ private:
                         meta_.offload, st.tun_super_reads, st.tun_super_writes, st.tun_merged, st.tun_bad_reads,
                         st.tun_split_no_buffer);
         }
+        if (loop_ != nullptr && meta_.udp_offload) {
+            const uring::LoopStats& st = loop_->stats();
+            log_.notice("link offload: gso sends {} segments {} refused {}, gro receives {} segments {}, dropped "
+                        "malformed {} no-buffer {}",
+                        st.gso_sends, st.gso_segments, st.gso_refused, st.gro_receives, st.gro_segments,
+                        st.gro_dropped, st.gro_no_buffer);
+        }
     }
 
     void report(const core::LinkEvent& e) {
@@ -593,6 +611,7 @@ int worker_main(Channel channel, const WorkerParams& params, ProcTitle& title) {
     lc.tun_fd = setup->tun.get();
     lc.tun_vnet_hdr = setup->offload != TunOffload::None;
     lc.tun_uso = setup->offload == TunOffload::TcpUdp;
+    lc.udp_offload = setup->udp_offload;
     for (const auto& s : setup->sockets) lc.link_fds.push_back(s.get());
     lc.watch_fds = {channel.fd(), signals->get()};
     core::Tunnel tunnel(std::move(setup->settings), std::move(setup->psk), clock, log);
@@ -639,8 +658,9 @@ int worker_main(Channel channel, const WorkerParams& params, ProcTitle& title) {
         log.error("worker: {}", s.error().message);
         return 1;
     }
-    log.notice("worker running as {} on {} (offload {}) with {} link(s), {} backend", params.identity.name,
-               setup->ifname, to_string(setup->offload), tunnel.link_count(), (*loop)->name());
+    log.notice("worker running as {} on {} (offload {}, udp offload {}) with {} link(s), {} backend",
+               params.identity.name, setup->ifname, to_string(setup->offload), lc.udp_offload ? "on" : "off",
+               tunnel.link_count(), (*loop)->name());
     if (auto s = (*loop)->run(handler); !s) {
         log.error("worker: {}", s.error().message);
         return 1;

@@ -13,7 +13,7 @@
 
 namespace mlvpn::uring {
 
-Result<BufferPool> BufferPool::create(uint32_t slot_size, uint32_t slot_count) {
+Result<BufferPool> BufferPool::create(uint32_t slot_size, uint32_t slot_count, bool populate) {
     if (slot_size <= core::wire::kHeadroom)
         return fail(fmt::format("buffer pool: slot size {} must exceed the {}-byte headroom", slot_size,
                                 core::wire::kHeadroom));
@@ -24,7 +24,8 @@ Result<BufferPool> BufferPool::create(uint32_t slot_size, uint32_t slot_count) {
                                 kMaxBytes >> 20));
 
     // MAP_POPULATE: fault the pages in now rather than on the data path.
-    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    const int flags = MAP_PRIVATE | MAP_ANONYMOUS | (populate ? MAP_POPULATE : 0);
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
     if (p == MAP_FAILED) return fail(fmt::format("buffer pool: mmap {} bytes: {}", bytes, strerror(errno)));
 
     BufferPool pool;

@@ -23,9 +23,11 @@ namespace mlvpn::uring {
 class BufferPool {
 public:
     // slot_size must exceed core::wire::kHeadroom; the whole region is limited
-    // to kMaxBytes.
+    // to kMaxBytes. The pages are faulted in at once (no page fault on the
+    // data path), unless `populate` is false: for big buffers mostly unused,
+    // whose memory should cost only once it is written.
     static constexpr size_t kMaxBytes = size_t{1} << 30;
-    static Result<BufferPool> create(uint32_t slot_size, uint32_t slot_count);
+    static Result<BufferPool> create(uint32_t slot_size, uint32_t slot_count, bool populate = true);
 
     BufferPool(BufferPool&& other) noexcept;
     BufferPool& operator=(BufferPool&& other) noexcept;

@@ -17,6 +17,13 @@
 //   readv into a slot and the one overflow buffer (reads are synchronous, so
 //   one is enough), split by TunReader; TUN writes are coalesced by TunWriter
 //   when the turn's output is flushed.
+// - With UDP offload (LoopConfig::udp_offload) each link's queue is cut into
+//   runs (core::UdpRun) when it is flushed: one sendmmsg entry per run, with
+//   an iovec entry per datagram and, for two or more, a UDP_SEGMENT control
+//   message. A run the kernel refuses (gso_refused) is sent again, with the
+//   rest of the queue, one datagram per entry, and the link sends singly from
+//   then on. Each recvmmsg entry gets its slot and a 64 KB overflow buffer
+//   (`batch` of them: receives are synchronous), split by LinkReader.
 // What both loops do alike is not here: the checks on what the handler hands
 // back (checked_io), a turn's input batches (turn_batches), the configuration
 // and read-error rules (loop_common).
@@ -39,6 +46,7 @@
 #include "priv/fd.hpp"
 #include "uring/buffer_pool.hpp"
 #include "uring/checked_io.hpp"
+#include "uring/link_offload.hpp"
 #include "uring/loop.hpp"
 #include "uring/loop_common.hpp"
 #include "uring/tun_offload.hpp"
@@ -67,6 +75,13 @@ struct PendingSend {
     core::Endpoint to;  // empty: connected socket
 };
 
+// One sendmmsg entry of a link's flush: `count` datagrams of the queue from
+// `first`, a UDP_SEGMENT run when count > 1.
+struct TxEntry {
+    uint32_t first;
+    uint32_t count;
+};
+
 class EpollLoop final : public Loop, private CheckedIo {
 public:
     EpollLoop(const LoopConfig& config, const core::Clock& clock, BufferPool pool, Fd epoll)
@@ -85,6 +100,7 @@ public:
         events_.resize(1 + kMaxLinks + watch_fds_.size());
         rx_msgs_.resize(batch_);
         rx_iovs_.resize(batch_);
+        rx_iovs2_.resize(batch_);
         rx_names_.resize(batch_);
         rx_slots_.resize(batch_);
         sends_.resize(kMaxLinks);
@@ -98,6 +114,8 @@ public:
     // The TUN offload's reader and writer (LoopConfig::tun_vnet_hdr): once,
     // before run().
     Status enable_tun_offload(bool udp);
+    // UDP offload on the links (LoopConfig::udp_offload): once, before run().
+    Status enable_udp_offload();
 
     Status run(Handler& handler) override;
     const char* name() const override { return "epoll"; }
@@ -115,8 +133,8 @@ private:
     void read_failed(std::optional<LinkIndex> link, int error);
     void flush();
     void flush_link(LinkIndex link);
+    size_t build_entries(LinkIndex link, size_t from, bool gso);
     void flush_tun();
-    void drop_sends(LinkIndex link, size_t from, int error);
     void done_sending(uint32_t index);
     Status set_inputs(bool on);
     void update_gauges();
@@ -137,6 +155,10 @@ private:
     std::optional<TunWriter> writer_;
     std::vector<mmsghdr> rx_msgs_;
     std::vector<iovec> rx_iovs_;
+    struct IovPair {
+        iovec iov[2];
+    };
+    std::vector<IovPair> rx_iovs2_;  // udp_offload: per entry, the slot and the overflow buffer
     std::vector<core::Endpoint> rx_names_;
     std::vector<Buffer*> rx_slots_;
 
@@ -147,6 +169,13 @@ private:
     std::vector<uint32_t> tun_writes_;
     std::vector<mmsghdr> tx_msgs_;
     std::vector<iovec> tx_iovs_;
+    // LoopConfig::udp_offload only:
+    std::optional<LinkReader> link_reader_;
+    std::vector<Buffer*> rx_overflows_;
+    std::vector<UdpControl> rx_controls_;
+    std::vector<TxEntry> tx_entries_;
+    std::vector<UdpControl> tx_controls_;
+    std::vector<bool> gso_;  // per link: UDP_SEGMENT not refused on its socket
 
     std::optional<Error> fatal_;
 };
@@ -156,6 +185,19 @@ private:
 Status EpollLoop::enable_tun_offload(bool udp) {
     // Reads are synchronous: one overflow buffer is enough.
     return uring::enable_tun_offload(reader_, writer_, pool_, stats_, batches_, 1, udp);
+}
+
+Status EpollLoop::enable_udp_offload() {
+    auto reader = LinkReader::create(pool_, stats_, batches_, batch_);
+    if (!reader) return tl::unexpected(reader.error());
+    link_reader_.emplace(std::move(*reader));
+    rx_overflows_.resize(batch_);
+    rx_controls_.resize(batch_);
+    const uint32_t slots = pool_.slot_count();
+    tx_entries_.reserve(slots);
+    tx_controls_.resize(slots);
+    gso_.assign(kMaxLinks, true);
+    return {};
 }
 
 void EpollLoop::read_tun() {
@@ -202,13 +244,30 @@ void EpollLoop::read_tun() {
 
 void EpollLoop::receive(LinkIndex link) {
     uint32_t count = 0;
-    while (count < batch_) {
+    // With UDP offload, no more receives than the pool has slots for when
+    // each brings 64 KB of coalesced datagrams (at least one).
+    const uint32_t want = link_reader_ ? std::min(batch_, link_reader_->receives_for(pool_.available())) : batch_;
+    while (count < want) {
         Buffer* b = pool_.acquire();
         if (b == nullptr) {
             ++stats_.pool_empty;
             break;
         }
         rx_slots_[count] = b;
+        if (link_reader_) {
+            // As many overflow buffers as entries: always all back here.
+            Buffer* overflow = link_reader_->acquire_overflow();
+            if (overflow == nullptr) {
+                pool_.release(b);
+                break;
+            }
+            rx_overflows_[count] = overflow;
+            link_reader_->prepare(*b, *overflow, rx_msgs_[count].msg_hdr, rx_iovs2_[count].iov, rx_names_[count],
+                                  rx_controls_[count]);
+            rx_msgs_[count].msg_len = 0;
+            ++count;
+            continue;
+        }
         rx_iovs_[count] = {pool_.slot_data(b->index), pool_.slot_size()};
         rx_names_[count] = {};
         msghdr& h = rx_msgs_[count].msg_hdr;
@@ -225,9 +284,15 @@ void EpollLoop::receive(LinkIndex link) {
     const int n = recvmmsg(link_fds_[link], rx_msgs_.data(), count, MSG_DONTWAIT, nullptr);
     const int error = errno;
     const uint32_t got = n > 0 ? static_cast<uint32_t>(n) : 0;
-    for (uint32_t k = 0; k < got; ++k)
-        batches_.add_datagram(link, rx_slots_[k], rx_msgs_[k].msg_len, rx_msgs_[k].msg_hdr);
+    for (uint32_t k = 0; k < got; ++k) {
+        if (link_reader_)
+            link_reader_->complete(link, rx_slots_[k], rx_overflows_[k], rx_msgs_[k].msg_len, rx_msgs_[k].msg_hdr);
+        else
+            batches_.add_datagram(link, rx_slots_[k], rx_msgs_[k].msg_len, rx_msgs_[k].msg_hdr);
+    }
     for (uint32_t k = got; k < count; ++k) pool_.release(rx_slots_[k]);
+    if (link_reader_)
+        for (uint32_t k = 0; k < count; ++k) link_reader_->release_overflow(rx_overflows_[k]);
     if (n < 0 && error != EAGAIN && error != EWOULDBLOCK && error != EINTR) read_failed(link, error);
 }
 
@@ -268,52 +333,114 @@ void EpollLoop::done_sending(uint32_t index) {
     pool_.release(pool_.slot(index));
 }
 
-void EpollLoop::drop_sends(LinkIndex link, size_t from, int error) {
-    for (size_t i = from; i < sends_[link].size(); ++i) {
-        done_sending(sends_[link][i].index);
-        send_failed(link, error);
+// Lays out the queue of `link` from `from` on as sendmmsg entries, in
+// tx_msgs_ (entry e) and tx_iovs_ (datagram i of the queue): one datagram
+// per entry, or runs for one destination each when `gso`. Returns the
+// number of entries; tx_entries_ says which datagrams each carries.
+size_t EpollLoop::build_entries(LinkIndex link, size_t from, bool gso) {
+    const auto& queue = sends_[link];
+    for (size_t i = from; i < queue.size(); ++i) {
+        const Buffer* b = pool_.slot(queue[i].index);
+        tx_iovs_[i] = {pool_.slot_data(queue[i].index) + b->offset, b->length};
     }
+    tx_entries_.clear();
+    size_t i = from;
+    while (i < queue.size()) {
+        uint32_t n = 1;
+        core::UdpRun run;
+        run.add(static_cast<uint32_t>(tx_iovs_[i].iov_len));
+        while (gso && i + n < queue.size() && queue[i + n].to == queue[i].to &&
+               run.fits(static_cast<uint32_t>(tx_iovs_[i + n].iov_len))) {
+            run.add(static_cast<uint32_t>(tx_iovs_[i + n].iov_len));
+            ++n;
+        }
+        const size_t e = tx_entries_.size();
+        tx_entries_.push_back({static_cast<uint32_t>(i), n});
+        msghdr& h = tx_msgs_[e].msg_hdr;
+        h = {};
+        // The kernel cuts a run's payload every `segment` bytes, not at the
+        // iovec's boundaries: the slots need not be adjacent.
+        h.msg_iov = &tx_iovs_[i];
+        h.msg_iovlen = n;
+        if (!queue[i].to.empty()) {
+            h.msg_name = const_cast<sockaddr*>(&queue[i].to.addr.sa);
+            h.msg_namelen = queue[i].to.len;
+        }
+        if (n > 1) set_udp_segment(h, tx_controls_[e], static_cast<uint16_t>(run.segment()));
+        i += n;
+    }
+    return tx_entries_.size();
 }
 
 void EpollLoop::flush_link(LinkIndex link) {
     auto& queue = sends_[link];
-    for (size_t i = 0; i < queue.size(); ++i) {
-        const PendingSend& p = queue[i];
-        const Buffer* b = pool_.slot(p.index);
-        tx_iovs_[i] = {pool_.slot_data(p.index) + b->offset, b->length};
-        msghdr& h = tx_msgs_[i].msg_hdr;
-        h = {};
-        h.msg_iov = &tx_iovs_[i];
-        h.msg_iovlen = 1;
-        if (!p.to.empty()) {
-            h.msg_name = const_cast<sockaddr*>(&p.to.addr.sa);
-            h.msg_namelen = p.to.len;
+    if (!link_reader_) {
+        // Without UDP offload: one entry per datagram, entry i = datagram i.
+        for (size_t i = 0; i < queue.size(); ++i) {
+            const PendingSend& p = queue[i];
+            const Buffer* b = pool_.slot(p.index);
+            tx_iovs_[i] = {pool_.slot_data(p.index) + b->offset, b->length};
+            msghdr& h = tx_msgs_[i].msg_hdr;
+            h = {};
+            h.msg_iov = &tx_iovs_[i];
+            h.msg_iovlen = 1;
+            if (!p.to.empty()) {
+                h.msg_name = const_cast<sockaddr*>(&p.to.addr.sa);
+                h.msg_namelen = p.to.len;
+            }
         }
     }
+    size_t entries = link_reader_ ? build_entries(link, 0, gso_[link]) : queue.size();
+    // Entry e's datagrams: [first(e), first(e) + count(e)) of the queue.
+    const auto first = [&](size_t e) -> size_t { return link_reader_ ? tx_entries_[e].first : e; };
+    const auto count = [&](size_t e) -> size_t { return link_reader_ ? tx_entries_[e].count : 1; };
+    const auto done = [&](size_t e, int error) {
+        for (size_t k = first(e); k < first(e) + count(e); ++k) {
+            done_sending(queue[k].index);
+            if (error != 0) send_failed(link, error);
+        }
+    };
+    const auto drop_from = [&](size_t e, int error) {
+        for (; e < entries; ++e) done(e, error);
+    };
 
-    size_t i = 0;
+    size_t e = 0;
     bool retried = false;  // one retry of the rest after a short or EAGAIN send
     int hard_errors = 0;
-    while (i < queue.size()) {
-        const size_t chunk = std::min(queue.size() - i, kMaxMmsg);
-        const int n = sendmmsg(link_fds_[link], tx_msgs_.data() + i, static_cast<unsigned>(chunk), MSG_DONTWAIT);
+    while (e < entries) {
+        const size_t chunk = std::min(entries - e, kMaxMmsg);
+        const int n = sendmmsg(link_fds_[link], tx_msgs_.data() + e, static_cast<unsigned>(chunk), MSG_DONTWAIT);
         const int error = errno;
         ++stats_.submits;
         if (n > 0) {
             stats_.sqes += static_cast<uint64_t>(n);
-            for (size_t k = i; k < i + static_cast<size_t>(n); ++k) done_sending(queue[k].index);
-            i += static_cast<size_t>(n);
+            for (size_t k = e; k < e + static_cast<size_t>(n); ++k) {
+                if (count(k) > 1) {
+                    ++stats_.gso_sends;
+                    stats_.gso_segments += count(k);
+                }
+                done(k, 0);
+            }
+            e += static_cast<size_t>(n);
             if (static_cast<size_t>(n) == chunk) continue;
-            // Short: the socket buffer filled up, or the next datagram failed
+            // Short: the socket buffer filled up, or the next entry failed
             // (sendmmsg loses that error; the retry will report it).
+        } else if (n < 0 && count(e) > 1 && gso_refused(error)) {
+            // The kernel cannot do UDP_SEGMENT here: the rest of the queue
+            // again, one datagram per entry, and so from now on.
+            gso_[link] = false;
+            ++stats_.gso_refused;
+            if (handler_ != nullptr) handler_->on_gso_refused(link, error);
+            entries = build_entries(link, first(e), false);
+            e = 0;
+            continue;
         } else if (n < 0 && error != EAGAIN && error != EWOULDBLOCK && error != EINTR) {
-            // The datagram at i failed on its own (EMSGSIZE, ECONNREFUSED from
+            // The entry at e failed on its own (EMSGSIZE, ECONNREFUSED from
             // an earlier ICMP error, EPERM from a firewall, ...): report and go on.
-            done_sending(queue[i].index);
-            send_failed(link, error);
-            ++i;
+            done(e, error);
+            ++e;
             if (++hard_errors >= kMaxHardSendErrors) {
-                drop_sends(link, i, error);
+                drop_from(e, error);
                 break;
             }
             continue;
@@ -321,7 +448,7 @@ void EpollLoop::flush_link(LinkIndex link) {
         // Short, or nothing went (a full socket buffer, a signal): retry the
         // rest once, then drop it in order.
         if (retried) {
-            drop_sends(link, i, EAGAIN);
+            drop_from(e, EAGAIN);
             break;
         }
         retried = true;
@@ -397,6 +524,7 @@ Status EpollLoop::set_link_fd(LinkIndex link, int fd) {
         return fail(fmt::format("epoll loop: link {} cannot be set (there are {})", link, link_fds_.size()));
     }
     if (link == link_fds_.size()) link_fds_.push_back(-1);
+    if (!gso_.empty()) gso_[link] = true;  // a new socket may take UDP_SEGMENT
     if (link_fds_[link] >= 0) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, link_fds_[link], nullptr);
     link_fds_[link] = fd;
     if (fd < 0) return {};
@@ -503,6 +631,8 @@ Result<std::unique_ptr<Loop>> make_epoll_loop(const LoopConfig& config, const co
     auto loop = std::make_unique<EpollLoop>(config, clock, std::move(*pool), std::move(epoll));
     if (config.tun_fd >= 0 && config.tun_vnet_hdr)
         if (auto ok = loop->enable_tun_offload(config.tun_uso); !ok) return tl::unexpected(ok.error());
+    if (config.udp_offload)
+        if (auto ok = loop->enable_udp_offload(); !ok) return tl::unexpected(ok.error());
     return loop;
 }
 

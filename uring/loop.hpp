@@ -42,6 +42,11 @@ public:
     virtual void on_send_error(core::LinkIndex link, int error) = 0;
     // A TUN write failed with errno `error`.
     virtual void on_tun_write_error(int error) = 0;
+    // The kernel refused a UDP_SEGMENT send on `link` with errno `error`
+    // (LoopConfig::udp_offload): the loop sends that link's datagrams one
+    // per send from now on (until its socket is replaced) and has resent the
+    // run's datagrams so. Called once per socket, for the log.
+    virtual void on_gso_refused(core::LinkIndex /*link*/, int /*error*/) {}
     // Runs the timers that are due; returns the next deadline (core::kNever
     // for none). Called every turn after the batches.
     virtual core::Time on_timer(core::Io& io) = 0;
@@ -64,6 +69,16 @@ struct LoopConfig {
     bool tun_vnet_hdr = false;
     // The device took USO as well: UDP runs are coalesced too.
     bool tun_uso = false;
+    // UDP segmentation offload on the link sockets (docs/fastpath.md, "The
+    // link side"): a turn's datagrams for one link and destination go out
+    // in runs of equal size, one sendmsg with a UDP_SEGMENT control message
+    // each; and every receive has room for a UDP_GRO receive of up to 64 KB
+    // (for sockets [priv] set UDP_GRO on), which the loop splits back into
+    // one datagram per slot. The handler sees no difference. Costs a 64 KB
+    // buffer per receive that may be in flight (io_uring: `batch` +
+    // kMaxLinks, shared by the links; epoll: `batch`), mapped but touched
+    // only by coalesced receives, and on io_uring 360 KB of send records.
+    bool udp_offload = false;
     std::vector<int> link_fds;  // index = core::LinkIndex
     std::vector<int> watch_fds;  // priv channel, signalfd, ...: readability only
     uint32_t slot_size = 2048;  // bytes per buffer: kHeadroom + largest payload
@@ -91,6 +106,14 @@ struct LoopStats {
     uint64_t tun_split_no_buffer = 0;  // reads dropped: too few free slots for their segments
     uint64_t tun_super_writes = 0;     // super-packets written (GRO)
     uint64_t tun_merged = 0;           // packets written as part of another's super-packet
+    // LoopConfig::udp_offload only:
+    uint64_t gso_sends = 0;       // sends that carried a run of datagrams (UDP_SEGMENT)
+    uint64_t gso_segments = 0;    // datagrams those sends carried
+    uint64_t gso_refused = 0;     // links (sockets) whose kernel refused UDP_SEGMENT: sent singly since
+    uint64_t gro_receives = 0;    // receives that brought several coalesced datagrams (UDP_GRO)
+    uint64_t gro_segments = 0;    // datagrams those receives brought
+    uint64_t gro_dropped = 0;     // receives dropped: malformed (core::UdpGroError, control message)
+    uint64_t gro_no_buffer = 0;   // datagrams of coalesced receives dropped: no free slot
     uint32_t slots_free = 0;  // gauge: buffers in the pool
     uint32_t slots_held = 0;  // gauge: buffers out with the handler
 };

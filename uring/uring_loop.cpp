@@ -50,6 +50,17 @@
 //   turn, when TunWriter coalesces them; a super-packet in a spare buffer
 //   goes out as Op::tun_write_spare with the spare's index.
 //
+// - With UDP offload (LoopConfig::udp_offload) sends are not queued as the
+//   handler makes them but held (Op::send_queued) until the end of the
+//   turn, when each link's are cut into runs (core::UdpRun): a run of two or
+//   more goes out as one SENDMSG with a UDP_SEGMENT control message, its
+//   msghdr and iovec in a SendRecord (Op::send_run with the record's index),
+//   a lone datagram as before from its slot. A run the kernel refuses
+//   (gso_refused) comes back to the front of the link's queue and goes out
+//   one by one in the next flush; the link sends singly from then on. A
+//   receive is a RECVMSG into its slot and a 64 KB overflow buffer of its
+//   own (LinkReader), so a round is also limited by the overflow buffers.
+//
 // What both loops do alike is not here: the checks on what the handler hands
 // back (checked_io), a turn's input batches (turn_batches), the configuration
 // and read-error rules (loop_common), the TUN offload (tun_offload).
@@ -76,6 +87,7 @@
 
 #include "uring/buffer_pool.hpp"
 #include "uring/checked_io.hpp"
+#include "uring/link_offload.hpp"
 #include "uring/loop.hpp"
 #include "uring/loop_common.hpp"
 #include "uring/ring.hpp"
@@ -93,7 +105,14 @@ constexpr unsigned kMaxEntries = 32768;  // IORING_MAX_ENTRIES
 // monotonic clock: the injected one may be a FakeClock that never moves.
 constexpr std::chrono::seconds kTeardownWait{2};
 
-enum class Op : uint8_t { idle, tun_read, recv, send, tun_write, poll, cancel, tun_queued, tun_write_spare };
+enum class Op : uint8_t {
+    idle, tun_read, recv, send, tun_write, poll, cancel, tun_queued, tun_write_spare, send_queued, send_run
+};
+
+// Records for UDP_SEGMENT sends in flight. A turn sends at most a run per
+// TUN super-packet or two (`batch` of them) per link; with none free, runs go
+// out one datagram per send, which is correct, only slower.
+constexpr uint32_t kGsoSendRecords = 256;
 
 // user_data: the operation in the high half, the slot or watch index below.
 constexpr uint64_t pack(Op op, uint32_t index) {
@@ -108,6 +127,7 @@ struct SlotOp {
     iovec iov[2]{};  // [1]: a vnet_hdr TUN read's overflow buffer
     core::Buffer* overflow = nullptr;  // a vnet_hdr TUN read's, from TunReader
     core::Endpoint name;  // recv: the source address; send: a copy of `to`
+    UdpControl control;  // recv with LoopConfig::udp_offload: the UDP_GRO control message
     Op op = Op::idle;
     bool nowait = false;  // a read that fails with EAGAIN rather than wait
     LinkIndex link = 0;
@@ -124,6 +144,27 @@ struct ReadFd {
     // fails with EOPNOTSUPP; rounds are then single plain reads.
     bool nowait = true;
     bool open = true;  // a link whose socket was taken away (set_link_fd -1) is not read
+    bool gso = true;   // UDP_SEGMENT not refused on this link's socket (LoopConfig::udp_offload)
+};
+
+// A send the handler queued on a link, held for the end of the turn
+// (LoopConfig::udp_offload).
+struct QueuedSend {
+    uint32_t index;     // pool slot
+    uint32_t offset;    // the datagram in the slot, as the handler left it
+    uint32_t length;
+    core::Endpoint to;  // empty: connected socket
+};
+
+// One UDP_SEGMENT send in flight: what the kernel is lent, and the slots.
+struct SendRecord {
+    msghdr msg{};
+    iovec iov[core::kMaxUdpSegments]{};
+    uint32_t slots[core::kMaxUdpSegments]{};
+    UdpControl control;
+    core::Endpoint to;
+    LinkIndex link = 0;
+    uint32_t count = 0;  // 0: free
 };
 
 class UringLoop final : public Loop, private CheckedIo {
@@ -155,6 +196,8 @@ public:
     // The TUN offload's reader and writer (LoopConfig::tun_vnet_hdr): once,
     // before run().
     Status enable_tun_offload(bool udp);
+    // UDP offload on the links (LoopConfig::udp_offload): once, before run().
+    Status enable_udp_offload();
 
     Status run(Handler& handler) override;
     const char* name() const override { return "io_uring"; }
@@ -179,6 +222,12 @@ private:
     void finish_poll(uint32_t index, int res);
     void finish_spare_write(uint32_t index, int res);
     void flush_tun_writes();
+    void flush_sends();
+    void flush_link(LinkIndex link);
+    int send_single(LinkIndex link, const QueuedSend& q);
+    bool send_run(LinkIndex link, std::span<const QueuedSend> run, uint32_t segment);
+    void finish_run(uint32_t record, int res);
+    void drop_queued_sends();
     void read_failed(std::optional<LinkIndex> link, int error);
     void update_gauges();
     void teardown();
@@ -202,6 +251,11 @@ private:
     std::optional<TunReader> reader_;  // a vnet_hdr TUN device only
     std::optional<TunWriter> writer_;
     uint32_t spare_writes_ = 0;  // Op::tun_write_spare in flight
+    // LoopConfig::udp_offload only:
+    std::optional<LinkReader> link_reader_;
+    std::vector<std::vector<QueuedSend>> sends_;  // per link, this turn's, in order
+    std::unique_ptr<SendRecord[]> records_;
+    std::vector<uint32_t> free_records_;
     std::optional<Error> fatal_;
 };
 
@@ -209,6 +263,15 @@ private:
 
 int UringLoop::queue_send(LinkIndex link, uint32_t index, const Buffer& buffer, const core::Endpoint* to) {
     if (link >= links_.size() || !links_[link].open) return EBADF;
+    if (records_) {
+        // Cut into runs with the rest of the turn's, in flush_sends().
+        QueuedSend q{index, buffer.offset, buffer.length, {}};
+        if (to != nullptr) q.to = *to;
+        if (sends_.size() <= link) sends_.resize(link + 1);
+        sends_[link].push_back(q);
+        slots_[index].op = Op::send_queued;
+        return 0;
+    }
     io_uring_sqe* sqe = ring_->get_sqe();
     if (sqe == nullptr) return EAGAIN;
     SlotOp& s = slots_[index];
@@ -272,9 +335,19 @@ bool UringLoop::arm_read(ReadFd& fd, std::optional<LinkIndex> link, bool nowait)
             return false;
         }
     }
+    // A receive with UDP offload needs room for a coalesced 64 KB.
+    Buffer* link_overflow = nullptr;
+    if (link && link_reader_) {
+        link_overflow = link_reader_->acquire_overflow();
+        if (link_overflow == nullptr) {
+            pool_.release(b);
+            return false;
+        }
+    }
     io_uring_sqe* sqe = ring_->get_sqe();
     if (sqe == nullptr) {
         if (overflow != nullptr) reader_->release_overflow(overflow);
+        if (link_overflow != nullptr) link_reader_->release_overflow(link_overflow);
         pool_.release(b);
         return false;
     }
@@ -293,6 +366,12 @@ bool UringLoop::arm_read(ReadFd& fd, std::optional<LinkIndex> link, bool nowait)
                            pool_.slot_size() - kHeadroom, 0);
         if (nowait) sqe->rw_flags = RWF_NOWAIT;
         start(sqe, Op::tun_read, index);
+    } else if (link_overflow != nullptr) {
+        link_reader_->prepare(*b, *link_overflow, s.msg, s.iov, s.name, s.control);
+        s.overflow = link_overflow;
+        s.link = *link;
+        io_uring_prep_recvmsg(sqe, static_cast<int>(fd.file), &s.msg, nowait ? MSG_DONTWAIT : 0);
+        start(sqe, Op::recv, index);
     } else {
         s.iov[0] = {pool_.slot_data(index), pool_.slot_size()};
         s.name = {};
@@ -324,6 +403,16 @@ void UringLoop::arm_round(ReadFd& fd, std::optional<LinkIndex> link) {
         const uint32_t fit = reader_->reads_for(pool_.available());
         if (fit < n) ++stats_.pool_empty;
         n = std::min({n, fit, reader_->overflows_available()});
+    }
+    if (link && link_reader_) {
+        // Likewise for coalesced receives, and no link takes more than its
+        // share of the overflow buffers (every link's waiting receive holds one).
+        const uint32_t fit = link_reader_->receives_for(pool_.available());
+        if (fit < n) ++stats_.pool_empty;
+        uint32_t open = 0;
+        for (const ReadFd& l : links_) open += l.open ? 1 : 0;
+        const uint32_t share = std::max(1u, link_reader_->overflow_count() / std::max(open, 1u));
+        n = std::min({n, fit, share, link_reader_->overflows_available()});
     }
     fd.issued = 0;
     for (uint32_t i = 0; i < n; ++i) {
@@ -385,9 +474,13 @@ void UringLoop::complete(const io_uring_cqe& cqe) {
         case Op::tun_write_spare:
             if (writer_ && writer_->spare_out(index)) finish_spare_write(index, cqe.res);
             return;
+        case Op::send_run:
+            if (records_ && index < kGsoSendRecords && records_[index].count > 0) finish_run(index, cqe.res);
+            return;
         case Op::idle:
         case Op::cancel:
         case Op::tun_queued:  // never submitted
+        case Op::send_queued:
             return;
     }
 }
@@ -408,7 +501,13 @@ void UringLoop::finish_read(uint32_t index, int res) {
         fd.got = 0;
     }
 
-    if (s.overflow != nullptr) {
+    if (s.overflow != nullptr && !is_tun) {
+        // A receive with UDP offload: with data, the reader takes the slot.
+        if (data) link_reader_->complete(s.link, b, s.overflow, static_cast<uint32_t>(res), s.msg);
+        link_reader_->release_overflow(s.overflow);
+        s.overflow = nullptr;
+        if (data) return;
+    } else if (s.overflow != nullptr) {
         // A vnet_hdr TUN read: with data, the reader takes the slot.
         if (data) reader_->complete(b, s.overflow, static_cast<uint32_t>(res));
         reader_->release_overflow(s.overflow);
@@ -495,6 +594,160 @@ void UringLoop::flush_tun_writes() {
     }
 }
 
+// --- UDP offload: a turn's sends in runs -----------------------------------
+
+void UringLoop::flush_sends() {
+    for (LinkIndex link = 0; link < sends_.size(); ++link)
+        if (!sends_[link].empty()) flush_link(link);
+}
+
+// The link's queue, in order, cut into runs for one destination each.
+void UringLoop::flush_link(LinkIndex link) {
+    auto& queue = sends_[link];
+    const bool open = link < links_.size() && links_[link].open;
+    const bool gso = open && links_[link].gso;
+    size_t i = 0;
+    while (i < queue.size()) {
+        if (!open) {
+            // The socket was taken away (set_link_fd -1) since they were queued.
+            slots_[queue[i].index].op = Op::idle;
+            pool_.release(pool_.slot(queue[i].index));
+            send_failed(link, EBADF);
+            ++i;
+            continue;
+        }
+        size_t n = 1;
+        core::UdpRun run;
+        run.add(queue[i].length);
+        while (gso && i + n < queue.size() && queue[i + n].to == queue[i].to && run.fits(queue[i + n].length)) {
+            run.add(queue[i + n].length);
+            ++n;
+        }
+        if (n == 1 || !send_run(link, std::span(queue).subspan(i, n), run.segment())) {
+            for (size_t k = i; k < i + n; ++k) {
+                if (const int error = send_single(link, queue[k]); error != 0) {
+                    slots_[queue[k].index].op = Op::idle;
+                    pool_.release(pool_.slot(queue[k].index));
+                    send_failed(link, error);
+                }
+            }
+        }
+        i += n;
+    }
+    queue.clear();
+}
+
+// One datagram from its slot, as without UDP offload. 0 or an errno.
+int UringLoop::send_single(LinkIndex link, const QueuedSend& q) {
+    io_uring_sqe* sqe = ring_->get_sqe();
+    if (sqe == nullptr) return EAGAIN;
+    SlotOp& s = slots_[q.index];
+    s.iov[0] = {pool_.slot_data(q.index) + q.offset, q.length};
+    s.msg = {};
+    s.msg.msg_iov = s.iov;
+    s.msg.msg_iovlen = 1;
+    if (!q.to.empty()) {
+        s.name = q.to;
+        s.msg.msg_name = &s.name.addr;
+        s.msg.msg_namelen = q.to.len;
+    }
+    s.link = link;
+    io_uring_prep_sendmsg(sqe, static_cast<int>(links_[link].file), &s.msg, MSG_DONTWAIT);
+    start(sqe, Op::send, q.index);
+    return 0;
+}
+
+// A run of two or more as one UDP_SEGMENT send. false when no record or
+// SQE is free: the caller sends them singly.
+bool UringLoop::send_run(LinkIndex link, std::span<const QueuedSend> run, uint32_t segment) {
+    if (free_records_.empty()) return false;
+    io_uring_sqe* sqe = ring_->get_sqe();
+    if (sqe == nullptr) return false;
+    const uint32_t r = free_records_.back();
+    free_records_.pop_back();
+    SendRecord& rec = records_[r];
+    rec.link = link;
+    rec.count = static_cast<uint32_t>(run.size());
+    for (size_t k = 0; k < run.size(); ++k) {
+        // The kernel cuts the payload every `segment` bytes, not at the
+        // iovec's boundaries: the slots need not be adjacent.
+        rec.iov[k] = {pool_.slot_data(run[k].index) + run[k].offset, run[k].length};
+        rec.slots[k] = run[k].index;
+        slots_[run[k].index].op = Op::send_run;
+        slots_[run[k].index].link = link;
+        ++kernel_slots_;
+    }
+    rec.msg = {};
+    rec.msg.msg_iov = rec.iov;
+    rec.msg.msg_iovlen = run.size();
+    rec.to = run[0].to;
+    if (!rec.to.empty()) {
+        rec.msg.msg_name = &rec.to.addr;
+        rec.msg.msg_namelen = rec.to.len;
+    }
+    set_udp_segment(rec.msg, rec.control, static_cast<uint16_t>(segment));
+    io_uring_prep_sendmsg(sqe, static_cast<int>(links_[link].file), &rec.msg, MSG_DONTWAIT);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, pack(Op::send_run, r));
+    return true;
+}
+
+void UringLoop::finish_run(uint32_t record, int res) {
+    SendRecord& rec = records_[record];
+    const LinkIndex link = rec.link;
+    const uint32_t count = rec.count;
+    rec.count = 0;
+    free_records_.push_back(record);
+    kernel_slots_ -= count;
+    if (res >= 0) {
+        ++stats_.gso_sends;
+        stats_.gso_segments += count;
+        for (uint32_t k = 0; k < count; ++k) {
+            slots_[rec.slots[k]].op = Op::idle;
+            pool_.release(pool_.slot(rec.slots[k]));
+        }
+        return;
+    }
+    const int error = -res;
+    if (gso_refused(error) && link < links_.size() && links_[link].open) {
+        // The datagrams go again one by one, ahead of anything queued since
+        // (completions are reaped before the handler runs); the link sends
+        // singly from now on. Later runs of the same flush fail alike and
+        // come back behind these, in order.
+        if (links_[link].gso) {
+            links_[link].gso = false;
+            ++stats_.gso_refused;
+            if (handler_ != nullptr) handler_->on_gso_refused(link, error);
+        }
+        if (sends_.size() <= link) sends_.resize(link + 1);
+        auto& queue = sends_[link];
+        for (uint32_t k = 0; k < count; ++k) {
+            const uint32_t index = rec.slots[k];
+            const auto& iov = rec.iov[k];
+            const auto offset = static_cast<uint32_t>(static_cast<std::byte*>(iov.iov_base) - pool_.slot_data(index));
+            queue.push_back(QueuedSend{index, offset, static_cast<uint32_t>(iov.iov_len), rec.to});
+            slots_[index].op = Op::send_queued;
+        }
+        return;
+    }
+    for (uint32_t k = 0; k < count; ++k) {
+        slots_[rec.slots[k]].op = Op::idle;
+        pool_.release(pool_.slot(rec.slots[k]));
+        send_failed(link, error);
+    }
+}
+
+// Sends held for a flush that will not come (teardown).
+void UringLoop::drop_queued_sends() {
+    for (auto& queue : sends_) {
+        for (const QueuedSend& q : queue) {
+            slots_[q.index].op = Op::idle;
+            pool_.release(pool_.slot(q.index));
+        }
+        queue.clear();
+    }
+}
+
 void UringLoop::finish_poll(uint32_t index, int res) {
     poll_armed_[index] = false;
     --polls_armed_;
@@ -529,12 +782,25 @@ Status UringLoop::set_link_fd(LinkIndex link, int fd) {
         io_uring_sqe_set_data64(sqe, pack(Op::cancel, 0));
     }
     links_[link].open = fd >= 0;
+    links_[link].gso = true;  // a new socket may take UDP_SEGMENT
     return {};
 }
 
 Status UringLoop::enable_tun_offload(bool udp) {
     // One overflow buffer per read a round may have in flight.
     return uring::enable_tun_offload(reader_, writer_, pool_, stats_, batches_, batch_, udp);
+}
+
+Status UringLoop::enable_udp_offload() {
+    // A round's receives plus every link's waiting one.
+    auto reader = LinkReader::create(pool_, stats_, batches_, batch_ + kMaxLinks);
+    if (!reader) return tl::unexpected(reader.error());
+    link_reader_.emplace(std::move(*reader));
+    records_ = std::make_unique<SendRecord[]>(kGsoSendRecords);
+    free_records_.reserve(kGsoSendRecords);
+    for (uint32_t r = kGsoSendRecords; r-- > 0;) free_records_.push_back(r);
+    sends_.resize(links_.size());
+    return {};
 }
 
 // --- the turn -------------------------------------------------------------
@@ -555,6 +821,7 @@ Status UringLoop::run(Handler& handler) {
 
     if (fatal_) return tl::unexpected(*fatal_);
     core::Time deadline = handler.on_timer(*this);
+    flush_sends();
     flush_tun_writes();
     arm_reads();
     arm_polls();
@@ -570,12 +837,14 @@ Status UringLoop::run(Handler& handler) {
         }
         batches_.deliver(handler, *this);
         deadline = handler.on_timer(*this);
+        flush_sends();
         flush_tun_writes();
         arm_reads();
         arm_polls();
         update_gauges();
     }
     // What the last turn queued (a goodbye, a reply to priv) still goes out.
+    flush_sends();
     flush_tun_writes();
     if (auto r = ring_->submit(); !r) return tl::unexpected(r.error());
     return {};
@@ -588,6 +857,7 @@ Status UringLoop::run(Handler& handler) {
 void UringLoop::teardown() {
     if (!ring_) return;
     batches_.drop();
+    drop_queued_sends();
     if (writer_) {
         // Held for a flush that will not come (a fatal error ended the turn).
         for (uint32_t index : writer_->clear()) {
@@ -597,7 +867,7 @@ void UringLoop::teardown() {
     }
     for (uint32_t i = 0; i < pool_.slot_count(); ++i) {
         const Op op = slots_[i].op;
-        if (op == Op::idle) continue;
+        if (op == Op::idle || op == Op::send_run) continue;  // runs: by their record, below
         io_uring_sqe* sqe = ring_->get_sqe();
         if (sqe == nullptr) break;
         io_uring_prep_cancel64(sqe, pack(op, i), 0);
@@ -610,6 +880,13 @@ void UringLoop::teardown() {
         io_uring_prep_cancel64(sqe, pack(Op::poll, i), 0);
         io_uring_sqe_set_data64(sqe, pack(Op::cancel, 0));
     }
+    for (uint32_t r = 0; records_ && r < kGsoSendRecords; ++r) {
+        if (records_[r].count == 0) continue;
+        io_uring_sqe* sqe = ring_->get_sqe();
+        if (sqe == nullptr) break;
+        io_uring_prep_cancel64(sqe, pack(Op::send_run, r), 0);
+        io_uring_sqe_set_data64(sqe, pack(Op::cancel, 0));
+    }
     // Spare writes are not cancelled: a TUN write never waits, so they are
     // complete already and only need reaping.
     const auto give_up = std::chrono::steady_clock::now() + kTeardownWait;
@@ -620,12 +897,15 @@ void UringLoop::teardown() {
         ring_->for_each_completion([this](const io_uring_cqe& cqe) { complete(cqe); });
     }
     batches_.drop();  // reads that completed instead of being cancelled
+    drop_queued_sends();  // runs refused while reaping
     // Requests the kernel still holds might write into their slots: keep the
     // memory mapped rather than risk it being reused.
     if (kernel_slots_ + spare_writes_ > 0) {
         pool_.leak();
         if (reader_) reader_->leak();
         if (writer_) writer_->leak();
+        if (link_reader_) link_reader_->leak();
+        (void)records_.release();  // what the kernel may still read
     }
     ring_.reset();
 }
@@ -642,7 +922,7 @@ Result<std::unique_ptr<Loop>> make_uring_loop(const LoopConfig& config, const co
     if (!pool) return tl::unexpected(pool.error());
 
     // Room for a request on every slot, a poll per watch fd, a write per
-    // TUN spare buffer and slack.
+    // TUN spare buffer and slack (a run's send takes one SQE for several slots).
     const size_t wanted = size_t{config.slot_count} + config.watch_fds.size() + kTunWriteSpares + 8;
     RingOptions options;
     options.entries = std::bit_ceil(static_cast<unsigned>(std::min<size_t>(wanted, kMaxEntries)));
@@ -705,6 +985,8 @@ Result<std::unique_ptr<Loop>> make_uring_loop(const LoopConfig& config, const co
     auto loop = std::make_unique<UringLoop>(config, clock, std::move(*pool), std::move(*ring));
     if (offload)
         if (auto ok = loop->enable_tun_offload(config.tun_uso); !ok) return tl::unexpected(ok.error());
+    if (config.udp_offload)
+        if (auto ok = loop->enable_udp_offload(); !ok) return tl::unexpected(ok.error());
     return loop;
 }
 

@@ -79,6 +79,7 @@ TEST_CASE("a minimal client gets the documented defaults") {
     CHECK(c.interface_name == "mlvpn0");
     CHECK(c.tuntap == TunType::Tun);
     CHECK(c.tun_offload);
+    CHECK(c.udp_offload);
     CHECK(c.timeout_s == 60);
     CHECK(!c.cleartext_data);
     CHECK(!c.reorder_buffer_size);
@@ -427,6 +428,7 @@ TEST_CASE("booleans") {
         CAPTURE(f);
         CHECK(!general_ok(std::string("cleartext_data = ") + f).cleartext_data);
         CHECK(!general_ok(std::string("tun_offload = ") + f).tun_offload);
+        CHECK(!general_ok(std::string("udp_offload = ") + f).udp_offload);
         CHECK(!link_ok(std::string("fallback_only = ") + f).fallback_only);
     }
     CHECK(general_err("cleartext_data = 2") ==

@@ -91,3 +91,32 @@ TEST_CASE("status: the TUN offloads and their counters, in JSON and Prometheus")
     CHECK(text.find("mlvpn_device_offload_dropped_reads_total{tunnel=\"site\\\"a\",reason=\"no_buffer\"} 2\n") !=
           std::string::npos);
 }
+
+TEST_CASE("status: the link sockets' UDP offload counters, in JSON and Prometheus") {
+    Pair p(1);
+    REQUIRE(p.establish());
+    StatusMeta m = meta();
+    CHECK_FALSE(m.udp_offload);
+    CHECK(nlohmann::json::parse(to_json(snapshot(*p.client, m, p.clock)))["link_offload"]["enabled"] == false);
+    m.udp_offload = true;
+    m.udp_offload_stats = {.gso_sends = 7, .gso_segments = 250, .gso_refused = 1, .gro_receives = 9,
+                           .gro_segments = 300, .gro_dropped = 2, .gro_no_buffer = 4};
+    const auto doc = nlohmann::json::parse(to_json(snapshot(*p.client, m, p.clock)));
+    const auto& u = doc["link_offload"];
+    CHECK(u["enabled"] == true);
+    CHECK(u["gso_sends"] == 7);
+    CHECK(u["gso_segments"] == 250);
+    CHECK(u["gso_refused"] == 1);
+    CHECK(u["gro_receives"] == 9);
+    CHECK(u["gro_segments"] == 300);
+    CHECK(u["dropped"]["malformed"] == 2);
+    CHECK(u["dropped"]["no_buffer"] == 4);
+    const std::string text = to_prometheus(snapshot(*p.client, m, p.clock));
+    CHECK(text.find("mlvpn_link_offload_info{tunnel=\"site\\\"a\",offload=\"on\"} 1\n") != std::string::npos);
+    CHECK(text.find("mlvpn_link_offload_calls_total{tunnel=\"site\\\"a\",direction=\"gso\"} 7\n") != std::string::npos);
+    CHECK(text.find("mlvpn_link_offload_segments_total{tunnel=\"site\\\"a\",direction=\"gro\"} 300\n") !=
+          std::string::npos);
+    CHECK(text.find("mlvpn_link_offload_refused_total{tunnel=\"site\\\"a\"} 1\n") != std::string::npos);
+    CHECK(text.find("mlvpn_link_offload_dropped_total{tunnel=\"site\\\"a\",reason=\"no_buffer\"} 4\n") !=
+          std::string::npos);
+}

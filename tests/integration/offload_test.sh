@@ -3,8 +3,11 @@
 # shellcheck disable=SC2119 # helpers take optional arguments, not the script's
 # TUN offload (docs/fastpath.md): the devices have TSO/USO, TCP crosses the
 # tunnel as super-packets read whole and written whole (the status counts
-# them), ping works, on the io_uring loop and on the epoll loop; with
-# tun_offload = 0 the devices are plain and the tunnel works the same.
+# them), ping works, on the io_uring loop and on the epoll loop, and the link
+# sockets send runs of datagrams with UDP_SEGMENT and receive them coalesced
+# with UDP_GRO (the status counts those too); with tun_offload = 0 and
+# udp_offload = 0 the devices are plain, every datagram goes alone, and the
+# tunnel works the same.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -36,7 +39,9 @@ status_of() {
 }
 
 # Checks one side's offload status: MODE ("tcp,udp" or "off"), and with
-# offload, that it read and wrote super-packets and dropped no read.
+# offload, that it read and wrote super-packets and dropped no read, and that
+# its link socket sent UDP_SEGMENT runs and received coalesced datagrams,
+# dropping none; without, that no counter moved.
 check_status() {
     local side=$1 mode=$2 json
     json=$(status_of "$side")
@@ -55,8 +60,17 @@ else:
     assert o["super_packets_read"] > 0, o
     assert o["super_packets_written"] > 0 and o["merged"] > o["super_packets_written"], o
     assert o["dropped_reads"]["malformed"] == 0, o
+u = d["link_offload"]
+print("   ", u, file=sys.stderr)
+if mode == "off":
+    assert not u["enabled"] and u["gso_sends"] == 0 and u["gro_receives"] == 0, u
+else:
+    assert u["enabled"] and u["gso_refused"] == 0, u
+    assert u["gso_sends"] > 0 and u["gso_segments"] > u["gso_sends"], u
+    assert u["gro_receives"] > 0 and u["gro_segments"] > u["gro_receives"], u
+    assert u["dropped"]["malformed"] == 0 and u["dropped"]["no_buffer"] == 0, u
 PY
-    ok "$side status: offload '$mode'$([[ $mode != off ]] && echo ', super-packets read and written, none dropped')"
+    ok "$side status: offload '$mode'$([[ $mode != off ]] && echo ', super-packets read and written, UDP GSO and GRO on the link, none dropped')"
 }
 
 # Ping and TCP both ways, then the status of both sides.
@@ -108,8 +122,8 @@ else
     echo "note: no $SYSCTL on this kernel (before Linux 6.6): the epoll loop is not tried here"
 fi
 
-say "tun_offload = 0"
-GENERAL_EXTRA="tun_offload = 0"
+say "tun_offload = 0, udp_offload = 0"
+GENERAL_EXTRA=$'tun_offload = 0\nudp_offload = 0'
 write_configs
 : >"$SERVER_LOG"
 : >"$CLIENT_LOG"

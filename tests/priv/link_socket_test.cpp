@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -325,4 +326,17 @@ TEST_CASE("open_link_socket: bad specs") {
     auto bad_buffer = open_link_socket(negative);
     REQUIRE(!bad_buffer);
     CHECK(bad_buffer.error().message == "link dsl1: negative buffer size -1");
+}
+
+TEST_CASE("link socket: UDP_GRO only when asked for") {
+    auto plain = open_link_socket(spec("plain", endpoint("127.0.0.1", 0)));
+    REQUIRE(plain);
+    CHECK_FALSE(plain->gro);
+    CHECK(int_option(plain->fd.get(), SOL_UDP, UDP_GRO) == 0);
+    LinkSocketSpec s = spec("gro", endpoint("127.0.0.1", 0));
+    s.udp_gro = true;
+    auto gro = open_link_socket(s);
+    REQUIRE(gro);
+    CHECK(gro->gro);  // Linux 5.0 and later
+    CHECK(int_option(gro->fd.get(), SOL_UDP, UDP_GRO) == 1);
 }

@@ -123,6 +123,25 @@ TEST_CASE("messages: Tun says which offloads the device has, and nothing else") 
     CHECK_FALSE(msg::decode(encoded(t)));
 }
 
+TEST_CASE("messages: Config says whether the links have UDP offload, 0 or 1") {
+    msg::Config c;
+    c.mtu = 1424;
+    c.link_count = 1;
+    c.log_level = 5;
+    c.priv_pid = 1;
+    for (uint8_t on : {0, 1}) {
+        c.udp_offload = on;
+        auto d = msg::decode(encoded(c));
+        REQUIRE(d);
+        CHECK(std::get<msg::Config>(*d).udp_offload == on);
+    }
+    c.udp_offload = 2;
+    CHECK_FALSE(msg::decode(encoded(c)));
+    c.udp_offload = 1;
+    c.reserved[1] = 1;
+    CHECK_FALSE(msg::decode(encoded(c)));
+}
+
 TEST_CASE("channel: messages keep their boundaries and carry one descriptor") {
     auto pair = Channel::pair();
     REQUIRE(pair);

@@ -102,4 +102,7 @@ TEST_CASE("reload plan: what only a restart can change") {
     auto o = plan_reload(parse(kBase), parse(replaced(kBase, "password = one", "password = one\ntun_offload = 0")));
     REQUIRE(o.needs_restart.size() == 1);
     CHECK(o.needs_restart[0] == "tun_offload");
+    auto u = plan_reload(parse(kBase), parse(replaced(kBase, "password = one", "password = one\nudp_offload = off")));
+    REQUIRE(u.needs_restart.size() == 1);
+    CHECK(u.needs_restart[0] == "udp_offload");
 }

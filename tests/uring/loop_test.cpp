@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -15,6 +16,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -75,6 +77,21 @@ struct EpollKind {
         return mlvpn::uring::make_epoll_loop(c, clock);
     }
 };
+
+// The same two with UDP offload on the links (UDP_SEGMENT runs, room for
+// UDP_GRO receives): everything that holds without it must hold with it.
+template <class Base>
+struct UdpOffload {
+    static constexpr std::string_view kName = Base::kName;
+    static constexpr bool kUdpOffload = true;
+    static mlvpn::Result<std::unique_ptr<mlvpn::uring::Loop>> make(LoopConfig c, const mlvpn::core::Clock& clock,
+                                                                    bool* unavailable) {
+        c.udp_offload = true;
+        return Base::make(c, clock, unavailable);
+    }
+};
+using UringUdpKind = UdpOffload<UringKind>;
+using EpollUdpKind = UdpOffload<EpollKind>;
 
 // --- sockets ----------------------------------------------------------------
 
@@ -321,6 +338,11 @@ struct TestHandler : Handler {
         last_send_error = error;
     }
     void on_tun_write_error(int) override { ++tun_write_errors; }
+    void on_gso_refused(LinkIndex, int error) override {
+        ++gso_refused_calls;
+        last_gso_error = error;
+    }
+    std::atomic<int> gso_refused_calls{0}, last_gso_error{0};
     Time on_timer(Io&) override {
         const Time now = clock.now();
         if (period.count() > 0) {
@@ -435,7 +457,9 @@ private:
     LoopStats stats_;
 };
 
-#define LOOP_TYPES UringKind, EpollKind
+#define PLAIN_LOOP_TYPES UringKind, EpollKind
+#define UDP_LOOP_TYPES UringUdpKind, EpollUdpKind
+#define LOOP_TYPES UringKind, EpollKind, UringUdpKind, EpollUdpKind
 
 // --- bursts -------------------------------------------------------------------
 
@@ -767,8 +791,10 @@ TEST_CASE_TEMPLATE("loop: buffers handed back wrongly are refused, not reused", 
 
 // Parking sends until there is room would reorder them (io_uring retries parked
 // requests in wakeup order): both loops drop what does not fit, in order.
+// Plain loops only: a unix socket ignores UDP_SEGMENT and would carry a run
+// as one datagram (links are always UDP sockets in the daemon).
 TEST_CASE_TEMPLATE("loop: a link with a full socket buffer drops with EAGAIN and keeps the order", Kind,
-                   LOOP_TYPES) {
+                   PLAIN_LOOP_TYPES) {
     Net net;
     // A unix datagram pair as link 0: unlike UDP on loopback, its socket
     // buffer stays charged until the peer reads, so it really fills up.
@@ -879,4 +905,157 @@ TEST_CASE_TEMPLATE("loop: link sockets replaced, added and taken away at run tim
     CHECK(r.run_error() == "");
     CHECK(r.stats().slots_held == 0);
     CHECK(h.free_at_stop > 0);
+}
+
+// --- UDP offload on the links ---------------------------------------------------
+
+namespace {
+
+constexpr uint32_t kRunCount = 1500;
+constexpr size_t kRunSize = 1000;
+
+// Seqs in arrival order of packets that must be packet(seq, kRunSize); -1 for
+// anything else.
+auto take_fixed(std::vector<int64_t>& got) {
+    return [&got](const uint8_t* data, size_t size) {
+        uint32_t seq = 0;
+        if (size >= 4) std::memcpy(&seq, data, 4);
+        const bool intact = size == kRunSize && std::vector<uint8_t>(data, data + size) == packet(seq, kRunSize);
+        got.push_back(intact ? seq : -1);
+    };
+}
+
+// Writes packets [already_sent, kRunCount) of kRunSize bytes into `out`,
+// `window` at most outstanding, and reads them back on `in`.
+std::vector<int64_t> pump_fixed(int out, int in, uint32_t window, uint32_t already_sent) {
+    std::vector<int64_t> got;
+    uint32_t sent = already_sent;
+    const auto end = std::chrono::steady_clock::now() + 4s;
+    auto take = take_fixed(got);
+    while (got.size() < kRunCount && std::chrono::steady_clock::now() < end) {
+        while (sent < kRunCount && sent - got.size() < window) {
+            auto p = packet(sent, kRunSize);
+            if (write(out, p.data(), p.size()) != static_cast<ssize_t>(p.size())) break;
+            ++sent;
+        }
+        pollfd pfd{in, POLLIN, 0};
+        poll(&pfd, 1, 20);
+        drain(in, take);
+    }
+    return got;
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("loop: equal-size datagrams go out as UDP_SEGMENT runs, intact and in order", Kind,
+                   UDP_LOOP_TYPES) {
+    Net net;
+    TestHandler h;
+    h.stop_fd = net.stop.get();
+    Runner<Kind> r(net.config(), h);
+    if (!r.created()) return;
+    // A window queued before the first turn, so that turn sends a long run.
+    for (uint32_t seq = 0; seq < 32; ++seq) write_packet(net.tun_peer.get(), packet(seq, kRunSize));
+    r.go();
+    const std::vector<int64_t> got = pump_fixed(net.tun_peer.get(), net.peer0.get(), 128, 32);
+    r.stop(net.stop.get());
+    CHECK(r.run_error() == "");
+    INFO(describe<Kind>(r.stats()) << ", gso sends " << r.stats().gso_sends << " segments "
+                                   << r.stats().gso_segments);
+    check_in_order(got, kRunCount);
+    CHECK(h.send_errors == 0);
+    CHECK(h.gso_refused_calls == 0);
+    CHECK(r.stats().gso_refused == 0);
+    CHECK(r.stats().gso_sends > 0);
+    CHECK(r.stats().gso_segments >= 2 * r.stats().gso_sends);
+    CHECK(r.stats().gso_segments <= kRunCount);
+    CHECK(r.stats().slots_held == 0);
+}
+
+TEST_CASE_TEMPLATE("loop: coalesced receives (UDP_GRO) reach the handler as one datagram per slot", Kind,
+                   UDP_LOOP_TYPES) {
+    Net net;
+    const int on = 1;
+    if (setsockopt(net.link0.get(), SOL_UDP, UDP_GRO, &on, sizeof on) != 0) {
+        MESSAGE("UDP_GRO refused here, skipped");
+        return;
+    }
+    TestHandler h;
+    h.stop_fd = net.stop.get();
+    Runner<Kind> r(net.config(), h);
+    if (!r.created()) return;
+    r.go();
+    // The peer sends runs of 40 with UDP_SEGMENT: over loopback each arrives
+    // whole, as one coalesced receive.
+    std::vector<int64_t> got;
+    auto take = take_fixed(got);
+    uint32_t sent = 0;
+    const auto end = std::chrono::steady_clock::now() + 4s;
+    while (got.size() < kRunCount && std::chrono::steady_clock::now() < end) {
+        if (sent < kRunCount && sent - got.size() < 160) {
+            std::vector<std::vector<uint8_t>> run;
+            for (uint32_t k = 0; k < 40 && sent + k < kRunCount; ++k) run.push_back(packet(sent + k, kRunSize));
+            std::vector<iovec> iov;
+            for (auto& p : run) iov.push_back({p.data(), p.size()});
+            msghdr msg{};
+            msg.msg_iov = iov.data();
+            msg.msg_iovlen = iov.size();
+            alignas(cmsghdr) char control[CMSG_SPACE(sizeof(uint16_t))] = {};
+            msg.msg_control = control;
+            msg.msg_controllen = sizeof control;
+            cmsghdr* c = CMSG_FIRSTHDR(&msg);
+            c->cmsg_level = SOL_UDP;
+            c->cmsg_type = UDP_SEGMENT;
+            c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            const uint16_t segment = kRunSize;
+            std::memcpy(CMSG_DATA(c), &segment, sizeof segment);
+            const ssize_t n = sendmsg(net.peer0.get(), &msg, 0);
+            if (n < 0 && (errno == EIO || errno == EINVAL)) {
+                MESSAGE("UDP_SEGMENT refused here, skipped");
+                r.stop(net.stop.get());
+                return;
+            }
+            if (n > 0) sent += static_cast<uint32_t>(run.size());
+        }
+        pollfd pfd{net.tun_peer.get(), POLLIN, 0};
+        poll(&pfd, 1, 20);
+        drain(net.tun_peer.get(), take);
+    }
+    r.stop(net.stop.get());
+    CHECK(r.run_error() == "");
+    INFO(describe<Kind>(r.stats()) << ", gro receives " << r.stats().gro_receives << " segments "
+                                   << r.stats().gro_segments);
+    check_in_order(got, kRunCount);
+    CHECK(r.stats().gro_receives > 0);
+    CHECK(r.stats().gro_segments == kRunCount);
+    CHECK(r.stats().datagrams == kRunCount);
+    CHECK(r.stats().gro_dropped == 0);
+    CHECK(r.stats().gro_no_buffer == 0);
+    CHECK(r.stats().slots_held == 0);
+}
+
+TEST_CASE_TEMPLATE("loop: a link whose kernel refuses UDP_SEGMENT sends singly and loses nothing", Kind,
+                   UDP_LOOP_TYPES) {
+    Net net;
+    // SO_NO_CHECK: the kernel refuses UDP_SEGMENT on this socket (EINVAL),
+    // as it does with EIO on a device without checksum offload.
+    const int on = 1;
+    REQUIRE(setsockopt(net.link0.get(), SOL_SOCKET, SO_NO_CHECK, &on, sizeof on) == 0);
+    TestHandler h;
+    h.stop_fd = net.stop.get();
+    Runner<Kind> r(net.config(), h);
+    if (!r.created()) return;
+    for (uint32_t seq = 0; seq < 32; ++seq) write_packet(net.tun_peer.get(), packet(seq, kRunSize));
+    r.go();
+    std::vector<int64_t> got;
+    collect(net.peer0.get(), 2s, [&] { return got.size() >= 32; }, take_fixed(got));
+    r.stop(net.stop.get());
+    CHECK(r.run_error() == "");
+    check_in_order(got, 32);
+    CHECK(h.send_errors == 0);
+    CHECK(h.gso_refused_calls == 1);
+    CHECK(h.last_gso_error == EINVAL);
+    CHECK(r.stats().gso_refused == 1);
+    CHECK(r.stats().gso_sends == 0);
+    CHECK(r.stats().slots_held == 0);
 }
