@@ -84,7 +84,7 @@ Result<bool> to_bool(std::string_view key, std::string_view v) {
                             key, shown(v)));
 }
 
-// SO_MARK takes any 32-bit value; marks are often written in hex.
+// A file mode in octal, as chmod takes it (control_unix_mode).
 Result<uint32_t> to_mode(std::string_view key, std::string_view v) {
     const bool octal = !v.empty() && v.size() <= 4 &&
                        std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '7'; });
@@ -95,6 +95,7 @@ Result<uint32_t> to_mode(std::string_view key, std::string_view v) {
     return mode;
 }
 
+// SO_MARK takes any 32-bit value; marks are often written in hex.
 Result<uint32_t> to_fwmark(std::string_view key, std::string_view v) {
     constexpr std::string_view expected = "expected decimal or 0x hex, 1..4294967295";
     if (v.size() > 2 && v[0] == '0' && (v[1] == 'x' || v[1] == 'X')) {

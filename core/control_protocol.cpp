@@ -57,14 +57,21 @@ Request parse_http(std::string_view head) {
     const std::string_view method = next_word(line);
     const std::string_view target = next_word(line);
     const std::string_view version = next_word(line);
-    if (!version.starts_with("HTTP/1.") || !trim(line).empty()) return bad(true, 400, "malformed request line");
+    const bool is_head = method == "HEAD";
+    const auto refuse = [is_head](int status, std::string message) {
+        Request r = bad(true, status, std::move(message));
+        r.head = is_head;
+        return r;
+    };
+    if (!version.starts_with("HTTP/1.") || !trim(line).empty()) return refuse(400, "malformed request line");
     std::string_view path = target.substr(0, target.find('?'));
     if (path != "/status" && path != "/metrics") {
-        return bad(true, 404, fmt::format("no such resource '{}'; try /status or /metrics", shown(target)));
+        return refuse(404, fmt::format("no such resource '{}'; try /status or /metrics", shown(target)));
     }
-    if (method != "GET" && method != "HEAD") return bad(true, 405, "only GET is served");
+    if (method != "GET" && !is_head) return refuse(405, "only GET and HEAD are served");
     Request r;
     r.http = true;
+    r.head = is_head;
     r.kind = path == "/status" ? Kind::Status : Kind::Metrics;
     return r;
 }
@@ -134,7 +141,7 @@ std::string response(const Request& request, int http_status, std::string_view c
     if (!request.http) return std::string(body);
     return fmt::format(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nServer: mlvpn\r\n\r\n{}",
-        http_status, reason_phrase(http_status), content_type, body.size(), body);
+        http_status, reason_phrase(http_status), content_type, body.size(), request.head ? "" : body);
 }
 
 std::string error_response(const Request& request) {

@@ -31,6 +31,7 @@ enum class Kind { Status, Metrics, Link, Reload, Error };
 struct Request {
     Kind kind = Kind::Error;
     bool http = false;
+    bool head = false;     // an HTTP HEAD: the headers of the GET answer, no body
     std::string link;      // Kind::Link
     LinkAdmin admin = LinkAdmin::Up;
     int http_status = 400;  // Kind::Error
@@ -42,7 +43,8 @@ struct Request {
 std::optional<Request> parse_request(std::string_view received, bool privileged);
 
 // The bytes to send back for a request, given the body (JSON or metrics
-// text) computed for it.
+// text) computed for it. A HEAD request gets the headers only, with the
+// Content-Length the body would have (RFC 9110, 9.3.2).
 std::string response(const Request& request, int http_status, std::string_view content_type,
                      std::string_view body);
 std::string error_response(const Request& request);

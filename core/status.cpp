@@ -250,6 +250,9 @@ std::string to_prometheus(const Status& s) {
              [](const LinkStatus& l) { return l.weight; });
     per_link("link_disconnects_total", "counter", "Times the link went down.",
              [](const LinkStatus& l) { return l.stats.downs; });
+    per_link("link_socket_renewals_total", "counter",
+             "Fresh sockets the client link got from [priv] after its address or route changed.",
+             [](const LinkStatus& l) { return l.stats.socket_renewals; });
     per_link("link_send_errors_total", "counter", "Sends the kernel refused.",
              [](const LinkStatus& l) { return l.stats.send_errors; });
     family("link_dropped_packets_total", "counter", "Datagrams dropped on receipt, by reason.");
@@ -271,6 +274,11 @@ std::string to_prometheus(const Status& s) {
     sample("device_dropped_packets_total", ",reason=\"no_link\"", s.tunnel.drop_no_link);
     sample("device_dropped_packets_total", ",reason=\"oversize\"", s.tunnel.drop_oversize);
     sample("device_dropped_packets_total", ",reason=\"queue_full\"", s.tunnel.drop_no_buffer);
+    family("device_write_dropped_packets_total", "counter",
+           "Authentic packets from the peer not written to the device, by reason (malformed: not an IP packet).");
+    sample("device_write_dropped_packets_total", ",reason=\"malformed\"", s.tunnel.drop_tun_malformed);
+    family("device_write_errors_total", "counter", "Writes to the device that failed.");
+    sample("device_write_errors_total", "", s.tunnel.tun_write_errors);
     family("device_offload_info", "gauge", "Constant 1, with the TUN offloads in use as a label (off, tcp, tcp,udp).");
     sample("device_offload_info", fmt::format(",offload=\"{}\"", prometheus_label(s.meta.offload)), 1);
     family("device_super_packets_total", "counter", "TUN offload: super-packets read (and split) and written (coalesced).");
@@ -304,6 +312,9 @@ std::string to_prometheus(const Status& s) {
     sample("reorder_packets_total", ",outcome=\"reordered\"", s.reorder.reordered);
     sample("reorder_packets_total", ",outcome=\"late\"", s.reorder.late);
     sample("reorder_packets_total", ",outcome=\"duplicate\"", s.reorder.duplicates);
+    sample("reorder_packets_total", ",outcome=\"overflow\"", s.reorder.overflows);
+    family("reorder_held_packets", "gauge", "Packets held in the reorder buffer, waiting for the ones before them.");
+    sample("reorder_held_packets", "", s.reorder_held);
     family("reorder_gaps_skipped_total", "counter", "Sequence numbers given up on (lost, or later than the wait).");
     sample("reorder_gaps_skipped_total", "", s.reorder.gaps_skipped);
     family("reorder_wait_seconds", "gauge", "How long an early packet may wait for the ones before it.");

@@ -233,29 +233,35 @@ Status check_hook_command(const std::string& path) {
                                 st.st_mode & 07777, shell_quote(path)));
 
     // Whoever can write to a directory on the way can swap the file for
-    // another, so every directory of the resolved path must be as safe as the
-    // file itself (as OpenSSH demands for AuthorizedKeysCommand). A sticky
+    // another, so every directory on the way must be as safe as the file
+    // itself (as OpenSSH demands for AuthorizedKeysCommand). A sticky
     // directory owned by root, like /tmp, lets nobody replace root's entries.
+    // Both ways: the path as written (a symlink to the hook lives in one of
+    // those directories, and whoever may write there may point it elsewhere)
+    // and the resolved path (where the file really is).
+    const auto check_directories = [&path](std::string dir) -> Status {
+        for (;;) {
+            auto slash = dir.rfind('/');
+            dir.resize(slash == 0 ? 1 : slash);
+            struct stat dst {};
+            if (::stat(dir.c_str(), &dst) != 0) return fail(fmt::format("{}: {}", dir, errno_text(errno)));
+            if (dst.st_uid != 0)
+                return fail(fmt::format(
+                    "{}: directory {} is owned by uid {}, who could replace the hook (it runs as root); "
+                    "move the hook to a directory owned by root, such as /etc/mlvpn",
+                    path, dir, dst.st_uid));
+            if ((dst.st_mode & (S_IWGRP | S_IWOTH)) && !(dst.st_mode & S_ISVTX))
+                return fail(fmt::format(
+                    "{}: directory {} (mode {:04o}) lets {} replace the hook (it runs as root); run: chmod go-w {}",
+                    path, dir, dst.st_mode & 07777, who_has(dst.st_mode, S_IWGRP, S_IWOTH), shell_quote(dir)));
+            if (dir == "/") return {};
+        }
+    };
+    if (auto ok = check_directories(path); !ok) return ok;
     char resolved[PATH_MAX];
     if (::realpath(path.c_str(), resolved) == nullptr)
         return fail(fmt::format("{}: {}", path, errno_text(errno)));
-    std::string dir = resolved;
-    for (;;) {
-        auto slash = dir.rfind('/');
-        dir.resize(slash == 0 ? 1 : slash);
-        struct stat dst {};
-        if (::stat(dir.c_str(), &dst) != 0) return fail(fmt::format("{}: {}", dir, errno_text(errno)));
-        if (dst.st_uid != 0)
-            return fail(fmt::format(
-                "{}: directory {} is owned by uid {}, who could replace the hook (it runs as root); "
-                "move the hook to a directory owned by root, such as /etc/mlvpn",
-                path, dir, dst.st_uid));
-        if ((dst.st_mode & (S_IWGRP | S_IWOTH)) && !(dst.st_mode & S_ISVTX))
-            return fail(fmt::format(
-                "{}: directory {} (mode {:04o}) lets {} replace the hook (it runs as root); run: chmod go-w {}",
-                path, dir, dst.st_mode & 07777, who_has(dst.st_mode, S_IWGRP, S_IWOTH), shell_quote(dir)));
-        if (dir == "/") break;
-    }
+    if (auto ok = check_directories(resolved); !ok) return ok;
     return {};
 }
 

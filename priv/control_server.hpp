@@ -5,8 +5,9 @@
 //
 // The server keeps its own epoll set (listeners and clients) so that the
 // data-path loop watches one descriptor for all of it. Everything is
-// non-blocking and bounded: at most kMaxClients at once (more get a 503 and
-// are closed), requests of at most control::kMaxRequest bytes, and
+// non-blocking and bounded: at most kMaxClients at once (more get
+// {"error": "too many control clients; try again"} before they have sent
+// anything, so without HTTP headers, and are closed), requests of at most control::kMaxRequest bytes, and
 // kClientTimeout for a whole exchange. A slow client never holds the data path.
 #pragma once
 

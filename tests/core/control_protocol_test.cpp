@@ -63,3 +63,17 @@ TEST_CASE("control: HTTP") {
     CHECK(nf.starts_with("HTTP/1.1 404 Not Found\r\n"));
     CHECK(nf.find("{\"error\":") != std::string::npos);
 }
+
+TEST_CASE("control: HTTP HEAD gets the headers of GET and no body") {
+    auto h = parse_request("HEAD /metrics HTTP/1.1\r\n\r\n", false);
+    REQUIRE(h);
+    CHECK(h->kind == Kind::Metrics);
+    CHECK(h->head);
+    const std::string head = response(*h, 200, "text/plain", "abc\n");
+    CHECK(head.find("Content-Length: 4\r\n") != std::string::npos);
+    CHECK(head.ends_with("\r\n\r\n"));
+    const std::string nf = error_response(*parse_request("HEAD /x HTTP/1.1\r\n\r\n", false));
+    CHECK(nf.starts_with("HTTP/1.1 404 Not Found\r\n"));
+    CHECK(nf.ends_with("\r\n\r\n"));
+    CHECK_FALSE(parse_request("GET /status HTTP/1.1\r\n\r\n", false)->head);
+}

@@ -56,6 +56,13 @@ TEST_CASE("status: Prometheus text has HELP/TYPE, _total counters, escaped label
     CHECK(text.find("mlvpn_link_up{tunnel=\"site\\\"a\",link=\"link0\"} 1\n") != std::string::npos);
     CHECK(text.find("mlvpn_link_state{tunnel=\"site\\\"a\",link=\"link0\",state=\"up\"} 1\n") != std::string::npos);
     CHECK(prometheus_label("a\\b\"c\nd") == "a\\\\b\\\"c\\nd");
+    // What an operator alerts on is there too, not only in the JSON.
+    for (const char* family : {"mlvpn_device_write_errors_total{", "mlvpn_device_write_dropped_packets_total{",
+                               "mlvpn_reorder_held_packets{", "mlvpn_link_socket_renewals_total{",
+                               "mlvpn_reorder_packets_total{tunnel=\"site\\\"a\",outcome=\"overflow\"}"}) {
+        CAPTURE(family);
+        CHECK(text.find(family) != std::string::npos);
+    }
     // Every sample line belongs to a declared family.
     size_t pos = 0;
     while ((pos = text.find('\n', pos)) != std::string::npos && pos + 1 < text.size()) {

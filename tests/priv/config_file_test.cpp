@@ -246,3 +246,18 @@ TEST_CASE("config_file: check_hook_command refuses a hook in a directory others 
               " is owned by uid 65534, who could replace the hook (it runs as root); move the hook to a directory "
               "owned by root, such as /etc/mlvpn");
 }
+
+TEST_CASE("config_file: check_hook_command refuses a safe hook reached through a link in an unsafe directory") {
+    TempDir dir;
+    write_file(dir / "hook.sh", "#!/bin/sh\n", 0700);
+    const std::string user = dir / "user";
+    REQUIRE(::mkdir(user.c_str(), 0755) == 0);
+    REQUIRE(::chown(user.c_str(), 65534, 65534) == 0);
+    // The hook is safe, but whoever owns `user` may point the link elsewhere.
+    const std::string link = user + "/hook";
+    REQUIRE(::symlink((dir / "hook.sh").c_str(), link.c_str()) == 0);
+    CHECK(error_of(check_hook_command(link)) ==
+          link + ": directory " + user +
+              " is owned by uid 65534, who could replace the hook (it runs as root); move the hook to a directory "
+              "owned by root, such as /etc/mlvpn");
+}
