@@ -117,8 +117,7 @@ void run_gro(uint8_t mode, const std::vector<Bytes>& packets) {
         }
         const core::Buffer* moved = spares[k];
         FUZZ_CHECK(moved->index < packets.size(), "spare {} hands back a foreign buffer", k);
-        const auto bytes = moved->bytes();
-        FUZZ_CHECK(Bytes(bytes.begin(), bytes.end()) == packets[moved->index], "moved buffer {} was changed",
+        FUZZ_CHECK(std::ranges::equal(moved->bytes(), packets[moved->index]), "moved buffer {} was changed",
                    moved->index);
         stands_for[k] = moved->index;
     }
@@ -143,8 +142,7 @@ void run_gro(uint8_t mode, const std::vector<Bytes>& packets) {
     FUZZ_CHECK(std::all_of(seen.begin(), seen.end(), [](bool b) { return b; }), "a buffer went missing");
     std::vector<Bytes> written;  // what the kernel would make of the writes
     for (size_t i = n; i < batch.size(); ++i) {
-        const auto bytes = batch[i]->bytes();
-        FUZZ_CHECK(Bytes(bytes.begin(), bytes.end()) == packets[batch[i]->index], "absorbed buffer {} was changed",
+        FUZZ_CHECK(std::ranges::equal(batch[i]->bytes(), packets[batch[i]->index]), "absorbed buffer {} was changed",
                    batch[i]->index);
     }
     for (size_t i = 0; i < n; ++i) {
