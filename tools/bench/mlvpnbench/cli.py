@@ -278,6 +278,10 @@ def _print_result(r):
     rtt = s["rtt"]
     if rtt.get("p50_ms") is not None:
         parts.append(f"ping p50 {rtt['p50_ms']:.1f} / p95 {rtt['p95_ms']:.1f} ms, lost {rtt['loss_pct']:g}%")
+    if s.get("added_rtt_ms"):
+        bare, added = s["rtt_bare"], s["added_rtt_ms"]
+        parts.append(f"ping p50 {rtt['p50_ms']:.3f} ms against {bare['p50_ms']:.3f} ms without the tunnel: "
+                     f"adds {added['p50']:.3f} ms (min {added['min']:.3f}, mean {added['mean']:.3f})")
     parts.append(f"cpu {s['cpu_pct_of_one_core']:.0f}% of a core")
     shares = ", ".join(f"{n} {v['share_pct']}%" for n, v in s["links"].items() if v.get("share_pct") is not None)
     log(f"  => {r['system']} {r['test']}: {'; '.join(parts)}" + (f"; shares {shares}" if len(s['links']) > 1 else ""))

@@ -145,6 +145,14 @@ class TestRun:
                     err_path=os.path.join(wd, f"iperf3-{tag}.err"))
             ping = ctx.procs.start("ping", in_ns(ctx.topo.ns_c, *ping_argv(
                 system.server_ip, self.duration, self.sc.ping_interval_ms)), ping_out)
+            # A ping test also pings the first link's far end without the
+            # tunnel, at the same time and on the same path: the tunnel's
+            # added latency is the difference of the two.
+            bare, bare_out = None, os.path.join(wd, f"ping-bare-{tag}.txt")
+            if test["kind"] == "ping":
+                open(bare_out, "w", encoding="utf-8").close()
+                bare = ctx.procs.start("ping", in_ns(ctx.topo.ns_c, *ping_argv(
+                    ctx.topo.links[0]["s_addr"], self.duration, self.sc.ping_interval_ms)), bare_out)
             ping_offset = 0
             seconds = []
             for k in range(1, int(self.duration) + 1):
@@ -166,7 +174,7 @@ class TestRun:
                 self._progress(rec)
                 prev, daemon_prev = cur, daemon_cur or daemon_prev
             emu_end = ctx.emulator.stats() if ctx.emulator else None
-            for p, what in ((iperf, "iperf3"), (ping, "ping")):
+            for p, what in ((iperf, "iperf3"), (ping, "ping"), (bare, "ping (bare path)")):
                 if p is None:
                     continue
                 try:
@@ -192,6 +200,8 @@ class TestRun:
         samples, ping_summary = parse_ping(ping_out, t0_real, self.duration, self.sc.ping_interval_ms)
         result["rtt_samples"] = samples
         result["ping"] = ping_summary
+        if bare is not None:
+            _, result["ping_bare"] = parse_ping(bare_out, t0_real, self.duration, self.sc.ping_interval_ms)
         result["cpu_s"] = {role: round(end - first_cpu[role], 3) for role, end in cur["cpu"].items()
                            if end is not None and first_cpu.get(role) is not None}
         if emu_end:
@@ -248,6 +258,13 @@ class TestRun:
         if events:
             out["timeline_events"] = events
         out["rtt"] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r["ping"].items()}
+        if "ping_bare" in r:
+            bare = r["ping_bare"]
+            out["rtt_bare"] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in bare.items()}
+            if bare.get("p50_ms") is not None and out["rtt"].get("p50_ms") is not None:
+                # What the tunnel adds to a round trip on an idle path.
+                out["added_rtt_ms"] = {q: round(out["rtt"][f"{q}_ms"] - bare[f"{q}_ms"], 3)
+                                       for q in ("min", "p50", "mean")}
         cpu = {k: v for k, v in r["cpu_s"].items() if k != "linkemu"}
         out["cpu_s"] = cpu
         out["cpu_total_s"] = round(sum(cpu.values()), 3)
