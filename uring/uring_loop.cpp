@@ -18,10 +18,16 @@
 //   enough lost races, io_uring hands them to io-wq worker threads that read
 //   concurrently with the ring, reordering packets (seen in tests, with an
 //   iou-wrk thread appearing) and burning CPU on every wakeup.
-// - The round size adapts: after a round where every read brought a packet,
-//   `batch`; otherwise twice what the round brought in (at least 1). A burst
-//   gets full rounds from its second turn on, while sparse traffic costs about
-//   one read failing with EAGAIN per packet rather than `batch`. One turn delivers at most `batch`
+// - The round size adapts. A link socket's receive says whether more was
+//   queued behind it (IORING_CQE_F_SOCK_NONEMPTY, 5.19): if any in a round
+//   did, the next round is `batch`, otherwise a single waiting receive, so
+//   sparse traffic never pays for receives failing with EAGAIN (nor the turns
+//   their completions cost: idle latency). The TUN device says nothing of the
+//   kind (nor does a kernel before 5.19): after a round where every read
+//   brought a packet, `batch`; otherwise twice what the round brought in (at
+//   least 1). A burst gets full rounds from its second turn on, while sparse
+//   traffic costs about one read failing with EAGAIN per packet rather than
+//   `batch`. One turn delivers at most `batch`
 //   packets per fd, so every per-turn vector has a fixed bound. With the pool
 //   empty, rounds shrink or wait until buffers come back.
 // - Everything a turn queues (re-armed reads, sends, TUN writes, polls) goes
@@ -140,6 +146,9 @@ struct ReadFd {
     uint32_t issued = 0;     // size of the current round
     uint32_t got = 0;        // packets the current round brought in
     uint32_t round = 1;      // size of the next round
+    // A link's receive in this round said more was queued behind it
+    // (IORING_CQE_F_SOCK_NONEMPTY, Linux 5.19).
+    bool more = false;
     // RWF_NOWAIT on a TUN device that does not support it (older kernels)
     // fails with EOPNOTSUPP; rounds are then single plain reads.
     bool nowait = true;
@@ -217,7 +226,7 @@ private:
     void arm_reads();
     void arm_polls();
     void complete(const io_uring_cqe& cqe);
-    void finish_read(uint32_t index, int res);
+    void finish_read(uint32_t index, int res, bool more);
     void finish_write(uint32_t index, int res);
     void finish_poll(uint32_t index, int res);
     void finish_spare_write(uint32_t index, int res);
@@ -257,6 +266,11 @@ private:
     std::unique_ptr<SendRecord[]> records_;
     std::vector<uint32_t> free_records_;
     std::optional<Error> fatal_;
+
+public:
+    // The kernel flags a receive with more queued behind it
+    // (IORING_CQE_F_SOCK_NONEMPTY); set once, before run().
+    bool socket_nonempty = false;
 };
 
 // --- output (CheckedIo) ---------------------------------------------------
@@ -464,7 +478,7 @@ void UringLoop::complete(const io_uring_cqe& cqe) {
             // Only completions of requests we started carry these.
             if (index >= pool_.slot_count() || slots_[index].op != op) return;
             if (op == Op::tun_read || op == Op::recv)
-                finish_read(index, cqe.res);
+                finish_read(index, cqe.res, (cqe.flags & IORING_CQE_F_SOCK_NONEMPTY) != 0);
             else
                 finish_write(index, cqe.res);
             return;
@@ -485,7 +499,7 @@ void UringLoop::complete(const io_uring_cqe& cqe) {
     }
 }
 
-void UringLoop::finish_read(uint32_t index, int res) {
+void UringLoop::finish_read(uint32_t index, int res, bool more) {
     SlotOp& s = slots_[index];
     const bool is_tun = s.op == Op::tun_read;
     finish(index);
@@ -495,10 +509,17 @@ void UringLoop::finish_read(uint32_t index, int res) {
     ReadFd& fd = is_tun ? *tun_ : links_[s.link];
     const bool data = is_tun ? res > 0 : res >= 0;
     if (data) ++fd.got;
+    if (more) fd.more = true;
     if (--fd.in_flight == 0) {
-        // Round over: size the next one after this one's yield.
-        fd.round = fd.got == fd.issued ? batch_ : std::clamp(2 * fd.got, 1u, batch_);
+        // Round over: size the next one after this one's yield. A socket
+        // says whether more is queued: without that, one waiting receive,
+        // and no receive fails with EAGAIN at a low packet rate.
+        if (is_tun || !socket_nonempty)
+            fd.round = fd.got == fd.issued ? batch_ : std::clamp(2 * fd.got, 1u, batch_);
+        else
+            fd.round = fd.more ? batch_ : 1;
         fd.got = 0;
+        fd.more = false;
     }
 
     if (s.overflow != nullptr && !is_tun) {
@@ -974,6 +995,10 @@ Result<std::unique_ptr<Loop>> make_uring_loop(const LoopConfig& config, const co
     files.resize(files.size() + (kMaxLinks - config.link_fds.size()), -1);
     if (auto ok = (*ring)->register_files(files); !ok) return tl::unexpected(ok.error());
 
+    // IORING_CQE_F_SOCK_NONEMPTY came with Linux 5.19, as did IORING_OP_SOCKET,
+    // which the probe shows (the flag itself cannot be probed).
+    const bool socket_nonempty = (*ring)->supports(IORING_OP_SOCKET);
+
     // From here on the ring accepts only the opcodes in `needed`, on fixed files or
     // none, and FILES_UPDATE (set_link_fd) as its one registration.
     RingRestrictions allowed;
@@ -983,6 +1008,7 @@ Result<std::unique_ptr<Loop>> make_uring_loop(const LoopConfig& config, const co
     if (auto ok = (*ring)->restrict_and_enable(allowed); !ok) return tl::unexpected(ok.error());
 
     auto loop = std::make_unique<UringLoop>(config, clock, std::move(*pool), std::move(*ring));
+    loop->socket_nonempty = socket_nonempty;
     if (offload)
         if (auto ok = loop->enable_tun_offload(config.tun_uso); !ok) return tl::unexpected(ok.error());
     if (config.udp_offload)
