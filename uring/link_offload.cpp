@@ -53,10 +53,11 @@ Result<LinkReader> LinkReader::create(BufferPool& pool, LoopStats& stats, TurnBa
 
 LinkReader::LinkReader(BufferPool& pool, LoopStats& stats, TurnBatches& batches, BufferPool overflows)
     : pool_(pool), stats_(stats), batches_(batches), overflows_(std::move(overflows)) {
-    // Datagrams fill their slots nearly whole (the tunnel's MTU sized them);
-    // an estimate: it only paces receives.
-    segments_per_receive_ = std::clamp<uint32_t>(kUdpReceiveMax / (pool_.slot_size() - kHeadroom / 2) + 1, 1,
-                                                 kMaxGroSegments);
+    // What one receive may need: as many slots as the kernel's GRO puts
+    // datagrams in one (UDP_GRO_CNT_MAX, 64), whatever their size. Counting
+    // 64 KB of slot-sized datagrams instead (33 for 2 KB slots) ran the pool
+    // dry, and dropped datagrams, when smaller ones came coalesced.
+    segments_per_receive_ = kPacedGroSegments;
 }
 
 void LinkReader::prepare(const Buffer& slot, const Buffer& overflow, msghdr& msg, iovec (&iov)[2],

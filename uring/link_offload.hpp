@@ -52,6 +52,9 @@ inline constexpr uint32_t kUdpReceiveMax = 65535;
 // stops at 64 (UDP_GRO_CNT_MAX); a local sender's GSO packet delivered whole
 // over loopback may have 128 (UDP_MAX_SEGMENTS on 6.9+).
 inline constexpr uint32_t kMaxGroSegments = 128;
+// What receives are paced for: the most datagrams the kernel's GRO
+// coalesces into one receive (UDP_GRO_CNT_MAX).
+inline constexpr uint32_t kPacedGroSegments = 64;
 
 // Room for one UDP_SEGMENT (a uint16_t) or UDP_GRO (an int) control message.
 struct UdpControl {
@@ -104,7 +107,8 @@ public:
                   const msghdr& msg);
 
     // Receives a pool of `available` free slots may take without running
-    // dry when each brings a full 64 KB of datagrams (at least 1 while any is free).
+    // dry when each brings as many datagrams as GRO coalesces (kPacedGroSegments;
+    // at least 1 while any slot is free).
     uint32_t receives_for(uint32_t available) const;
 
     // For a ring that could not be drained: keep the overflow memory mapped.
@@ -117,7 +121,7 @@ private:
     LoopStats& stats_;
     TurnBatches& batches_;
     BufferPool overflows_;
-    uint32_t segments_per_receive_;  // of 64 KB at the slots' size, for receives_for()
+    uint32_t segments_per_receive_;  // slots a receive may need, for receives_for()
 };
 
 }  // namespace mlvpn::uring
