@@ -24,10 +24,10 @@
 //   sparse traffic never pays for receives failing with EAGAIN (nor the turns
 //   their completions cost: idle latency). The TUN device says nothing of the
 //   kind (nor does a kernel before 5.19): after a round where every read
-//   brought a packet, `batch`; otherwise twice what the round brought in (at
-//   least 1). A burst gets full rounds from its second turn on, while sparse
-//   traffic costs about one read failing with EAGAIN per packet rather than
-//   `batch`. One turn delivers at most `batch`
+//   brought a packet, `batch`; after one where only the waiting read did, and
+//   the loop had slept for it (kSlept), a single waiting read again: sparse
+//   traffic; otherwise twice what the round brought in (at least 1). A burst
+//   gets full rounds from its second turn on. One turn delivers at most `batch`
 //   packets per fd, so every per-turn vector has a fixed bound. With the pool
 //   empty, rounds shrink or wait until buffers come back.
 // - Everything a turn queues (re-armed reads, sends, TUN writes, polls) goes
@@ -110,6 +110,8 @@ constexpr unsigned kMaxEntries = 32768;  // IORING_MAX_ENTRIES
 // How long teardown waits for cancelled requests. Measured on the real
 // monotonic clock: the injected one may be a FakeClock that never moves.
 constexpr std::chrono::seconds kTeardownWait{2};
+// A wait longer than this slept: what it returned had not been there yet.
+constexpr std::chrono::microseconds kSlept{30};
 
 enum class Op : uint8_t {
     idle, tun_read, recv, send, tun_write, poll, cancel, tun_queued, tun_write_spare, send_queued, send_run
@@ -256,6 +258,9 @@ private:
     uint32_t kernel_slots_ = 0;  // slots lent to requests in flight
     uint32_t polls_armed_ = 0;
     uint32_t arm_start_ = 0;  // rotates which fd gets buffers first
+    // The last wait slept: what completed had to be waited for (sparse
+    // traffic), rather than being there already.
+    bool waited_ = false;
     TurnBatches batches_;  // one turn's harvest; uses pool_ and stats_
     std::optional<TunReader> reader_;  // a vnet_hdr TUN device only
     std::optional<TunWriter> writer_;
@@ -514,7 +519,9 @@ void UringLoop::finish_read(uint32_t index, int res, bool more) {
         // Round over: size the next one after this one's yield. A socket
         // says whether more is queued: without that, one waiting receive,
         // and no receive fails with EAGAIN at a low packet rate.
-        if (is_tun || !socket_nonempty)
+        if (is_tun && fd.got <= 1 && waited_)
+            fd.round = 1;  // at most the waiting read's packet, which came after a wait: sparse traffic
+        else if (is_tun || !socket_nonempty)
             fd.round = fd.got == fd.issued ? batch_ : std::clamp(2 * fd.got, 1u, batch_);
         else
             fd.round = fd.more ? batch_ : 1;
@@ -849,7 +856,10 @@ Status UringLoop::run(Handler& handler) {
     while (handler.running()) {
         std::optional<core::Duration> timeout;
         if (deadline != core::kNever) timeout = deadline - clock_.now();
+        // The monotonic clock, not the injected one (a FakeClock never moves).
+        const auto before = std::chrono::steady_clock::now();
         if (auto r = ring_->submit_and_wait(timeout); !r) return tl::unexpected(r.error());
+        waited_ = std::chrono::steady_clock::now() - before > kSlept;
         ++stats_.turns;
         ring_->for_each_completion([this](const io_uring_cqe& cqe) { complete(cqe); });
         if (fatal_) {
