@@ -65,7 +65,7 @@ struct LinkStats {
     uint64_t tx_data = 0, rx_data = 0;      // tunnelled packets carried
     uint64_t drop_auth = 0;         // failed authentication (wrong key, forged, corrupted)
     uint64_t drop_replay = 0;       // replayed or too old for the window
-    uint64_t drop_malformed = 0;    // bad length, type, flags, or inner header
+    uint64_t drop_malformed = 0;    // bad length, type, flags, counter space, or inner header
     uint64_t drop_no_session = 0;   // unknown receiver index or expired session
     uint64_t drop_peer = 0;         // handshake from an address that is not allowed
     uint64_t drop_admin = 0;        // received while the link is administratively down
@@ -86,6 +86,7 @@ struct PendingHandshake {  // the initiator's handshake in flight
     std::array<std::byte, wire::kInitSize> message{};
     Time started{};
     Time last_sent{};
+    bool spaces = false;  // it offered counter spaces (wire::kInitFlagSpaces)
 };
 
 struct CachedResponse {  // the responder's answer to the last initiation

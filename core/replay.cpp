@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: BSD-2-Clause
 #include "core/replay.hpp"
 
+#include <algorithm>
+
 namespace mlvpn::core {
 
 bool ReplayWindow::fresh(uint64_t counter) const {
@@ -26,6 +28,34 @@ bool ReplayWindow::accept(uint64_t counter) {
     }
     bits_[(counter / 64) % kBlocks] |= uint64_t{1} << (counter % 64);
     return true;
+}
+
+ReplaySpaces::ReplaySpaces(unsigned spaces) : spaces_(spaces < 1 ? 1 : std::min(spaces, wire::kCounterSpaces)) {}
+
+bool ReplaySpaces::fresh(uint64_t counter) const {
+    const uint8_t space = wire::counter_space(counter);
+    if (space >= spaces_) return false;
+    if (space == 0) return first_.fresh(wire::counter_number(counter));
+    // A space never seen: anything in it is new.
+    const auto& w = others_[space - 1];
+    return !w || w->fresh(wire::counter_number(counter));
+}
+
+bool ReplaySpaces::accept(uint64_t counter) {
+    const uint8_t space = wire::counter_space(counter);
+    if (space >= spaces_) return false;
+    if (space == 0) return first_.accept(wire::counter_number(counter));
+    // Made here, after the tag verified: at most spaces_ - 1 of them, each
+    // once per session (about 1 KiB).
+    auto& w = others_[space - 1];
+    if (!w) w = std::make_unique<ReplayWindow>();
+    return w->accept(wire::counter_number(counter));
+}
+
+unsigned ReplaySpaces::windows() const {
+    unsigned n = first_.any() ? 1 : 0;
+    for (const auto& w : others_) n += w ? 1 : 0;
+    return n;
 }
 
 }  // namespace mlvpn::core

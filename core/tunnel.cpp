@@ -22,7 +22,7 @@ std::vector<uint64_t> bandwidths(const std::vector<LinkSettings>& links) {
 }
 
 bool expired(const Session& s, Time now) {
-    return now - s.created >= timing::kRejectAfter || s.send_counter >= timing::kRejectAfterMessages;
+    return now - s.created >= timing::kRejectAfter || s.send.most() >= timing::kRejectAfterMessages;
 }
 
 }  // namespace
@@ -307,7 +307,7 @@ void Tunnel::update_rtt(Link& link, uint32_t echo, Time now) {
 }
 
 void Tunnel::seal_and_send(LinkIndex index, Session& s, wire::Type type, Buffer* b, Io& io, Time now,
-                           uint8_t flags) {
+                           uint8_t flags, uint8_t space) {
     Link& link = links_[index];
     // b->bytes() is [inner header | payload]; the header and tag go in front.
     b->offset -= wire::kTransportHeaderSize + wire::kTagSize;
@@ -318,7 +318,9 @@ void Tunnel::seal_and_send(LinkIndex index, Session& s, wire::Type type, Buffer*
     if (type == wire::Type::Data && settings_.cleartext_data) h.flags |= wire::kFlagCleartext;
     h.link_id = s.link_id;
     h.receiver_index = s.remote_index;
-    h.counter = s.send_counter++;
+    // A peer that did not negotiate spaces refuses any but 0 (and no peer
+    // takes one beyond the cap: a caller's bug must not overrun the counters).
+    h.counter = s.send.next(s.spaces && space < wire::kCounterSpaces ? space : 0);
     auto bytes = b->bytes();
     wire::encode(h, bytes.first<wire::kTransportHeaderSize>());
     seal(s.send_key, bytes);
@@ -387,20 +389,20 @@ void Tunnel::prepare_links(Time now, std::optional<LinkIndex> except) {
     }
 }
 
-void Tunnel::send_data(LinkIndex index, uint64_t seq, Buffer* b, Io& io, Time now, bool resent) {
+void Tunnel::send_data(LinkIndex index, uint64_t seq, Buffer* b, Io& io, Time now, bool resent, uint8_t space) {
     Link& link = links_[index];
     b->offset -= wire::kInnerHeaderSize;
     b->length += wire::kInnerHeaderSize;
     wire::DataInner inner{seq, ms32(now), echo_for(link, now)};
     wire::encode(inner, b->bytes().first<wire::kInnerHeaderSize>());
     ++link.stats.tx_data;
-    seal_and_send(index, *link.current, wire::Type::Data, b, io, now, resent ? wire::kFlagResent : 0);
+    seal_and_send(index, *link.current, wire::Type::Data, b, io, now, resent ? wire::kFlagResent : 0, space);
     link.last_elicit_tx = now;
     link.liveness.sent(inner.ts, now);
     link.delivery.sent(inner.ts, now, link.stats.tx_bytes, scheduler_.busy(index));
 }
 
-void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
+void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io, uint8_t space) {
     const Time now = clock_.now();
     prepare_links(now);
     const size_t n = links_.size();
@@ -430,7 +432,7 @@ void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io) {
         const auto index = static_cast<LinkIndex>(*link_index);
         const uint64_t seq = data_seq_++;
         history_.record(seq, index, ts, b->bytes());
-        send_data(index, seq, b, io, now);
+        send_data(index, seq, b, io, now, false, space);
     }
 }
 
@@ -523,6 +525,13 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now) {
         return;
     }
     // Cheap checks first; the window itself moves only after the tag verifies.
+    // A space the session does not allow (any but 0 without negotiation,
+    // none beyond wire::kCounterSpaces) is malformed, not a replay.
+    if (!s->replay.in_range(header->counter)) {
+        ++link.stats.drop_malformed;
+        io.release(b);
+        return;
+    }
     if (!s->replay.fresh(header->counter)) {
         ++link.stats.drop_replay;
         io.release(b);
@@ -765,7 +774,7 @@ Time Tunnel::link_timers(LinkIndex index, Io& io, Time now) {
         // The initiator keeps a session alive: handshake when there is none,
         // when it is old, or when the peer has gone quiet.
         const bool want = link.rekey_now || !link.current || now - link.current->created >= timing::kRekeyAfter ||
-                          link.current->send_counter >= timing::kRekeyAfterMessages ||
+                          link.current->send.most() >= timing::kRekeyAfterMessages ||
                           now - link.last_rx >= timing::kRehandshakeAfterSilence;
         if (want) {
             if (now >= link.next_handshake) {

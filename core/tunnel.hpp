@@ -62,8 +62,13 @@ inline constexpr Duration kRehandshakeAfterSilence = std::chrono::seconds(3);
 // second figure, so that one set of keys never protects much traffic.
 inline constexpr Duration kRekeyAfter = std::chrono::seconds(120);
 inline constexpr Duration kRejectAfter = std::chrono::seconds(180);
-inline constexpr uint64_t kRekeyAfterMessages = uint64_t{1} << 60;
-inline constexpr uint64_t kRejectAfterMessages = ~uint64_t{0} - (uint64_t{1} << 13);
+// The same by packets, per counter space (SendCounters::most()): WireGuard's
+// 2^60 and 2^64 - 1 - 2^13 scaled to the 56 bits a space counts in. No
+// number beyond the second is used, so it never reaches the space byte,
+// with room for the replay window; the time limit comes long before either.
+inline constexpr uint64_t kRekeyAfterMessages = uint64_t{1} << 52;
+inline constexpr uint64_t kRejectAfterMessages = wire::kCounterNumberMask - (uint64_t{1} << 13);
+static_assert(kRejectAfterMessages <= wire::kCounterNumberMask && kRekeyAfterMessages < kRejectAfterMessages);
 // Data and keepalives are acknowledged (an Ack carrying rx_ts) at most this
 // often per link: fast enough that a missing acknowledgement stands out
 // within a few tens of milliseconds, rare enough to cost nothing (at most 50
@@ -111,6 +116,11 @@ struct TunnelSettings {
     uint32_t mtu = 1400;  // largest packet accepted from the TUN/TAP device
     // Packets held to restore the sender's order; 0 = deliver as received.
     uint32_t reorder_buffer_size = 0;
+    // Offer counter spaces in our initiations and take them in a peer's
+    // (wire::kInitFlagSpaces). false behaves as an implementation from
+    // before the flag: it never offers it and refuses an initiation that
+    // does. Only tests turn it off, to be such a peer.
+    bool counter_spaces = true;
     std::vector<LinkSettings> links;
 };
 
@@ -134,8 +144,15 @@ public:
     Tunnel(TunnelSettings settings, SecretKey psk, const Clock& clock, Logger& log);
 
     // Packets read from the device, each at offset wire::kHeadroom. Takes
-    // every buffer.
-    void on_tun_packets(std::span<Buffer*> packets, Io& io);
+    // every buffer. They are sealed in counter space `space` (below
+    // wire::kCounterSpaces) on a link whose session negotiated spaces, in
+    // space 0 on the others. The data sequence stays one per Tunnel, across
+    // spaces. Space 0 also carries control packets and resends.
+    //
+    // One Tunnel seals every space, so the fallback to space 0 shares that
+    // space's counter safely; a sender per space (issue #6) must instead hand
+    // such packets to the one that owns space 0.
+    void on_tun_packets(std::span<Buffer*> packets, Io& io, uint8_t space = 0);
     // Datagrams received on one link, each at offset 0. Takes every buffer.
     void on_datagrams(LinkIndex link, std::span<Datagram> datagrams, Io& io);
     // Runs due timers; returns the next deadline.
@@ -213,15 +230,17 @@ private:
     // now, and what the scheduler counts on for each. `except` is left out.
     void prepare_links(Time now, std::optional<LinkIndex> except = std::nullopt);
     // Seals IP packet `b` (at kHeadroom) as data packet `seq` on `index`.
-    void send_data(LinkIndex index, uint64_t seq, Buffer* b, Io& io, Time now, bool resent = false);
+    void send_data(LinkIndex index, uint64_t seq, Buffer* b, Io& io, Time now, bool resent = false,
+                   uint8_t space = 0);
     // Sends again, on other links, what `index` was sent lately and the peer
     // has not acknowledged (timing::kResendHorizon).
     void resend_unconfirmed(LinkIndex index, Io& io, Time now);
     // Whether the history is worth keeping: more than one link to resend on.
     void size_history();
-    // Seals [headroom | inner | payload] already in `b` and queues it.
+    // Seals [headroom | inner | payload] already in `b` and queues it, in
+    // counter space `space` if the session negotiated spaces, else in 0.
     void seal_and_send(LinkIndex index, Session& s, wire::Type type, Buffer* b, Io& io, Time now,
-                       uint8_t flags = 0);
+                       uint8_t flags = 0, uint8_t space = 0);
     void set_state(LinkIndex index, LinkState state, Time now, const char* reason);
     void update_rtt(Link& link, uint32_t echo, Time now);
     uint32_t echo_for(const Link& link, Time now) const;

@@ -94,10 +94,14 @@ void Tunnel::send_initiation(LinkIndex index, Io& io, Time now, bool fresh) {
         ip.timestamp_ns = std::max(clock_.wall_ns(), link.last_init_timestamp + 1);
         link.last_init_timestamp = ip.timestamp_ns;
         ip.link_id = static_cast<uint16_t>(index);
-        ip.flags = settings_.cleartext_data ? 1 : 0;
+        ip.flags = settings_.cleartext_data ? wire::kInitFlagCleartext : 0;
+        // Always offered, whatever our own number of senders: it says what
+        // we take. No fallback without it: see docs/protocol.md.
+        if (settings_.counter_spaces) ip.flags |= wire::kInitFlagSpaces;
         wire::encode(ip, payload);
         hs.write_message_1(u8(std::span<const std::byte>(payload)), u8(std::span<std::byte>(m).subspan(8)));
-        link.pending.emplace(PendingHandshake{std::move(hs), local_index, m, now, now});
+        link.pending.emplace(
+            PendingHandshake{std::move(hs), local_index, m, now, now, settings_.counter_spaces});
     }
     link.pending->last_sent = now;
     b->offset = 0;
@@ -183,7 +187,10 @@ void Tunnel::on_initiation(LinkIndex index, Datagram& d, Io& io, Time now) {
     const auto ip = wire::decode_init_payload(
         std::span<const std::byte, wire::kInitPayloadSize>(reinterpret_cast<const std::byte*>(payload.data()),
                                                            payload.size()));
-    if (!ip) {
+    // Without counter_spaces we are a responder from before the flag: it
+    // refuses the flag as any unknown bit (the initiator gets no answer).
+    const bool spaces = ip && (ip->flags & wire::kInitFlagSpaces) != 0;
+    if (!ip || (spaces && !settings_.counter_spaces)) {
         ++link.stats.drop_malformed;
         io.release(d.buffer);
         return;
@@ -204,6 +211,8 @@ void Tunnel::on_initiation(LinkIndex index, Datagram& d, Io& io, Time now) {
     s.remote_index = wire::load_be32(&bytes[4]);
     s.link_id = ip->link_id;
     s.created = now;
+    s.spaces = spaces;
+    s.replay = ReplaySpaces(spaces ? wire::kCounterSpaces : 1);
 
     std::array<std::byte, wire::kResponseSize> response{};
     response[0] = std::byte(static_cast<uint8_t>(wire::Type::HandshakeResponse));
@@ -268,6 +277,10 @@ void Tunnel::on_response(LinkIndex index, Datagram& d, Io& io, Time now) {
     s.link_id = static_cast<uint16_t>(index);
     s.created = now;
     s.confirmed = true;
+    // The responder answered an initiation that offered spaces: it knows the
+    // flag (it refuses unknown ones), so it takes them as well.
+    s.spaces = link.pending->spaces;
+    s.replay = ReplaySpaces(s.spaces ? wire::kCounterSpaces : 1);
     auto keys = hs.split();
     s.send_key = std::move(keys.send);
     s.receive_key = std::move(keys.receive);

@@ -96,7 +96,7 @@ void encode(const InitPayload& p, std::span<std::byte, kInitPayloadSize> out) {
 
 std::optional<InitPayload> decode_init_payload(std::span<const std::byte, kInitPayloadSize> in) {
     InitPayload p{load_be64(&in[0]), load_be16(&in[8]), load_be16(&in[10])};
-    if ((p.flags & ~uint16_t{1}) != 0) return std::nullopt;
+    if ((p.flags & ~(kInitFlagCleartext | kInitFlagSpaces)) != 0) return std::nullopt;
     for (size_t i = 12; i < kInitPayloadSize; ++i) {
         if (in[i] != std::byte{0}) return std::nullopt;
     }

@@ -24,11 +24,11 @@ enum class Type : uint8_t {
 
 // ---- Transport (Data and Control) -----------------------------------------
 //
-//  0      1      2      4                8                            16
-//  +------+------+------+----------------+----------------------------+
-//  | type | flags| link | receiver index |  counter (per link, per    |
-//  |      |      |  id  |                |  session and direction)    |
-//  +------+------+------+----------------+----------------------------+
+//  0      1      2      4                8       9                    16
+//  +------+------+------+----------------+-------+--------------------+
+//  | type | flags| link | receiver index | space | number in the space|
+//  |      |      |  id  |                |       | (56 bits)          |
+//  +------+------+------+----------------+-------+--------------------+
 //  | Poly1305 tag (16)                                                |
 //  +------------------------------------------------------------------+
 //  | sealed: inner header (16) + payload                              |
@@ -36,6 +36,13 @@ enum class Type : uint8_t {
 // The 24-byte XSalsa20 nonce is the 16 header bytes followed by 8 zero bytes,
 // so changing any header byte makes authentication fail. Keys are fresh per
 // session and direction, and the counter never repeats under one key.
+//
+// The 64-bit counter is a counter space (its top byte) and a number counted
+// from 0 per session, direction and space (the low 56 bits): senders that
+// seal under one key each keep to their own space, so no two of them can
+// make the same nonce. A session uses spaces other than 0 only when the
+// initiation offered them (kInitFlagSpaces); the receiver keeps a replay
+// window per space of the peer's (core/replay.hpp).
 
 inline constexpr size_t kTransportHeaderSize = 16;
 inline constexpr size_t kTagSize = 16;
@@ -51,6 +58,19 @@ inline constexpr size_t kNonceSize = 24;
 // says nothing about the links' skew). Other bits must be 0.
 inline constexpr uint8_t kFlagCleartext = 0x01;
 inline constexpr uint8_t kFlagResent = 0x02;
+
+inline constexpr unsigned kCounterSpaceShift = 56;
+inline constexpr uint64_t kCounterNumberMask = (uint64_t{1} << kCounterSpaceShift) - 1;
+// Spaces a receiver takes from a peer that negotiated them: a top byte of
+// this or more is malformed. Bounds the replay windows a peer can make us
+// keep (one per space) and the sending threads a tunnel may have.
+inline constexpr unsigned kCounterSpaces = 64;
+
+constexpr uint64_t counter_make(uint8_t space, uint64_t number) {
+    return (uint64_t{space} << kCounterSpaceShift) | (number & kCounterNumberMask);
+}
+constexpr uint8_t counter_space(uint64_t counter) { return static_cast<uint8_t>(counter >> kCounterSpaceShift); }
+constexpr uint64_t counter_number(uint64_t counter) { return counter & kCounterNumberMask; }
 
 struct TransportHeader {
     Type type = Type::Data;
@@ -111,7 +131,7 @@ std::optional<ControlInner> decode_control_inner(std::span<const std::byte, kInn
 // Initiation (72 bytes):
 //   type=1 (1) | 3 zero bytes | sender index (4) | ephemeral (32) |
 //   encrypted payload (16) + tag (16)
-//   payload: timestamp_ns (8) | link id (2) | flags (2) | 4 zero bytes
+//   payload: timestamp_ns (8) | link id (2) | flags (2, kInitFlag*) | 4 zero bytes
 // Response (60 bytes, never larger than the initiation):
 //   type=2 (1) | 3 zero bytes | receiver index (4) | ephemeral (32) |
 //   encrypted payload (4) + tag (16)
@@ -127,10 +147,20 @@ static_assert(kResponseSize <= kInitSize, "no amplification");
 struct InitPayload {
     uint64_t timestamp_ns = 0;  // initiator's wall clock; must grow per link
     uint16_t link_id = 0;       // initiator's index of this link
-    uint16_t flags = 0;         // bit 0: initiator sends data in clear
+    uint16_t flags = 0;         // kInitFlag*
 };
 
+// Initiation flags. Any other bit makes the initiation malformed: that is
+// what lets an initiator take a response to kInitFlagSpaces as the proof
+// that the responder knows it (docs/protocol.md).
+inline constexpr uint16_t kInitFlagCleartext = 0x0001;  // the initiator sends data in clear
+// The initiator takes counters in spaces 1..kCounterSpaces-1, and so will
+// the responder (which answers only if it knows the bit): either end may
+// then seal in any space. Without it both keep to space 0.
+inline constexpr uint16_t kInitFlagSpaces = 0x0002;
+
 void encode(const InitPayload& p, std::span<std::byte, kInitPayloadSize> out);
+// nullopt on an unknown flag bit or non-zero reserved bytes.
 std::optional<InitPayload> decode_init_payload(std::span<const std::byte, kInitPayloadSize> in);
 
 // Reads big-endian integers; the spans are exactly sized.

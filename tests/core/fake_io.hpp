@@ -212,12 +212,13 @@ struct Pair {
         return false;
     }
 
-    // Sends packets into one side's TUN path and delivers them.
-    void send_from(bool from_client, const std::vector<std::vector<std::byte>>& packets) {
+    // Sends packets into one side's TUN path, sealed in counter space
+    // `space` where the session allows it, and delivers them.
+    void send_from(bool from_client, const std::vector<std::vector<std::byte>>& packets, uint8_t space = 0) {
         FakeIo& io = from_client ? client_io : server_io;
         std::vector<Buffer*> bufs;
         for (auto& p : packets) bufs.push_back(io.make(p, wire::kHeadroom));
-        (from_client ? client : server)->on_tun_packets(bufs, io);
+        (from_client ? client : server)->on_tun_packets(bufs, io, space);
         deliver();
     }
 };

@@ -65,3 +65,44 @@ TEST_CASE("loss: a new session starts the count again, reordering is not loss") 
     }
     CHECK(m.loss() < 50);
 }
+
+namespace {
+using mlvpn::core::wire::counter_make;
+}  // namespace
+
+TEST_CASE("loss: counter spaces are measured each on its own, and summed") {
+    LossMeter m;
+    int t = 0;
+    // Four senders interleaved, each counting from 0 in its space, nothing
+    // lost: no gap between spaces is taken for loss.
+    for (uint64_t n = 0; n < 2000; ++n) {
+        for (uint8_t s = 0; s < 4; ++s) m.received(9, counter_make(s, n), at(t));
+        ++t;
+    }
+    CHECK(m.loss() == 0);
+    // One in two lost in space 2 only: an eighth of all that was sent.
+    uint64_t n = 2000;
+    for (; n < 8000; ++n) {
+        for (uint8_t s = 0; s < 4; ++s) {
+            if (s != 2 || n % 2 == 0) m.received(9, counter_make(s, n), at(t));
+        }
+        ++t;
+    }
+    CHECK(m.loss() > 1150);
+    CHECK(m.loss() < 1350);
+    // A space that starts late starts at its first number: what it sent
+    // before is not counted lost.
+    for (; n < 12000; ++n) {
+        for (uint8_t s = 0; s < 4; ++s) m.received(9, counter_make(s, n), at(t));
+        m.received(9, counter_make(5, n + 1'000'000), at(t));
+        ++t;
+    }
+    CHECK(m.loss() < 100);
+    // A space beyond the cap is ignored.
+    m.received(9, counter_make(mlvpn::core::wire::kCounterSpaces, 1'000'000'000), at(t));
+    for (; n < 14000; ++n) {
+        m.received(9, counter_make(0, n), at(t));
+        ++t;
+    }
+    CHECK(m.loss() < 100);
+}

@@ -61,3 +61,55 @@ TEST_CASE("replay: every counter in a shuffled range is accepted once") {
     for (auto c : order) CHECK(w.accept(c));
     for (auto c : order) CHECK_FALSE(w.accept(c));
 }
+
+namespace {
+using mlvpn::core::ReplaySpaces;
+using mlvpn::core::wire::counter_make;
+}  // namespace
+
+TEST_CASE("replay spaces: each space has its own window over its own numbers") {
+    ReplaySpaces r(mlvpn::core::wire::kCounterSpaces);
+    CHECK(r.windows() == 0);
+    // The same number in four spaces: four different packets.
+    for (uint8_t s = 0; s < 4; ++s) CHECK(r.accept(counter_make(s, 7)));
+    CHECK(r.windows() == 4);
+    // ...each a replay in its own space only.
+    for (uint8_t s = 0; s < 4; ++s) {
+        CHECK_FALSE(r.fresh(counter_make(s, 7)));
+        CHECK_FALSE(r.accept(counter_make(s, 7)));
+    }
+    CHECK(r.fresh(counter_make(4, 7)));
+    // One space far ahead does not age the others: a single window over
+    // whole counters would refuse space 1's next packet as too old.
+    CHECK(r.accept(counter_make(3, 1'000'000)));
+    CHECK(r.accept(counter_make(1, 8)));
+    CHECK(r.accept(counter_make(0, 6)));
+    CHECK_FALSE(r.accept(counter_make(3, 7)));  // behind space 3's window now
+}
+
+TEST_CASE("replay spaces: fresh() makes no window; the cap is a hard limit") {
+    ReplaySpaces r(mlvpn::core::wire::kCounterSpaces);
+    // A forged packet is looked at before its tag: it must cost nothing.
+    CHECK(r.fresh(counter_make(9, 0)));
+    CHECK(r.windows() == 0);
+    const uint8_t last = mlvpn::core::wire::kCounterSpaces - 1;
+    CHECK(r.in_range(counter_make(last, 0)));
+    CHECK(r.accept(counter_make(last, 0)));
+    CHECK_FALSE(r.in_range(counter_make(last + 1, 0)));
+    CHECK_FALSE(r.fresh(counter_make(last + 1, 0)));
+    CHECK_FALSE(r.accept(counter_make(last + 1, 0)));
+    CHECK_FALSE(r.in_range(counter_make(0xff, 0)));
+    CHECK(r.windows() == 1);
+}
+
+TEST_CASE("replay spaces: a single-space session takes space 0 only") {
+    ReplaySpaces r;  // not negotiated
+    CHECK(r.spaces() == 1);
+    CHECK(r.accept(counter_make(0, 0)));
+    CHECK_FALSE(r.in_range(counter_make(1, 0)));
+    CHECK_FALSE(r.accept(counter_make(1, 1)));
+    CHECK(r.windows() == 1);
+    // The 56-bit number is what the window sees: space 0 behaves as before.
+    CHECK(r.accept(counter_make(0, ReplayWindow::kSize * 3)));
+    CHECK_FALSE(r.fresh(counter_make(0, 1)));
+}

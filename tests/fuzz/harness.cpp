@@ -322,7 +322,7 @@ bool Peers::establish() {
     return false;
 }
 
-std::vector<PoolIo::Sent> Peers::seal(bool client, const std::vector<Bytes>& packets) {
+std::vector<PoolIo::Sent> Peers::seal(bool client, const std::vector<Bytes>& packets, uint8_t space) {
     PoolIo& x = io(client);
     const size_t before = x.sent.size();
     std::vector<core::Buffer*> bufs;
@@ -331,7 +331,7 @@ std::vector<PoolIo::Sent> Peers::seal(bool client, const std::vector<Bytes>& pac
         FUZZ_CHECK(b != nullptr, "seal: buffer pool exhausted");
         bufs.push_back(b);
     }
-    tunnel(client).on_tun_packets(bufs, x);
+    tunnel(client).on_tun_packets(bufs, x, space);
     FUZZ_CHECK(x.sent.size() - before == packets.size(), "seal: {} packets gave {} datagrams", packets.size(),
                x.sent.size() - before);
     std::vector<PoolIo::Sent> out(x.sent.begin() + static_cast<long>(before), x.sent.end());

@@ -176,8 +176,9 @@ public:
     // Ticks and delivers until every link is up on both sides.
     bool establish();
     // One side reads `packets` from its TUN and seals them; the datagrams
-    // are returned (and recorded as its Data), not delivered.
-    std::vector<PoolIo::Sent> seal(bool client, const std::vector<Bytes>& packets);
+    // are returned (and recorded as its Data), not delivered. Sealed in
+    // counter space `space` where the session allows it.
+    std::vector<PoolIo::Sent> seal(bool client, const std::vector<Bytes>& packets, uint8_t space = 0);
     // Takes what one side sent and nobody delivered.
     std::vector<PoolIo::Sent> take_sent(bool client);
     // Gives one side a datagram on `link` from its peer's address; returns

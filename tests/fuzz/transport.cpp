@@ -48,6 +48,7 @@ struct Capture {
     fuzz::Authentic client, server;  // everything each side sealed
     std::vector<Captured> client_data, server_data, client_keepalives, server_keepalives;
     Captured far_ahead;  // client data sealed beyond the server's replay window
+    std::vector<Captured> client_spaces;  // client data in counter spaces 1..3
 };
 
 std::vector<Captured> captured(const std::vector<fuzz::PoolIo::Sent>& sent) {
@@ -93,6 +94,12 @@ Capture capture() {
     for (int i = 0; i < 2 * 8300; ++i) p.seal(true, {ip_packet(1, 4, 0x01)});
     const auto far = p.seal(true, {ip_packet(40, 4, 0x7f)});
     c.far_ahead = {far[0].link, far[0].bytes};
+    // Counter spaces (docs/protocol.md): each counts from 0 on its own.
+    for (uint8_t space = 1; space < 4; ++space) {
+        for (auto& s : captured(p.seal(true, {ip_packet(40, 4, static_cast<uint8_t>(0x30 + space))}, space))) {
+            c.client_spaces.push_back(s);
+        }
+    }
 
     c.client = p.client_io.history;
     c.server = p.server_io.history;
@@ -160,6 +167,15 @@ std::vector<fuzz::Seed> fuzz::seeds() {
     add("client-roams", {one(w.client_data[0], 0, true), one(w.client_data[1])});
     // 2^18 ms later the session is past kRejectAfter: refused.
     add("session-expired", {one(w.client_data[0], 19)});
+    std::vector<std::vector<uint8_t>> spaces;
+    for (const auto& d : w.client_spaces) spaces.push_back(one(d));
+    add("client-data-spaces", spaces);
+    // Space 2's packet replayed; then one with its space byte (the
+    // datagram's byte 8) over the cap: refused before its tag.
+    add("client-data-spaces-replayed", {one(w.client_spaces[1]), one(w.client_spaces[1]), one(w.client_spaces[0])});
+    Captured over = w.client_spaces[2];
+    over.datagram[8] = std::byte{core::wire::kCounterSpaces};
+    add("client-data-space-over-cap", {one(over), one(w.client_spaces[2])});
     for (const auto& d : w.client_data) {
         if (d.link == w.far_ahead.link) {
             add("far-ahead-then-old", {one(w.far_ahead), one(d)});  // the window has moved past it
