@@ -14,6 +14,7 @@
 #include "core/liveness.hpp"
 #include "core/loss.hpp"
 #include "core/noise.hpp"
+#include "core/one_way_queue.hpp"
 #include "core/renewal.hpp"
 #include "core/session.hpp"
 #include "core/wire.hpp"
@@ -131,6 +132,9 @@ struct Link {
     Duration min_rtt{};  // smallest sample within timing::kMinRttWindow
     Time min_rtt_at{};
     bool has_min_rtt = false;  // kept while the link is down: the path's delay
+    // The part of the queueing in its round trips that lies in our sending
+    // direction (the rest is the peer's traffic to us).
+    OneWayQueue send_queue;
 
     // Acknowledgements: what of ours the peer hears, and what we owe it.
     Liveness liveness;

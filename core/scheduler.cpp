@@ -43,13 +43,24 @@ std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes
     }
     if (lo == Duration::max() || hi - lo <= kAlike) return pick_weighted(usable, bytes, path);
     std::optional<size_t> best;
-    double best_arrival = 0, best_queued = 0;
+    double best_arrival = 0;
     for (size_t i = 0; i < n; ++i) {
         if (!usable[i]) {
             was_usable_[i] = false;
             continue;
         }
-        const double rate = path[i].rate > 0 ? path[i].rate : weight_[i];
+        // A measured link whose packets do not queue (as its round trips
+        // show) carries all it is given, and perhaps more: its rate is only
+        // a floor, which DeliveryRate may raise but not lower. Its model
+        // drains kUnqueuedGain faster, so that it is given more than its
+        // estimate and shows what it carries; once its packets queue, the
+        // measurement says so. Without this, a slow link used as spill-over
+        // kept the rate that the spill-over put it at (measured on
+        // 100/40/10 Mbit/s: the 40 Mbit/s link at 16-18 for ten seconds,
+        // while the model, draining at that rate, kept it out).
+        const bool measured = path[i].rate > 0;
+        const bool queues = std::chrono::duration<double>(path[i].queueing).count() >= kBusy;
+        const double rate = measured ? path[i].rate * (queues ? 1.0 : kUnqueuedGain) : weight_[i];
         // Drain what the link has sent since we last looked; a link that
         // was out starts empty.
         if (!was_usable_[i]) {
@@ -65,12 +76,16 @@ std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes
         if (!best || arrival < best_arrival) {
             best = i;
             best_arrival = arrival;
-            best_queued = queued;
         }
     }
     if (best) {
         queue_[*best] += static_cast<double>(bytes);
-        busy_[*best] = best_queued >= kBusy;
+        // Busy only when our packets really queue on it, as measured: the
+        // model's queue is drained at the estimated rate, so on a link
+        // faster than its estimate it shows a queue that is not there, and
+        // what the link delivered (all it was given) would be taken for all
+        // it can carry, and could lower the estimate to it.
+        busy_[*best] = std::chrono::duration<double>(path[*best].queueing).count() >= kBusy;
     }
     return best;
 }

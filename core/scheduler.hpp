@@ -16,11 +16,11 @@
 // Links that differ in delay go by earliest expected arrival: a packet goes
 // to the link where it would arrive first, counting the link's queue (the
 // bytes sent on it beyond its rate, drained at that rate, and never less
-// than the queueing its round trips show, drained in real time since the
-// last one, which keeps the model honest when the link is slower than its
-// rate) and its one-way delay (half its
-// smallest recent round trip). A fast, near link takes everything until its
-// queue is as long as the delay difference to the next one; then both
+// than the queueing its round trips show in our direction, drained in real
+// time since the last one, which keeps the model honest when the link is
+// slower than its rate) and its one-way delay (half its smallest recent
+// round trip). A fast, near link takes everything until its queue is as
+// long as the delay difference to the next one; then both
 // share, in proportion to their rates once all are busy, and packets sent
 // together arrive close together, so the receiver has little to reorder and
 // TCP sees neither gaps nor the slow link's delay on every other segment.
@@ -39,7 +39,7 @@ namespace mlvpn::core {
 // What the tunnel knows of a link's path, for earliest arrival.
 struct PathEstimate {
     Duration delay{};     // one way, without queueing
-    Duration queueing{};  // seen in its round trips: smoothed RTT - minimum RTT
+    Duration queueing{};  // in our direction (core/one_way_queue.hpp), at most smoothed RTT - minimum RTT
     double rate = 0;      // bytes/s the link is driven at; 0 = its configured one
 };
 
@@ -59,14 +59,21 @@ public:
                                std::span<const PathEstimate> path);
     // The bytes queued on a link in the earliest-arrival model.
     double queued(size_t link) const { return queue_[link]; }
-    // Whether the link had a queue (in the model or in its round trips) of
-    // at least kBusy when it was last picked: it was sent all it could take,
-    // so what it delivers then measures it (core/delivery_rate.hpp).
+    // Whether the link had a queue in our direction (PathEstimate::queueing,
+    // measured: not the model's, which is only as right as the rate it
+    // assumes) of at least kBusy when it was last picked: it was sent all it
+    // could take, so what it delivers then measures it
+    // (core/delivery_rate.hpp).
     bool busy(size_t link) const { return busy_[link]; }
     // Links whose one-way delays differ by no more than this share traffic
     // in proportion to their rates; beyond it, by earliest arrival.
     static constexpr Duration kAlike = std::chrono::milliseconds(3);
     static constexpr double kBusy = 0.003;  // seconds
+    // Earliest arrival drains the modelled queue of a link with a measured
+    // rate (PathEstimate::rate) this much faster while its packets do not
+    // queue (PathEstimate::queueing below kBusy): its rate is then only a
+    // floor, and it must be given more to show more.
+    static constexpr double kUnqueuedGain = 1.25;
 
     double weight(size_t link) const { return weight_[link]; }
     size_t size() const { return weight_.size(); }

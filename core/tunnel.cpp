@@ -179,6 +179,7 @@ void Tunnel::reset_link(LinkIndex index) {
     link.peer = Endpoint{};
     link.has_rtt = false;
     link.has_min_rtt = false;  // perhaps another path now
+    link.send_queue.reset();
     link.delivery = DeliveryRate{};
     link.peer_ts = 0;
     link.liveness.reset();
@@ -251,14 +252,18 @@ PathEstimate Tunnel::path_estimate(const Link& link, Time now) {
     // nearer than it was (counting it as near drew a burst onto it, which
     // queued there and then kept it out).
     if (link.has_min_rtt) path.delay = link.min_rtt / 2;
-    // The queueing its round trips show, drained since: a queue empties in
+    // The queueing its round trips show, of which only the part in our
+    // direction (core/one_way_queue.hpp: a link loaded by the peer's traffic
+    // is not one our packets wait on), drained since: a queue empties in
     // real time when nothing is added (what is added, the scheduler counts).
     // A link given nothing for a while measures its RTT only from keepalives,
     // once a second: without this, the queue it had when it last carried data
     // would keep it out of use for seconds.
     if (link.has_rtt && link.srtt > link.min_rtt) {
+        Duration queued = link.srtt - link.min_rtt;
+        if (link.send_queue.valid()) queued = std::min(queued, link.send_queue.queueing());
         const Duration aged = now > link.rtt_at ? now - link.rtt_at : Duration{};
-        if (link.srtt - link.min_rtt > aged) path.queueing = link.srtt - link.min_rtt - aged;
+        if (queued > aged) path.queueing = queued - aged;
     }
     return path;
 }
@@ -279,7 +284,7 @@ uint32_t Tunnel::echo_for(const Link& link, Time now) const {
     return echo == 0 ? 1 : echo;
 }
 
-void Tunnel::update_rtt(Link& link, uint32_t echo, Time now) {
+void Tunnel::update_rtt(Link& link, uint32_t ts, uint32_t echo, Time now) {
     if (echo == 0) return;
     const uint32_t sample_ms = ms32(now) - echo;
     if (sample_ms > 60'000) return;  // wrapped or bogus
@@ -294,6 +299,7 @@ void Tunnel::update_rtt(Link& link, uint32_t echo, Time now) {
         link.has_min_rtt = true;
     }
     link.rtt_at = now;
+    link.send_queue.sample(ts, echo, now);
     if (!link.has_rtt) {
         link.srtt = sample;
         link.rttvar = sample / 2;
@@ -600,7 +606,7 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now) {
         } else {
             link.peer_ts = control->ts;
             link.peer_ts_at = now;
-            update_rtt(link, control->echo, now);
+            update_rtt(link, control->ts, control->echo, now);
             link.tx_loss = control->loss;
             if (control->rx_ts != 0) link.delivery.acknowledged(control->rx_ts, now, control->loss / 10000.0);
             if (control->kind == wire::ControlKind::Keepalive) link.ack_owed = true;
@@ -613,7 +619,7 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now) {
     link.peer_ts = data.ts;
     link.peer_ts_at = now;
     link.ack_owed = true;
-    update_rtt(link, data.echo, now);
+    update_rtt(link, data.ts, data.echo, now);
     b->offset += wire::kOverhead;
     b->length -= wire::kOverhead;
     // On a TUN device only IPv4 and IPv6 make sense; the peer is

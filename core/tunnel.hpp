@@ -242,7 +242,8 @@ private:
     void seal_and_send(LinkIndex index, Session& s, wire::Type type, Buffer* b, Io& io, Time now,
                        uint8_t flags = 0, uint8_t space = 0);
     void set_state(LinkIndex index, LinkState state, Time now, const char* reason);
-    void update_rtt(Link& link, uint32_t echo, Time now);
+    // A packet of the peer with timestamp `ts` echoing `echo` arrived at `now`.
+    void update_rtt(Link& link, uint32_t ts, uint32_t echo, Time now);
     uint32_t echo_for(const Link& link, Time now) const;
     Time link_timers(LinkIndex index, Io& io, Time now);
     void deliver(Io& io);

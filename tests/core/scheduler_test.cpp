@@ -158,3 +158,52 @@ TEST_CASE("scheduler: queueing seen in a link's round trips counts even when its
     REQUIRE(link);
     CHECK(*link == 0);
 }
+
+TEST_CASE("scheduler: a link is busy when its measured queue says so, not the model's") {
+    // Link 1 is counted at 1 Mbit/s (its estimate) though it carries far
+    // more: a burst onto it fills the model's queue at that rate...
+    const std::vector<uint64_t> rates{12'500'000, 125'000};
+    Scheduler s(rates);
+    bool both[2] = {true, true};
+    Time now{};
+    // Link 0 is nearer but queued for a second: earliest arrival picks 1.
+    std::vector<mlvpn::core::PathEstimate> path{{5ms, 1s}, {20ms, Duration{}}};
+    for (int p = 0; p < 20; ++p) {
+        auto link = s.pick(std::span<const bool>(both, 2), 1000, now, path);
+        REQUIRE(link);
+        CHECK(*link == 1);
+    }
+    CHECK(s.queued(1) >= 19'000);  // 150 ms at its estimated rate
+    // ...but its packets do not queue: not busy, so what it delivers cannot
+    // pin its estimate where this traffic puts it.
+    CHECK_FALSE(s.busy(1));
+    // Measured queueing of kBusy or more: busy.
+    path[1].queueing = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(Scheduler::kBusy));
+    REQUIRE(s.pick(std::span<const bool>(both, 2), 1000, now, path) == std::optional<size_t>(1));
+    CHECK(s.busy(1));
+}
+
+TEST_CASE("scheduler: a measured link whose packets do not queue is given more than its estimate") {
+    // Link 0, near, is queued 50 ms (measured); link 1, 20 ms away, is
+    // measured at 1 MB/s. Earliest arrival gives link 1 what its modelled
+    // queue drains.
+    const auto spill = [](Duration queueing1) {
+        const std::vector<uint64_t> rates{0, 0};
+        Scheduler s(rates);
+        bool both[2] = {true, true};
+        const std::vector<mlvpn::core::PathEstimate> path{{5ms, 50ms, 12'500'000}, {20ms, queueing1, 1'000'000}};
+        uint64_t got = 0;
+        Time now{};
+        for (int p = 0; p < 6000; ++p, now += 333us) {  // 3 MB/s for 2 s
+            auto link = s.pick(std::span<const bool>(both, 2), 1000, now, path);
+            REQUIRE(link);
+            if (*link == 1) got += 1000;
+        }
+        return static_cast<double>(got);
+    };
+    // Not queueing: its estimate is only a floor; it is given 25 % more (and
+    // what it carries then raises its estimate).
+    CHECK(spill(Duration{}) == doctest::Approx(2.0 * 1'000'000 * Scheduler::kUnqueuedGain).epsilon(0.03));
+    // Queueing: its estimate is its rate.
+    CHECK(spill(4ms) == doctest::Approx(2.0 * 1'000'000).epsilon(0.03));
+}
