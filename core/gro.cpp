@@ -44,13 +44,6 @@ struct Gro::Packet {
 
 namespace {
 
-bool is_ipv6_extension(uint8_t next) {
-    switch (next) {
-        case 0: case 43: case 44: case 50: case 51: case 60: case 135: case 139: case 140: return true;
-        default: return false;
-    }
-}
-
 uint64_t hash_key(const std::byte* key) {
     uint64_t h = 0x9e3779b97f4a7c15u;
     for (size_t i = 0; i < 40; i += 8) {

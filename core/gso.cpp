@@ -41,15 +41,6 @@ struct Layout {
     size_t headers = 0;  // IP + transport header: repeated in every segment
 };
 
-bool is_ipv6_extension(uint8_t next) {
-    // Hop-by-hop, routing, fragment, ESP, AH, destination options, mobility,
-    // HIP, shim6 (RFC 7045's list).
-    switch (next) {
-        case 0: case 43: case 44: case 50: case 51: case 60: case 135: case 139: case 140: return true;
-        default: return false;
-    }
-}
-
 tl::expected<Layout, GsoError> parse(const VirtioNetHdr& hdr, std::span<const std::byte> packet) {
     const std::byte* p = packet.data();
     const size_t size = packet.size();

@@ -75,4 +75,14 @@ inline void put_be32(std::byte* p, uint32_t v) {
 }
 inline uint8_t u8(const std::byte* p) { return std::to_integer<uint8_t>(*p); }
 
+// Whether an IPv6 next-header value is an extension header (RFC 7045's list:
+// hop-by-hop, routing, fragment, ESP, AH, destination options, mobility, HIP,
+// shim6). The offload code leaves packets with any of them alone.
+inline bool is_ipv6_extension(uint8_t next) {
+    switch (next) {
+        case 0: case 43: case 44: case 50: case 51: case 60: case 135: case 139: case 140: return true;
+        default: return false;
+    }
+}
+
 }  // namespace mlvpn::core::ip

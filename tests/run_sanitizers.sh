@@ -29,10 +29,14 @@ t0=$SECONDS
 # -O1 -g1, as ASan's authors advise: fast enough to run the integration
 # tests' traffic, line tables for the reports, and four times quicker to
 # build than -O2 -g (UBSan's checks weigh on the optimiser). Without NDEBUG,
-# so assertions run too.
-step "configure and build ($BUILD, MLVPN_SANITIZE=ON, -O1, -j$JOBS)"
+# so assertions run too. A unity build (each target's sources compiled a few
+# at a time as one file): 260 s instead of 375 s on two cores, as the headers
+# (libsodium, fmt, doctest, the standard library) are parsed once per batch.
+# The normal build (tests/run_all.sh) compiles every file on its own, so a
+# file that leans on another's includes still fails there.
+step "configure and build ($BUILD, MLVPN_SANITIZE=ON, -O1, unity, -j$JOBS)"
 cmake -S "$REPO" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
-    -DMLVPN_SANITIZE=ON >/dev/null
+    -DMLVPN_SANITIZE=ON -DCMAKE_UNITY_BUILD=ON >/dev/null
 cmake --build "$BUILD" -j"$JOBS"
 t_build=$SECONDS
 

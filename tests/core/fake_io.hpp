@@ -223,4 +223,22 @@ struct Pair {
     }
 };
 
+// `count` IP packets of `size` bytes, tagged tag, tag+1, ...
+inline std::vector<std::vector<std::byte>> packets(size_t count, size_t size, uint8_t tag = 0x11) {
+    std::vector<std::vector<std::byte>> out;
+    for (size_t i = 0; i < count; ++i) out.push_back(ip_packet(size, static_cast<uint8_t>(tag + i)));
+    return out;
+}
+
+// Whether a datagram on the wire is a data packet (type byte and a whole header).
+inline bool is_data(const std::vector<std::byte>& d) {
+    return d.size() >= 16 && d[0] == std::byte(static_cast<uint8_t>(wire::Type::Data));
+}
+
+// Every buffer is back in both ends' pools.
+inline void check_no_leak(Pair& p) {
+    CHECK(p.client_io.free_buffers() == p.client_io.total_buffers());
+    CHECK(p.server_io.free_buffers() == p.server_io.total_buffers());
+}
+
 }  // namespace mlvpn::test

@@ -17,7 +17,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-Time t0() { return Time{} + 100s; }
+Time first_check() { return Time{} + 100s; }
 
 // Ticks of 100 ms until the client asks for a fresh socket for `link`, at
 // most `limit`; returns how long that took (or limit + 1 tick).
@@ -39,7 +39,7 @@ bool is_init(const std::vector<std::byte>& d) {
 
 TEST_CASE("renewal: due once initiations go unanswered for kRenewAfterUnanswered") {
     SocketRenewal r;
-    const Time t = t0();
+    const Time t = first_check();
     CHECK_FALSE(r.due(t, false));
     CHECK(r.next_check(false) == kNever);
     for (int i = 0; i < 5; ++i) r.initiation_sent(t + std::chrono::seconds(i));
@@ -53,7 +53,7 @@ TEST_CASE("renewal: due once initiations go unanswered for kRenewAfterUnanswered
 
 TEST_CASE("renewal: the backoff doubles from 5 s to 60 s and starts over after a handshake") {
     SocketRenewal r;
-    Time t = t0();
+    Time t = first_check();
     r.initiation_sent(t);
     t += timing::kRenewAfterUnanswered;
     std::vector<Duration> gaps;
@@ -80,7 +80,7 @@ TEST_CASE("renewal: the backoff doubles from 5 s to 60 s and starts over after a
 
 TEST_CASE("renewal: a lost address is due at once, but not before the backoff allows") {
     SocketRenewal r;
-    const Time t = t0();
+    const Time t = first_check();
     r.mark_address_lost(t);
     CHECK(r.due(t, true));  // also on a link still marked up
     CHECK(r.next_check(true) <= t);
@@ -96,7 +96,7 @@ TEST_CASE("renewal: a lost address is due at once, but not before the backoff al
 
 TEST_CASE("renewal: sends refused for want of a route, once it persists for kRenewAfterUnreachable") {
     SocketRenewal r;
-    const Time t = t0();
+    const Time t = first_check();
     r.unreachable(t);
     r.unreachable(t + 1s);
     CHECK_FALSE(r.due(t + 1s, false));
@@ -116,7 +116,7 @@ TEST_CASE("renewal: sends refused for want of a route, once it persists for kRen
 
 TEST_CASE("renewal: send errors are forgotten once the link is up and hears its peer after them") {
     SocketRenewal r;
-    const Time t = t0();
+    const Time t = first_check();
     r.unreachable(t);
     r.unreachable(t + 2s);
     r.heard(t + 1s);  // before the last error: still counts
@@ -132,7 +132,7 @@ TEST_CASE("renewal: send errors are forgotten once the link is up and hears its 
 
 TEST_CASE("renewal: a pause in the initiations starts the clock afresh") {
     SocketRenewal r;
-    const Time t = t0();
+    const Time t = first_check();
     r.initiation_sent(t);
     r.initiation_sent(t + 1s);
     // e.g. the link was administratively down for a minute.

@@ -52,11 +52,6 @@ size_t warnings(const Pair& p) {
     }));
 }
 
-void check_no_leak(Pair& p) {
-    CHECK(p.client_io.free_buffers() == p.client_io.total_buffers());
-    CHECK(p.server_io.free_buffers() == p.server_io.total_buffers());
-}
-
 }  // namespace
 
 TEST_CASE("abuse: 100k forged initiations cost at most the global budget in crypto, get no reply, "

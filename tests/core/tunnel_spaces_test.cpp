@@ -15,16 +15,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::vector<std::vector<std::byte>> packets(size_t count, size_t size, uint8_t tag) {
-    std::vector<std::vector<std::byte>> out;
-    for (size_t i = 0; i < count; ++i) out.push_back(ip_packet(size, static_cast<uint8_t>(tag + i)));
-    return out;
-}
-
-bool is_data(const std::vector<std::byte>& d) {
-    return d.size() >= 16 && d[0] == std::byte(static_cast<uint8_t>(wire::Type::Data));
-}
-
 uint64_t counter_of(const std::vector<std::byte>& d) { return wire::load_be64(&d[8]); }
 
 struct Captured {
@@ -45,11 +35,6 @@ void inject(Pair& p, bool to_server, const Captured& c) {
     FakeIo& io = to_server ? p.server_io : p.client_io;
     Datagram d{io.make(c.bytes, 0), to_server ? p.client_addr[c.link] : Endpoint{}};
     (to_server ? p.server : p.client)->on_datagrams(c.link, std::span<Datagram>(&d, 1), io);
-}
-
-void check_no_leak(Pair& p) {
-    CHECK(p.client_io.free_buffers() == p.client_io.total_buffers());
-    CHECK(p.server_io.free_buffers() == p.server_io.total_buffers());
 }
 
 }  // namespace

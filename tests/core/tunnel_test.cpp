@@ -14,16 +14,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::vector<std::vector<std::byte>> packets(size_t count, size_t size, uint8_t tag = 0x11) {
-    std::vector<std::vector<std::byte>> out;
-    for (size_t i = 0; i < count; ++i) out.push_back(ip_packet(size, static_cast<uint8_t>(tag + i)));
-    return out;
-}
-
-bool is_data(const std::vector<std::byte>& d) {
-    return !d.empty() && d[0] == std::byte(static_cast<uint8_t>(wire::Type::Data));
-}
-
 // The receiver learns where the sender's data sequence starts (at random)
 // from its first packet: one packet each way, so that what a test sends next
 // is not the first.
@@ -32,11 +22,6 @@ void start_sequences(Pair& p) {
     p.send_from(false, packets(1, 100, 0x01));
     p.server_io.tun.clear();
     p.client_io.tun.clear();
-}
-
-void check_no_leak(Pair& p) {
-    CHECK(p.client_io.free_buffers() == p.client_io.total_buffers());
-    CHECK(p.server_io.free_buffers() == p.server_io.total_buffers());
 }
 
 }  // namespace

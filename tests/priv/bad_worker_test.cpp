@@ -39,29 +39,16 @@
 #include "priv/hook.hpp"
 #include "priv/messages.hpp"
 #include "uring/system_clock.hpp"
+#include "tests/priv/test_support.hpp"
 
 namespace {
+
+using mlvpn::test::MemorySink;
 
 namespace msg = mlvpn::priv::msg;
 using mlvpn::core::Level;
 using mlvpn::priv::Channel;
 using mlvpn::Fd;
-
-class MemorySink final : public mlvpn::core::LogSink {
-public:
-    void write(Level, std::string_view message) override { lines.emplace_back(message); }
-    bool contains(const std::string& part) const {
-        for (const auto& l : lines)
-            if (l.find(part) != std::string::npos) return true;
-        return false;
-    }
-    std::string dump() const {
-        std::string out;
-        for (const auto& l : lines) out += l + "\n";
-        return out;
-    }
-    std::vector<std::string> lines;
-};
 
 std::string read_file(const std::string& path) {
     std::ifstream in(path);

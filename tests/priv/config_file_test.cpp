@@ -11,30 +11,15 @@
 #include <filesystem>
 #include <string>
 
+#include "tests/priv/test_support.hpp"
+
 namespace {
+
+using mlvpn::test::TempDir;
 
 using mlvpn::priv::check_hook_command;
 using mlvpn::priv::read_config_file;
 using mlvpn::priv::read_key_file;
-
-// A private directory under /tmp, removed with everything in it.
-class TempDir {
-public:
-    TempDir() {
-        char tmpl[] = "/tmp/mlvpn-config-file-test-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-    const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
-};
 
 void write_file(const std::string& path, const std::string& content, mode_t mode, uid_t uid = 0) {
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -17,56 +17,17 @@
 #include <vector>
 
 #include "uring/system_clock.hpp"
+#include "tests/priv/test_support.hpp"
 
 namespace {
+
+using mlvpn::test::MemorySink;
+using mlvpn::test::TempDir;
 
 using mlvpn::core::Level;
 using mlvpn::priv::HookEvent;
 using mlvpn::priv::HookRunner;
 using namespace std::chrono_literals;
-
-struct Entry {
-    Level level;
-    std::string text;
-};
-
-class MemorySink final : public mlvpn::core::LogSink {
-public:
-    void write(Level level, std::string_view message) override { entries.push_back({level, std::string(message)}); }
-    bool has(Level level, const std::string& text) const {
-        for (const auto& e : entries)
-            if (e.level == level && e.text == text) return true;
-        return false;
-    }
-    bool contains(const std::string& part) const {
-        for (const auto& e : entries)
-            if (e.text.find(part) != std::string::npos) return true;
-        return false;
-    }
-    std::string dump() const {
-        std::string out;
-        for (const auto& e : entries) out += std::to_string(static_cast<int>(e.level)) + " " + e.text + "\n";
-        return out;
-    }
-    std::vector<Entry> entries;
-};
-
-class TempDir {
-public:
-    TempDir() {
-        char tmpl[] = "/tmp/mlvpn-hook-test-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
-private:
-    std::string path_;
-};
 
 std::string write_script(const TempDir& dir, const std::string& body) {
     std::string path = dir / "hook.sh";

@@ -21,6 +21,7 @@
 
 #include "core/wire.hpp"
 #include "priv/fd.hpp"
+#include "tests/uring/test_support.hpp"
 #include "uring/buffer_pool.hpp"
 #include "uring/link_offload.hpp"
 #include "uring/turn_batches.hpp"
@@ -36,7 +37,9 @@ using uring::UdpControl;
 
 namespace {
 
-constexpr uint32_t kSlot = 1536;
+using mlvpn::uring::test::kSlot;
+using mlvpn::uring::test::loopback_udp_socket;
+
 
 using Bytes = std::vector<uint8_t>;
 
@@ -132,16 +135,6 @@ struct Rig {
         batches.deliver(collector, io);
     }
 };
-
-Fd udp_socket() {
-    Fd fd(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    REQUIRE(fd);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    return fd;
-}
 
 void connect_pair(int a, int b) {
     for (auto [from, to] : {std::pair{a, b}, std::pair{b, a}}) {
@@ -287,7 +280,7 @@ TEST_CASE("link offload: LinkReader with too few slots keeps what fits and count
 }
 
 TEST_CASE("link offload: the kernel cuts a UDP_SEGMENT send of separate buffers at the segment size") {
-    Fd a = udp_socket(), b = udp_socket();
+    Fd a = loopback_udp_socket(), b = loopback_udp_socket();
     connect_pair(a.get(), b.get());
     // Three full datagrams and a short one, each in its own buffer, not adjacent.
     std::vector<Bytes> parts = {pattern(1200, 1), pattern(1200, 2), pattern(1200, 3), pattern(500, 4)};
@@ -315,7 +308,7 @@ TEST_CASE("link offload: the kernel cuts a UDP_SEGMENT send of separate buffers 
 }
 
 TEST_CASE("link offload: a UDP_GRO receive of a segmented send splits back into its datagrams") {
-    Fd a = udp_socket(), b = udp_socket();
+    Fd a = loopback_udp_socket(), b = loopback_udp_socket();
     connect_pair(a.get(), b.get());
     const int on = 1;
     if (setsockopt(b.get(), SOL_UDP, UDP_GRO, &on, sizeof on) != 0) {

@@ -36,6 +36,7 @@
 #include "priv/fd.hpp"
 #include "uring/loop.hpp"
 #include "uring/system_clock.hpp"
+#include "tests/uring/test_support.hpp"
 
 using namespace std::chrono_literals;
 using mlvpn::Fd;
@@ -52,7 +53,9 @@ using mlvpn::uring::SystemClock;
 
 namespace {
 
-constexpr size_t kHeadroom = mlvpn::core::wire::kHeadroom;
+using mlvpn::uring::test::kHeadroom;
+using mlvpn::uring::test::loopback_udp_socket;
+
 
 // --- the two loops ----------------------------------------------------------
 
@@ -97,19 +100,6 @@ using EpollUdpKind = UdpOffload<EpollKind>;
 
 void set_nonblocking(int fd) { REQUIRE(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0); }
 
-Fd udp_socket() {
-    Fd fd(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    REQUIRE(fd);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-    // Enough for a test window of datagrams even if the reader is slow.
-    int size = 1 << 20;
-    setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
-    return fd;
-}
-
 Endpoint local_endpoint(int fd) {
     Endpoint e;
     e.len = sizeof(e.addr);
@@ -144,12 +134,12 @@ struct Net {
         tun_loop.reset(sv[0]);
         tun_peer.reset(sv[1]);
         set_nonblocking(tun_peer.get());
-        link0 = udp_socket();
-        peer0 = udp_socket();
+        link0 = loopback_udp_socket();
+        peer0 = loopback_udp_socket();
         connect_to(link0.get(), local_endpoint(peer0.get()));
         connect_to(peer0.get(), local_endpoint(link0.get()));
         set_nonblocking(peer0.get());
-        link1 = udp_socket();
+        link1 = loopback_udp_socket();
         REQUIRE(stop);
         REQUIRE(flush);
     }
@@ -615,7 +605,7 @@ TEST_CASE_TEMPLATE("loop: an unconnected link answers each sender at its address
     Runner<Kind> r(net.config(), h);
     if (!r.created()) return;
     r.go();
-    Fd a = udp_socket(), b = udp_socket();
+    Fd a = loopback_udp_socket(), b = loopback_udp_socket();
     const Endpoint link1 = local_endpoint(net.link1.get());
     connect_to(a.get(), link1);
     connect_to(b.get(), link1);
@@ -757,10 +747,10 @@ TEST_CASE_TEMPLATE("loop: a datagram larger than a slot is dropped, one that fit
 TEST_CASE_TEMPLATE("loop: ICMP errors on a link are not fatal", Kind, LOOP_TYPES) {
     Net net;
     // Link 0 points at a port nobody listens on.
-    Fd gone = udp_socket();
+    Fd gone = loopback_udp_socket();
     const Endpoint dead = local_endpoint(gone.get());
     gone.reset();
-    Fd link = udp_socket();
+    Fd link = loopback_udp_socket();
     connect_to(link.get(), dead);
     TestHandler h;
     h.stop_fd = net.stop.get();
@@ -904,12 +894,12 @@ TEST_CASE_TEMPLATE("loop: a link with a full socket buffer drops with EAGAIN and
 // the loop runs.
 TEST_CASE_TEMPLATE("loop: link sockets replaced, added and taken away at run time", Kind, LOOP_TYPES) {
     Net net;
-    Fd link0b = udp_socket(), peer0b = udp_socket();
+    Fd link0b = loopback_udp_socket(), peer0b = loopback_udp_socket();
     connect_to(link0b.get(), local_endpoint(peer0b.get()));
     connect_to(peer0b.get(), local_endpoint(link0b.get()));
     set_nonblocking(peer0b.get());
-    Fd link2 = udp_socket();
-    Fd client = udp_socket();
+    Fd link2 = loopback_udp_socket();
+    Fd client = loopback_udp_socket();
     set_nonblocking(client.get());
     connect_to(client.get(), local_endpoint(link2.get()));
 

@@ -28,6 +28,7 @@
 #include "core/wire.hpp"
 #include "priv/fd.hpp"
 #include "tests/core/offload_packets.hpp"
+#include "tests/uring/test_support.hpp"
 #include "uring/buffer_pool.hpp"
 #include "uring/loop.hpp"
 #include "uring/system_clock.hpp"
@@ -48,8 +49,8 @@ using uring::TurnBatches;
 
 namespace {
 
-constexpr uint32_t kHeadroom = static_cast<uint32_t>(core::wire::kHeadroom);
-constexpr uint32_t kSlot = 1536;  // an MTU-1424 tunnel's slots, as the worker sizes them
+using uring::test::kHeadroom;
+using uring::test::kSlot;
 constexpr size_t kHdr = VirtioNetHdr::kSize;
 
 // A run of TCP segments of one flow, as the peer's kernel sent them: `count`
