@@ -84,7 +84,8 @@ class LinksAlone:
         prev = read_counters(recv_ns).get(recv_if, {}).get("rx_bytes", 0)
         t0 = time.monotonic()
         p = ctx.procs.start("iperf3", in_ns(topo.ns_c, *iperf_argv(
-            {"kind": "tcp", "streams": test["streams"], "direction": direction}, link["s_addr"], duration, 0)),
+            {"kind": "tcp", "streams": test["streams"], "direction": direction}, link["s_addr"], duration, 0,
+            topo.congestion)),
             out, err_path=os.path.join(ctx.workdir, f"iperf3-{tag}.err"))
         last = t0
         for k in range(1, int(duration) + 1):

@@ -147,7 +147,7 @@ def run_scenario(args, path, outdir, bins, deadline):
     workdir = tempfile.mkdtemp(prefix=f"{run_id}.", dir="/tmp")
     os.chmod(workdir, 0o700)
     procs = Procs()
-    topo = Topology(sc, run_id)
+    topo = Topology(sc, run_id, args.congestion)
     emulator = None
     results, error, interrupted = [], None, False
     doc = {"tool": "mlvpn-bench", "format": RESULT_FORMAT, "started": started.isoformat(timespec="seconds"),
@@ -158,6 +158,10 @@ def run_scenario(args, path, outdir, bins, deadline):
                "baseline_duration": args.baseline_duration}, "results": results}
     try:
         topo.create()
+        # The senders' TCP, which the figures depend on as much as on the
+        # tunnel (the kernel's default here is BBR, elsewhere CUBIC).
+        doc["options"]["congestion"] = topo.congestion_control()
+        log(f"{sc.name}: TCP congestion control {doc['options']['congestion']}")
         if topo.needs_mid():
             emulator = Emulator(linkemu, topo, sc, workdir, procs, 0 if args.no_rt else 20)
             emulator.start()
@@ -398,6 +402,9 @@ def parse_args(argv):
     p.add_argument("--bandwidth-hints", choices=["yes", "no"],
                    help="give mlvpn each link's rate as bandwidth_upload (yes) or let it measure them (no); "
                         "default: as the scenario says")
+    p.add_argument("--congestion", metavar="ALGO",
+                   help="TCP congestion control of the test connections (e.g. cubic, bbr; default: the kernel's default); "
+                        "recorded in the result either way")
     p.add_argument("--compare", choices=["wireguard-go"], help="also run each test over wireguard-go on link 1")
     p.add_argument("--out", metavar="DIR", help="output directory (default: ./mlvpn-bench-DATE-TIME)")
     p.add_argument("--no-rt", action="store_true", help="run the emulator without real-time priority")

@@ -141,7 +141,7 @@ class TestRun:
             tcp_before = tcp_counters(sender_ns) if test["kind"] == "tcp" else None
             if test["kind"] != "ping":
                 iperf = ctx.procs.start("iperf3", in_ns(ctx.topo.ns_c, *iperf_argv(
-                    test, system.server_ip, self.duration, udp_payload)), iperf_out,
+                    test, system.server_ip, self.duration, udp_payload, ctx.topo.congestion)), iperf_out,
                     err_path=os.path.join(wd, f"iperf3-{tag}.err"))
             ping = ctx.procs.start("ping", in_ns(ctx.topo.ns_c, *ping_argv(
                 system.server_ip, self.duration, self.sc.ping_interval_ms)), ping_out)

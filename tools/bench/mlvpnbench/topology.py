@@ -61,8 +61,9 @@ def sweep_stale(log):
 
 
 class Topology:
-    def __init__(self, scenario, run_id):
+    def __init__(self, scenario, run_id, congestion=None):
         self.scenario = scenario
+        self.congestion = congestion  # TCP congestion control of iperf3's connections; None: the default
         self.ns_c = f"{run_id}-c"
         self.ns_m = f"{run_id}-m"
         self.ns_s = f"{run_id}-s"
@@ -108,6 +109,15 @@ class Topology:
                 self._prepare_emulated(l)
         if self.scenario.shaper == "tbf":
             self._add_tbf()
+
+    def congestion_control(self):
+        """The TCP congestion control the senders use: --congestion's (iperf3 -C sets it on each
+        connection: a namespace may only default to those the host allows, and BBR and reno are all
+        Debian allows), else the namespaces' default."""
+        if self.congestion:
+            return self.congestion
+        r = run(["ip", "netns", "exec", self.ns_c, "sysctl", "-n", "net.ipv4.tcp_congestion_control"], check=False)
+        return r.stdout.strip() or None
 
     def _prepare_emulated(self, l):
         # The emulator moves whole frames: the ends must send them finished,

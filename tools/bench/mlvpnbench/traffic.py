@@ -34,11 +34,13 @@ class IperfServer:
             self.proc = None
 
 
-def iperf_argv(test, server_ip, duration, udp_payload):
+def iperf_argv(test, server_ip, duration, udp_payload, congestion=None):
     argv = ["timeout", str(int(duration) + 20), "iperf3", "-c", server_ip, "-p", str(IPERF_PORT), "-t",
             str(duration), "-i", "1", "-J", "--connect-timeout", "3000", "--get-server-output"]
     if test["kind"] == "tcp":
         argv += ["-P", str(test["streams"])]
+        if congestion:
+            argv += ["-C", congestion]  # the sending side's, in either direction
     else:
         argv += ["-u", "-b", f"{test['rate_mbit']}M", "-l", str(udp_payload)]
     if test["direction"] == "down":
