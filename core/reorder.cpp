@@ -2,6 +2,7 @@
 #include "core/reorder.hpp"
 
 #include <algorithm>
+#include <bit>
 
 namespace mlvpn::core {
 
@@ -11,7 +12,8 @@ namespace {
 constexpr uint64_t kResyncDistance = uint64_t{1} << 20;
 }  // namespace
 
-Reorder::Reorder(size_t capacity, Duration max_wait) : slots_(capacity, nullptr), max_wait_(max_wait) {}
+Reorder::Reorder(size_t capacity, Duration max_wait)
+    : slots_(capacity, nullptr), limit_(capacity), max_wait_(max_wait) {}
 
 void Reorder::pass_delivered() {
     delivered_[(next_ % kDeliveredWindow) / 64] |= uint64_t{1} << (next_ % 64);
@@ -78,8 +80,12 @@ void Reorder::skip_to_first_held(std::vector<Buffer*>& out, std::optional<Time> 
         // gap got.
         while (!arrivals_.empty() && arrivals_.front().first < from) arrivals_.pop_front();
         const Duration waited = arrivals_.empty() ? max_wait_ : *now - arrivals_.front().second;
-        skips_.push_back(Skip{from, next_, *now, waited});
-        if (skips_.size() > kSkipsKept) skips_.pop_front();
+        if (!skips_.empty() && *now - skips_.back().at < kSkipMerge) {
+            skips_.back().to = next_;  // its time and wait stand for these too, within kSkipMerge
+        } else {
+            skips_.push_back(Skip{from, next_, *now, waited});
+            if (skips_.size() > kSkipsKept) skips_.pop_front();
+        }
     }
     drain(out);
 }
@@ -115,6 +121,7 @@ bool Reorder::push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>&
         if (started_) {
             flush(out);
             ++stats_.resyncs;
+            skips_.clear();  // kept in sequence order
         }
         started_ = true;
         next_ = seq;
@@ -129,12 +136,9 @@ bool Reorder::push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>&
         // been waited for a little longer...
         if (next_ - seq <= kDeliveredWindow) delivered_[(seq % kDeliveredWindow) / 64] |= uint64_t{1} << (seq % 64);
         if (!resent) {
-            for (auto it = skips_.rbegin(); it != skips_.rend(); ++it) {
-                if (seq >= it->from && seq < it->to) {
-                    observe_wait(it->waited + (now - it->at), now);
-                    break;
-                }
-            }
+            const auto it = std::upper_bound(skips_.begin(), skips_.end(), seq,
+                                             [](uint64_t s, const Skip& k) { return s < k.to; });
+            if (it != skips_.end() && seq >= it->from) observe_wait(it->waited + (now - it->at), now);
         }
         out.push_back(packet);
         ++stats_.late;
@@ -152,7 +156,9 @@ bool Reorder::push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>&
         drain(out);
         return true;
     }
-    // Early. Make room: everything that would share its slot must go first.
+    // Early. Make room: grow if the limit allows, else everything that
+    // would share its slot must go first.
+    if (seq - next_ >= slots_.size() && held_ > 0) grow_for(seq);
     while (seq - next_ >= slots_.size()) {
         if (held_ == 0) {
             // Nothing waits: a jump this far (a sender that was ahead of a
@@ -182,6 +188,7 @@ bool Reorder::push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>&
         return false;
     }
     s = packet;
+    top_ = held_ == 0 ? seq : std::max(top_, seq);
     ++held_;
     arrivals_.emplace_back(seq, now);
     // Entries behind a long-waiting one are dropped only when they reach the
@@ -211,6 +218,31 @@ Time Reorder::expire(Time now, std::vector<Buffer*>& out) {
 void Reorder::set_capacity(size_t capacity, std::vector<Buffer*>& out) {
     flush(out);
     slots_.assign(capacity, nullptr);
+}
+
+void Reorder::grow_for(uint64_t seq) {
+    if (slots_.size() >= limit_) return;
+    // Powers of two, so that a burst costs a few resizes rather than one per
+    // packet; a peer that sends far ahead gets no more than the limit.
+    const uint64_t fits = std::bit_ceil(seq - next_ + 1);
+    const size_t grown = static_cast<size_t>(std::min<uint64_t>(limit_, std::max<uint64_t>(2 * slots_.size(), fits)));
+    resize(grown);
+}
+
+bool Reorder::resize(size_t capacity) {
+    if (slots_.empty() || capacity == 0 || held_span() > capacity) return false;
+    if (capacity == slots_.size()) return true;
+    // Every packet held lies in [next_, top_], which the old slots cover
+    // without wrapping: each goes to its place modulo the new capacity.
+    std::vector<Buffer*> fresh(capacity, nullptr);
+    if (held_ > 0) {
+        for (uint64_t s = next_; s <= top_; ++s) {
+            if (Buffer* b = slot(s)) fresh[s % capacity] = b;
+        }
+    }
+    slots_ = std::move(fresh);
+    ++stats_.resizes;
+    return true;
 }
 
 void Reorder::flush(std::vector<Buffer*>& out) {

@@ -9,9 +9,11 @@
 // A packet that was delivered already (a copy the sender resent, see
 // core/send_history.hpp) is refused, within the last kDeliveredWindow
 // sequence numbers.
-// The buffer holds at most `capacity` packets; a packet that would not fit
-// pushes the oldest out (in order) first. Memory is bounded whatever the
-// peer sends.
+// The buffer has room for `capacity` consecutive sequence numbers after the
+// next one to deliver, so it holds at most that many packets. A packet that
+// would not fit first makes the buffer grow, up to `limit`; past that it
+// pushes the oldest out (in order). Memory is bounded by `limit` whatever the
+// peer sends. The owner may size the buffer to the traffic with resize().
 #pragma once
 
 #include <array>
@@ -40,12 +42,14 @@ struct ReorderStats {
     uint64_t overflows = 0;   // packets pushed out because the buffer was full
     uint64_t resyncs = 0;     // the sender's sequence restarted (jumped by more than 2^20)
     uint64_t duplicates = 0;  // refused: delivered already
+    uint64_t resizes = 0;     // capacity changes that kept what was held (grown or shrunk)
 };
 
 class Reorder {
 public:
     // capacity 0 turns reordering off: push() delivers everything at once
-    // (copies of a packet delivered already are still refused).
+    // (copies of a packet delivered already are still refused). The limit
+    // starts at `capacity`: the buffer does not grow by itself.
     Reorder(size_t capacity, Duration max_wait);
 
     // How far back (in sequence numbers) a duplicate is recognised.
@@ -75,10 +79,25 @@ public:
 
     void set_max_wait(Duration d) { max_wait_ = d; }
     // Flushes what is held (in order) and changes the capacity; the expected
-    // sequence and the counters carry on.
+    // sequence and the counters carry on. Turns reordering on or off.
     void set_capacity(size_t capacity, std::vector<Buffer*>& out);
+    // Changes the capacity keeping every packet held, where it is in the
+    // order and with its arrival time: nothing is delivered. Returns false,
+    // and changes nothing, when reordering is off, for capacity 0, or when a
+    // packet held lies beyond the new capacity (try again once it has gone:
+    // held_span() says how much is needed). Costs O(old capacity).
+    bool resize(size_t capacity);
+    // How far push() may grow the capacity (to the next power of two that
+    // fits, at least doubling) rather than push packets out; at most this
+    // many packets are ever held. A limit at or below the capacity keeps it
+    // fixed. resize() and set_capacity() do not look at it.
+    void set_limit(size_t limit) { limit_ = limit; }
+    size_t limit() const { return limit_; }
     Duration max_wait() const { return max_wait_; }
     size_t capacity() const { return slots_.size(); }
+    // The capacity the packets held need: one past the distance from the
+    // next sequence to deliver to the furthest packet held; 0 when none is.
+    size_t held_span() const { return held_ == 0 ? 0 : static_cast<size_t>(top_ - next_ + 1); }
     size_t held() const { return held_; }
     const ReorderStats& stats() const { return stats_; }
 
@@ -97,7 +116,11 @@ private:
     // push() with reordering off: everything goes out at once, but once.
     bool pass_through(uint64_t seq, Buffer* packet, std::vector<Buffer*>& out);
 
+    // push() with no room for `seq`: grows toward limit_ if it may.
+    void grow_for(uint64_t seq);
+
     std::vector<Buffer*> slots_;  // by sequence modulo capacity
+    size_t limit_ = 0;
     // Held packets in arrival order (sequence, arrival); entries already
     // delivered are dropped when they reach the front.
     std::deque<std::pair<uint64_t, Time>> arrivals_;
@@ -114,12 +137,21 @@ private:
         Time at{};
         Duration waited{};
     };
-    static constexpr size_t kSkipsKept = 128;
+    // At a high rate gaps are given up by the thousand a second (two links
+    // taking turns, every other packet late): those given up within
+    // kSkipMerge of the latest one share its record, [its from, their to),
+    // so that the records span the half second a straggler may take even
+    // then (with 128 single ones they spanned 3 ms at 1 Gbit/s and the skew
+    // was never seen). Ordered by sequence (cleared when the sender
+    // restarts), so a straggler's is found by binary search.
+    static constexpr size_t kSkipsKept = 512;
+    static constexpr Duration kSkipMerge = std::chrono::milliseconds(1);
     std::deque<Skip> skips_;
     // measured_skew(): the largest wait per bucket, newest first.
     std::array<Duration, kSkewBuckets> skew_{};
     Time skew_start_{};  // when skew_[0] began
     size_t held_ = 0;
+    uint64_t top_ = 0;  // the furthest sequence held, when held_ > 0
     ReorderStats stats_;
 };
 

@@ -182,3 +182,85 @@ TEST_CASE("reorder: the skew it measures is how long gaps took to fill, straggle
     // Forgotten after the window.
     CHECK(r.measured_skew(t0 + 35ms + Reorder::kSkewBuckets * Reorder::kSkewBucket) == 0ms);
 }
+
+TEST_CASE("reorder: resize keeps what is held, in order, and delivers nothing early") {
+    Packets p;
+    Reorder r(8, 10ms);
+    std::vector<Buffer*> out;
+    CHECK(r.push(0, p(0), t0, out));
+    for (uint64_t s : {3, 7, 5, 2}) CHECK(r.push(s, p(s), t0 + 1ms, out));  // 1 missing
+    CHECK(r.held() == 4);
+    CHECK(r.held_span() == 7);  // next to deliver 1, furthest held 7
+    // Grown: nothing leaves, the packets wait where they were.
+    CHECK(r.resize(64));
+    CHECK(r.capacity() == 64);
+    CHECK(r.held() == 4);
+    CHECK(seqs(out) == std::vector<uint32_t>{0});
+    // Room now for packets the old capacity could not take without pushing out.
+    CHECK(r.push(40, p(40), t0 + 2ms, out));
+    CHECK(r.stats().overflows == 0);
+    // Shrunk below what is held: refused, nothing changes.
+    CHECK_FALSE(r.resize(16));
+    CHECK(r.capacity() == 64);
+    CHECK_FALSE(r.resize(0));
+    // Shrunk to what is held: kept. Their wait still counts from their arrival.
+    CHECK(r.resize(40));
+    CHECK(r.stats().resizes == 2);
+    CHECK(r.expire(t0 + 5ms, out) == t0 + 11ms);
+    CHECK(r.push(1, p(1), t0 + 6ms, out));
+    CHECK(seqs(out) == std::vector<uint32_t>{0, 1, 2, 3});
+    CHECK(r.push(4, p(4), t0 + 6ms, out));
+    CHECK(r.push(6, p(6), t0 + 6ms, out));
+    CHECK(seqs(out) == std::vector<uint32_t>{0, 1, 2, 3, 4, 5, 6, 7});
+    CHECK(r.held() == 1);  // 40
+    CHECK(r.expire(t0 + 12ms, out) == kNever);
+    CHECK(out.back()->index == 40);
+    CHECK(r.stats().reordered == 5);  // 2, 3, 5, 7 and 40 waited; 4 and 6 came in order
+    // Off stays off.
+    Reorder off(0, 10ms);
+    CHECK_FALSE(off.resize(64));
+    CHECK(off.capacity() == 0);
+}
+
+TEST_CASE("reorder: below its limit the buffer grows instead of pushing packets out") {
+    std::vector<Buffer> storage(5000);
+    auto p = [&](uint64_t seq) {
+        Buffer* b = &storage[seq % storage.size()];
+        b->index = static_cast<uint32_t>(seq);
+        return b;
+    };
+    Reorder r(256, 50ms);
+    r.set_limit(4096);
+    std::vector<Buffer*> out;
+    CHECK(r.push(0, p(0), t0, out));
+    // Every odd packet is late by 3000 sequence numbers: the even ones wait.
+    for (uint64_t s = 2; s <= 3000; s += 2) CHECK(r.push(s, p(s), t0, out));
+    CHECK(r.stats().overflows == 0);
+    CHECK(r.capacity() == 4096);  // 256 -> 512 -> ... -> 4096, in powers of two
+    CHECK(r.stats().resizes == 4);
+    for (uint64_t s = 1; s < 3000; s += 2) CHECK(r.push(s, p(s), t0 + 1ms, out));
+    REQUIRE(out.size() == 3001);
+    for (uint32_t i = 0; i < out.size(); ++i) CHECK(out[i]->index == i);
+}
+
+TEST_CASE("reorder: memory stays within the limit whatever the peer sends") {
+    std::vector<Buffer> storage(70000);
+    Reorder r(256, 1s);
+    r.set_limit(1000);
+    std::vector<Buffer*> out;
+    size_t taken = 0;
+    uint64_t x = 88172645463325252ULL;  // xorshift: sequence numbers near and far ahead
+    for (int i = 0; i < 60000; ++i) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        const uint64_t seq = 1'000'000 + (i % 3 == 0 ? x % 1'000'000 : x % 2000 + static_cast<uint64_t>(i));
+        Buffer* b = &storage[taken % storage.size()];
+        if (r.push(seq, b, t0 + std::chrono::microseconds(i), out)) ++taken;
+        REQUIRE(r.capacity() <= 1000);
+        REQUIRE(r.held() <= 1000);
+    }
+    CHECK(r.stats().overflows > 0);  // at the limit, the oldest were pushed out
+    r.flush(out);
+    CHECK(out.size() == taken);
+}
