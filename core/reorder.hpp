@@ -13,7 +13,8 @@
 // next one to deliver, so it holds at most that many packets. A packet that
 // would not fit first makes the buffer grow, up to `limit`; past that it
 // pushes the oldest out (in order). Memory is bounded by `limit` whatever the
-// peer sends. The owner may size the buffer to the traffic with resize().
+// peer sends. The owner sizes the buffer to the traffic with resize()
+// (core/reorder_sizer.hpp says how much).
 #pragma once
 
 #include <array>
@@ -29,10 +30,11 @@
 
 namespace mlvpn::core {
 
-// Capacity when the configuration does not say (reorder_buffer_size absent):
-// enough for a few milliseconds of a fast link; the wait, not the size, is
-// what adapts to the links (Tunnel measures it from their RTTs).
-inline constexpr uint32_t kDefaultReorderCapacity = 1024;
+// The largest capacity there is: reorder_buffer_size's maximum, and what it
+// means when the configuration does not say (the capacity then adapts to the
+// traffic, below this and below what the worker's buffer pool can spare;
+// Tunnel decides).
+inline constexpr uint32_t kReorderCapacityMax = 65536;
 
 struct ReorderStats {
     uint64_t in_order = 0;    // delivered on arrival

@@ -32,6 +32,9 @@ Status snapshot(const Tunnel& tunnel, const StatusMeta& meta, const Clock& clock
     s.reorder = tunnel.reorder().stats();
     s.reorder_held = tunnel.reorder().held();
     s.reorder_wait_ms = tunnel.reorder().capacity() > 0 ? ms(tunnel.reorder().max_wait()) : 0;
+    s.reorder_capacity = tunnel.reorder().capacity();
+    s.reorder_capacity_max = s.reorder_capacity > 0 ? tunnel.reorder().limit() : 0;
+    s.reorder_adaptive = s.reorder_capacity_max > ReorderSizer::kFloor;  // else it stays at its cap
 
     double total_weight = 0;
     for (LinkIndex i = 0; i < tunnel.link_count(); ++i) {
@@ -163,6 +166,10 @@ std::string to_json(const Status& s) {
                           {"dropped", {{"malformed", u.gro_dropped}, {"no_buffer", u.gro_no_buffer}}}}},
         {"reorder", {{"held", s.reorder_held},
                      {"wait_ms", s.reorder_wait_ms},
+                     {"capacity", s.reorder_capacity},
+                     {"capacity_max", s.reorder_capacity_max},
+                     {"adaptive", s.reorder_adaptive},
+                     {"resizes", s.reorder.resizes},
                      {"in_order", s.reorder.in_order},
                      {"reordered", s.reorder.reordered},
                      {"late", s.reorder.late},
@@ -319,6 +326,12 @@ std::string to_prometheus(const Status& s) {
     sample("reorder_gaps_skipped_total", "", s.reorder.gaps_skipped);
     family("reorder_wait_seconds", "gauge", "How long an early packet may wait for the ones before it.");
     sample("reorder_wait_seconds", "", s.reorder_wait_ms / 1000);
+    family("reorder_capacity_packets", "gauge",
+           "Room in the reorder buffer (packets), by limit (now: adapted to the traffic; max: the most it may grow to).");
+    sample("reorder_capacity_packets", ",limit=\"now\"", s.reorder_capacity);
+    sample("reorder_capacity_packets", ",limit=\"max\"", s.reorder_capacity_max);
+    family("reorder_resizes_total", "counter", "Reorder buffer capacity changes that kept the packets held.");
+    sample("reorder_resizes_total", "", s.reorder.resizes);
     return out;
 }
 

@@ -90,6 +90,9 @@ struct Status {
     ReorderStats reorder;
     size_t reorder_held = 0;
     double reorder_wait_ms = 0;
+    size_t reorder_capacity = 0;      // room now, packets (0: off)
+    size_t reorder_capacity_max = 0;  // the most it may grow to
+    bool reorder_adaptive = false;    // the capacity follows the traffic (room to grow or shrink)
     std::vector<LinkStatus> links;
 };
 

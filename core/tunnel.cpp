@@ -62,7 +62,9 @@ Tunnel::Tunnel(TunnelSettings settings, SecretKey psk, const Clock& clock, Logge
       scheduler_(bandwidths(settings_.links)),
       usable_scratch_(std::make_unique<bool[]>(settings_.links.size())),
       path_scratch_(std::make_unique<PathEstimate[]>(settings_.links.size())),
-      reorder_(settings_.reorder_buffer_size, timing::kReorderWaitDefault) {
+      reorder_(ReorderSizer(reorder_ceiling(settings_)).floor(), timing::kReorderWaitDefault),
+      reorder_sizer_(reorder_ceiling(settings_)) {
+    reorder_.set_limit(reorder_sizer_.ceiling());
     links_.resize(settings_.links.size());
     const Time now = clock_.now();
     for (size_t i = 0; i < links_.size(); ++i) {
@@ -128,9 +130,38 @@ void Tunnel::set_general(bool cleartext_data, uint32_t mtu, uint32_t reorder_buf
     }
     if (reorder_buffer_size != settings_.reorder_buffer_size) {
         settings_.reorder_buffer_size = reorder_buffer_size;
-        reorder_.set_capacity(reorder_buffer_size, deliverable_);
+        const size_t ceiling = reorder_ceiling(settings_);
+        reorder_sizer_.set_ceiling(ceiling);
+        if (ceiling == 0 || reorder_.capacity() == 0) {
+            // Off (what was held goes out), or on again (nothing was held).
+            reorder_.set_capacity(reorder_sizer_.floor(), deliverable_);
+        } else if (reorder_.capacity() > ceiling && !reorder_.resize(ceiling)) {
+            // What is held needs more room than the new cap allows.
+            reorder_.set_capacity(ceiling, deliverable_);
+        }
+        reorder_.set_limit(ceiling);
         deliver(io);
     }
+}
+
+size_t Tunnel::reorder_ceiling(const TunnelSettings& settings) {
+    size_t ceiling = std::min<size_t>(settings.reorder_buffer_size, kReorderCapacityMax);
+    // Each packet held keeps one of the pool's buffers until its gap fills
+    // or is given up (up to kReorderWaitMax). The other half is for the
+    // receive path: a round of reads in flight per link socket and for the
+    // TUN device (LoopConfig::batch each, their GRO or super-packet
+    // segments split into more), the turn's sends and device writes, and,
+    // when a gap fills, the device writes of everything that was held. With
+    // the buffer allowed the whole pool a skewed link could leave no buffer
+    // to read the packet that fills the gap (until the wait gives it up);
+    // with half, a turn's reads (a few hundred buffers with a few links)
+    // always find theirs. At the worker's usual 4096 buffers of 2 KB that
+    // is 2048 packets: 1 Gbit/s of 1400-byte packets across 20 ms of skew.
+    // A bigger pool would allow more, at 2 KB of resident memory a packet.
+    if (settings.pool_slots > 0 && ceiling > 0) {
+        ceiling = std::min<size_t>(ceiling, std::max<uint32_t>(1, settings.pool_slots / 2));
+    }
+    return ceiling;
 }
 
 bool Tunnel::add_link(LinkIndex index, LinkSettings settings) {
@@ -631,6 +662,7 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now) {
         return;
     }
     ++link.stats.rx_data;
+    reorder_sizer_.received();
     const bool resent = (header->flags & wire::kFlagResent) != 0;
     if (!reorder_.push(data.seq, b, now, deliverable_, resent)) io.release(b);  // a copy we have delivered
     deliver(io);
@@ -844,7 +876,12 @@ Time Tunnel::on_timer(Io& io) {
     Time next = kNever;
     for (LinkIndex i = 0; i < links_.size(); ++i) next = std::min(next, link_timers(i, io, now));
     if (reorder_.capacity() > 0) {
-        reorder_.set_max_wait(reorder_wait(now));
+        const Duration wait = reorder_wait(now);
+        reorder_.set_max_wait(wait);
+        // Room for what arrives during the wait. A shrink the packets held
+        // refuse is tried again next time (the sizer keeps wanting it).
+        const size_t wanted = reorder_sizer_.want(reorder_.capacity(), wait, now);
+        if (wanted != reorder_.capacity()) (void)reorder_.resize(wanted);
         next = std::min(next, reorder_.expire(now, deliverable_));
         deliver(io);
     }

@@ -26,6 +26,7 @@
 #include "core/link.hpp"
 #include "core/log.hpp"
 #include "core/reorder.hpp"
+#include "core/reorder_sizer.hpp"
 #include "core/scheduler.hpp"
 #include "core/secret.hpp"
 #include "core/send_history.hpp"
@@ -114,8 +115,14 @@ struct TunnelSettings {
     TunType tuntap = TunType::Tun;
     bool cleartext_data = false;
     uint32_t mtu = 1400;  // largest packet accepted from the TUN/TAP device
-    // Packets held to restore the sender's order; 0 = deliver as received.
+    // The most packets held to restore the sender's order (the capacity
+    // adapts below it, core/reorder_sizer.hpp); 0 = deliver as received.
     uint32_t reorder_buffer_size = 0;
+    // Buffers in the caller's pool (uring::LoopConfig::slot_count), which
+    // every packet held for reordering takes one of: the reorder buffer
+    // holds at most half of them (reorder_ceiling()). 0: no such pool
+    // (tests), reorder_buffer_size alone bounds it.
+    uint32_t pool_slots = 0;
     // Offer counter spaces in our initiations and take them in a peer's
     // (wire::kInitFlagSpaces). false behaves as an implementation from
     // before the flag: it never offers it and refuses an initiation that
@@ -199,8 +206,9 @@ public:
     // once; the sessions in use stay until the new ones replace them, so a
     // peer that has not reloaded yet keeps the tunnel up meanwhile.
     void set_psk(SecretKey psk);
-    // Settings that are not per link. A smaller reorder buffer hands what it
-    // holds to the device.
+    // Settings that are not per link. A reorder buffer turned off, or
+    // capped below the room what it holds needs, hands what it holds to the
+    // device.
     void set_general(bool cleartext_data, uint32_t mtu, uint32_t reorder_buffer_size, Io& io);
     // A new link at `index`: link_count() (appended) or a removed link's
     // index. Returns false (and changes nothing) for any other index.
@@ -254,6 +262,8 @@ private:
     bool stalled(const Link& link, Time now) const;
     // How long an early packet may wait for the ones before it.
     Duration reorder_wait(Time now) const;
+    // The most the reorder buffer may ever have room for (0: off).
+    static size_t reorder_ceiling(const TunnelSettings& settings);
     // How long a link's traffic may go unacknowledged before it is taken out.
     Duration unanswered_limit(const Link& link) const;
     // Lossy or slow against the link's tolerances, with hysteresis.
@@ -281,6 +291,7 @@ private:
     std::vector<LinkEvent> events_;
     std::vector<LinkIndex> renewals_;  // asked for since take_socket_renewals()
     Reorder reorder_;
+    ReorderSizer reorder_sizer_;  // its capacity for the traffic, below reorder_ceiling()
     std::vector<Buffer*> deliverable_;  // scratch: packets leaving the reorder buffer
     // Starts at random (below 2^62, so it never wraps): a peer that restarts
     // is then far from where it was, and the receiver follows it at once

@@ -77,7 +77,7 @@ bool Monitor::dispatch(const msg::Any& any, bool has_fd) {
         c.debug_stderr = p_.worker_debug ? 1 : 0;
         c.mtu = p_.resources.frame_mtu;
         c.link_count = static_cast<uint32_t>(links);
-        c.reorder_buffer_size = p_.config.reorder_buffer_size.value_or(core::kDefaultReorderCapacity);
+        c.reorder_buffer_size = p_.config.reorder_buffer_size.value_or(core::kReorderCapacityMax);
         c.control_count = static_cast<uint32_t>(p_.controls.size());
         c.priv_pid = getpid();
         c.started_unix = p_.started_unix;
@@ -301,7 +301,7 @@ void Monitor::reload(const char* why) {
     msg::ReloadBegin b;
     b.cleartext_data = prepared->next.cleartext_data ? 1 : 0;
     b.mtu = prepared->frame_mtu;
-    b.reorder_buffer_size = prepared->next.reorder_buffer_size.value_or(core::kDefaultReorderCapacity);
+    b.reorder_buffer_size = prepared->next.reorder_buffer_size.value_or(core::kReorderCapacityMax);
     b.link_slots = static_cast<uint32_t>(prepared->slots.names.size());
     b.reload_unix = clock_.wall_ns() / 1'000'000'000ULL;
     if (prepared->key) {

@@ -614,6 +614,11 @@ int worker_main(Channel channel, const WorkerParams& params, ProcTitle& title) {
     lc.udp_offload = setup->udp_offload;
     for (const auto& s : setup->sockets) lc.link_fds.push_back(s.get());
     lc.watch_fds = {channel.fd(), signals->get()};
+    lc.slot_size = slot_size_for(setup->settings.mtu);
+    lc.slot_count = lc.slot_size <= 4096 ? 4096 : std::max<uint32_t>(256, (32u << 20) / lc.slot_size);
+    lc.batch = 32;
+    // The reorder buffer holds pool buffers: it must know how many there are.
+    setup->settings.pool_slots = lc.slot_count;
     core::Tunnel tunnel(std::move(setup->settings), std::move(setup->psk), clock, log);
     WorkerHandler handler(tunnel, channel, signals->get(), log, title, setup->meta, clock, params.natural_title);
     std::optional<ControlServer> control;
@@ -629,10 +634,6 @@ int worker_main(Channel channel, const WorkerParams& params, ProcTitle& title) {
         handler.set_control(&*control);
         lc.watch_fds.push_back(control->fd());
     }
-    lc.slot_size = slot_size_for(setup->settings.mtu);
-    lc.slot_count = lc.slot_size <= 4096 ? 4096 : std::max<uint32_t>(256, (32u << 20) / lc.slot_size);
-    lc.batch = 32;
-
     uring::UringUnavailable why;
     auto loop = uring::make_uring_loop(lc, clock, &why);
     if (!loop && why.unavailable) {

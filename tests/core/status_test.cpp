@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <fmt/format.h>
+
 #include "core/status.hpp"
 #include "tests/core/fake_io.hpp"
 
@@ -126,4 +128,31 @@ TEST_CASE("status: the link sockets' UDP offload counters, in JSON and Prometheu
     CHECK(text.find("mlvpn_link_offload_refused_total{tunnel=\"site\\\"a\"} 1\n") != std::string::npos);
     CHECK(text.find("mlvpn_link_offload_dropped_total{tunnel=\"site\\\"a\",reason=\"no_buffer\"} 4\n") !=
           std::string::npos);
+}
+
+TEST_CASE("status: the reorder buffer's capacity, its cap and whether it adapts, in JSON and Prometheus") {
+    struct Case {
+        uint32_t configured;
+        size_t capacity, max;
+        bool adaptive;
+    };
+    for (Case c : {Case{kReorderCapacityMax, 256, 2048, true}, Case{64, 64, 64, false}, Case{0, 0, 0, false}}) {
+        CAPTURE(c.configured);
+        Pair p(1, 1, 1, [c](TunnelSettings&, TunnelSettings& s) {
+            s.reorder_buffer_size = c.configured;
+            s.pool_slots = 4096;
+        });
+        const Status s = snapshot(*p.server, meta(), p.clock);
+        const auto doc = nlohmann::json::parse(to_json(s));
+        CHECK(doc["reorder"]["capacity"] == c.capacity);
+        CHECK(doc["reorder"]["capacity_max"] == c.max);
+        CHECK(doc["reorder"]["adaptive"] == c.adaptive);
+        CHECK(doc["reorder"]["resizes"] == 0);
+        const std::string text = to_prometheus(s);
+        CHECK(text.find(fmt::format("mlvpn_reorder_capacity_packets{{tunnel=\"site\\\"a\",limit=\"now\"}} {}\n",
+                                    c.capacity)) != std::string::npos);
+        CHECK(text.find(fmt::format("mlvpn_reorder_capacity_packets{{tunnel=\"site\\\"a\",limit=\"max\"}} {}\n",
+                                    c.max)) != std::string::npos);
+        CHECK(text.find("mlvpn_reorder_resizes_total{tunnel=\"site\\\"a\"} 0\n") != std::string::npos);
+    }
 }
