@@ -235,6 +235,16 @@ inline bool is_data(const std::vector<std::byte>& d) {
     return d.size() >= 16 && d[0] == std::byte(static_cast<uint8_t>(wire::Type::Data));
 }
 
+// The receiver learns where the sender's data sequence starts (at random)
+// from its first packet: one packet each way, so that what a test sends next
+// is not the first; the devices are cleared of them.
+inline void start_sequences(Pair& p) {
+    p.send_from(true, packets(1, 100, 0x01));
+    p.send_from(false, packets(1, 100, 0x01));
+    p.server_io.tun.clear();
+    p.client_io.tun.clear();
+}
+
 // Every buffer is back in both ends' pools.
 inline void check_no_leak(Pair& p) {
     CHECK(p.client_io.free_buffers() == p.client_io.total_buffers());

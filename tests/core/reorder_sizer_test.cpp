@@ -8,11 +8,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const Time t0{std::chrono::seconds(10)};
+const Time kStart{std::chrono::seconds(10)};
 
 // `pps` packets a second for `length`, asking every millisecond as a busy
 // worker's timer would; returns the capacity it ends at.
-size_t run(ReorderSizer& s, size_t capacity, double pps, Duration wait, Time& now, Duration length) {
+size_t feed(ReorderSizer& s, size_t capacity, double pps, Duration wait, Time& now, Duration length) {
     const Time end = now + length;
     double owed = 0;
     while (now < end) {
@@ -42,25 +42,25 @@ TEST_CASE("reorder sizer: twice the packets that arrive during the wait, in powe
 
 TEST_CASE("reorder sizer: grows as soon as the rate needs it, shrinks only after a lasting drop") {
     ReorderSizer s(65536);
-    Time now = t0;
+    Time now = kStart;
     size_t capacity = s.floor();
     // 1 Gbit/s of 1400-byte packets, 27 ms of wait: 4860 packets wanted.
-    capacity = run(s, capacity, 90'000, 27ms, now, 150ms);
+    capacity = feed(s, capacity, 90'000, 27ms, now, 150ms);
     CHECK(s.rate() == doctest::Approx(90'000).epsilon(0.02));
     CHECK(capacity == 8192);
     // A lull shorter than the hold changes nothing, nor does a rate that
     // still needs more than a quarter.
-    capacity = run(s, capacity, 0, 27ms, now, 4s);
+    capacity = feed(s, capacity, 0, 27ms, now, 4s);
     CHECK(capacity == 8192);
-    capacity = run(s, capacity, 40'000, 27ms, now, 10s);  // 2160 -> 4096 wanted, over a quarter
+    capacity = feed(s, capacity, 40'000, 27ms, now, 10s);  // 2160 -> 4096 wanted, over a quarter
     CHECK(capacity == 8192);
     // The traffic drops for good: back down after kShrinkHold.
-    capacity = run(s, capacity, 1'000, 27ms, now, ReorderSizer::kShrinkHold - 200ms);
+    capacity = feed(s, capacity, 1'000, 27ms, now, ReorderSizer::kShrinkHold - 200ms);
     CHECK(capacity == 8192);
-    capacity = run(s, capacity, 1'000, 27ms, now, 400ms);
+    capacity = feed(s, capacity, 1'000, 27ms, now, 400ms);
     CHECK(capacity == s.floor());
     // A ceiling lowered under the capacity applies at once.
-    capacity = run(s, capacity, 90'000, 27ms, now, 150ms);
+    capacity = feed(s, capacity, 90'000, 27ms, now, 150ms);
     s.set_ceiling(1000);
     CHECK(s.want(capacity, 27ms, now) == 1000);
 }

@@ -15,13 +15,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-void start_sequences(Pair& p) {
-    p.send_from(true, packets(1, 100, 0x01));
-    p.send_from(false, packets(1, 100, 0x01));
-    p.server_io.tun.clear();
-    p.client_io.tun.clear();
-}
-
 // An IPv4 packet carrying `n` in its body.
 std::vector<std::byte> numbered(uint32_t n) {
     auto p = ip_packet(200, 0);

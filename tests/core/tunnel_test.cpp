@@ -12,20 +12,6 @@
 using namespace mlvpn::test;
 using namespace std::chrono_literals;
 
-namespace {
-
-// The receiver learns where the sender's data sequence starts (at random)
-// from its first packet: one packet each way, so that what a test sends next
-// is not the first.
-void start_sequences(Pair& p) {
-    p.send_from(true, packets(1, 100, 0x01));
-    p.send_from(false, packets(1, 100, 0x01));
-    p.server_io.tun.clear();
-    p.client_io.tun.clear();
-}
-
-}  // namespace
-
 TEST_CASE("tunnel: the handshake brings every link up on both sides") {
     Pair p(3);
     REQUIRE(p.establish());
