@@ -98,11 +98,16 @@ void DeliveryRate::add_sample(double sample, bool busy, Time now) {
         bucket_max_[bucket_] = 0;
         bucket_start_ += kBucketSpan;
     }
+    // What the link was counted on at before this sample: the hint stands
+    // for an estimate until there is one (a first sample that lowers it is
+    // held to kMaxDrop as any other); without a hint, there is nothing to
+    // keep, and the first sample is the estimate.
+    const double before = estimate_ > 0 ? estimate_ : hint_;
     // Not busy: we sent less than the link could take, so the sample is a
     // floor on its rate, not a measure of it (and, for a first estimate,
-    // below the initial rate: a link that carried only keepalives would
-    // look that slow).
-    if (!busy && sample <= (estimate_ > 0 ? estimate_ : kInitialRate)) return;
+    // below the initial rate or the hint: a link that carried only
+    // keepalives would look that slow).
+    if (!busy && sample <= (before > 0 ? before : kInitialRate)) return;
     bucket_max_[bucket_] = std::max(bucket_max_[bucket_], sample);
     const double best = *std::max_element(bucket_max_.begin(), bucket_max_.end());
     if (best <= 0) return;
@@ -110,8 +115,8 @@ void DeliveryRate::add_sample(double sample, bool busy, Time now) {
     // the wrong moment (just after an outage, say) must not knock a link
     // down to nothing, and a link that really slowed down is kept in check
     // by its round trips meanwhile.
-    const double next = std::max({best, kMinRate, estimate_ * kMaxDrop});
-    if (next > estimate_ * kRise) {
+    const double next = std::max({best, kMinRate, before * kMaxDrop});
+    if (next > before * kRise) {
         raised_ = true;
         raised_at_ = now;
     }
@@ -124,6 +129,16 @@ double DeliveryRate::gain(Time now, size_t phase) const {
     }
     const auto span = static_cast<uint64_t>(now.time_since_epoch() / kBucketSpan);
     return (span + phase) % kBuckets == 0 ? kProbeGain : 1.0;
+}
+
+double DeliveryRate::current() const {
+    const double r = estimate_ > 0 ? estimate_ : (hint_ > 0 ? hint_ : kInitialRate);
+    return hint_ > 0 ? std::min(r, hint_) : r;
+}
+
+double DeliveryRate::pace(Time now, size_t phase) const {
+    const double r = current() * gain(now, phase);
+    return hint_ > 0 ? std::min(r, hint_) : r;
 }
 
 void DeliveryRate::restart() {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // DeliveryRate: how fast one link carries what we send, from the peer's
-// acknowledgements, for links whose rate the configuration does not give.
+// acknowledgements, and so the rate the scheduler drives it at.
 //
 // Every acknowledgement says the newest of our timestamps the peer has
 // received (rx_ts, core/liveness.hpp). We remember how many bytes we had
@@ -18,7 +18,16 @@
 // The scheduler drives each link somewhat faster than this estimate at
 // times (gain()): if the link can carry more, the next samples show it; if it
 // cannot, its queue grows, its round trips show the queueing, and the
-// scheduler moves traffic away from it. Time is the caller's (sans-IO).
+// scheduler moves traffic away from it.
+//
+// A link's bandwidth_upload is a hint and a cap (set_hint()): the link counts
+// on it from the start instead of kInitialRate, samples taken while it is
+// busy lower that as they would any estimate (an old configuration that
+// claims 40 Mbit/s on a 10 Mbit/s link would overflow its queue otherwise),
+// probing brings it back up once the link carries more, and the link is never
+// driven faster than the hint (some use it to keep a metered link to a
+// share). The estimate itself (rate()) is what was measured, hint or not.
+// Time is the caller's (sans-IO).
 #pragma once
 
 #include <array>
@@ -58,8 +67,21 @@ public:
     // to `rx_ts`, and reports `loss` (0..1) of what we send lately.
     void acknowledged(uint32_t rx_ts, Time now, double loss);
 
-    // The estimate in bytes/s; 0 before the first sample.
+    // The link's configured rate (bandwidth_upload), bytes/s; 0 = none. The
+    // estimate so far is kept (a reload that changes the figure does not make
+    // the path any different).
+    void set_hint(double rate) { hint_ = rate > 0 ? rate : 0; }
+    double hint() const { return hint_; }
+
+    // The estimate in bytes/s, as measured (not capped by the hint); 0 before
+    // the first sample.
     double rate() const { return estimate_; }
+    // The rate to count on for the link, bytes/s: the estimate, or before the
+    // first sample the hint (kInitialRate without one); never above the hint.
+    double current() const;
+    // The rate to drive the link at, at `now`: current() times gain(), never
+    // above the hint.
+    double pace(Time now, size_t phase = 0) const;
     // The factor to drive the link at, above the estimate, at `now`. Links
     // with different `phase` (their index) probe at different times: what
     // the scheduler gives a link depends on its rate against the others'.
@@ -115,6 +137,7 @@ private:
     Time bucket_start_{};
     size_t bucket_ = 0;
     double estimate_ = 0;
+    double hint_ = 0;
     uint64_t samples_ = 0;
     Time raised_at_{};  // the estimate last rose by more than kRise
     bool raised_ = false;

@@ -144,9 +144,14 @@ struct Link {
     Time next_probe{};      // while liveness.probing(): the next probe
     bool resent_stall = false;  // what it held when it stalled has been resent
 
-    // How fast the link delivers what we send, from the acknowledgements;
-    // the scheduler's rate for it when bandwidth_upload is not given.
+    // How fast the link delivers what we send, from the acknowledgements,
+    // with bandwidth_upload as its hint and cap: the scheduler's rate for it.
     DeliveryRate delivery;
+    // Since when it has delivered less than its bandwidth_upload
+    // (timing::kShortOfHint; Time{} when it does not), and whether that
+    // has been logged.
+    Time short_of_hint_since{};
+    bool short_of_hint_logged = false;
 
     // Loss: of what the peer sends us (measured), of what we send (as the
     // peer reports it), and what that makes of the link.

@@ -57,6 +57,7 @@ Status snapshot(const Tunnel& tunnel, const StatusMeta& meta, const Clock& clock
         ls.bandwidth = l.settings.bandwidth;
         ls.weight = l.admin == LinkAdmin::Up && total_weight > 0 ? Tunnel::link_rate(l) / total_weight : 0;
         ls.estimated_rate = l.delivery.rate();
+        ls.effective_rate = Tunnel::link_rate(l);
         ls.timeout_s = static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(l.settings.timeout).count());
         ls.loss_pct = l.tx_loss / 100.0;
         ls.rx_loss_pct = l.rx_loss.loss() / 100.0;
@@ -110,6 +111,8 @@ std::string to_json(const Status& s) {
             {"rx_rate_bps", static_cast<uint64_t>(l.rx_rate * 8 + 0.5)},
             {"estimated_rate_bps", l.estimated_rate > 0 ? json(static_cast<uint64_t>(l.estimated_rate * 8 + 0.5))
                                                          : json(nullptr)},
+            {"configured_rate_bps", l.bandwidth > 0 ? json(l.bandwidth * 8) : json(nullptr)},
+            {"effective_rate_bps", static_cast<uint64_t>(l.effective_rate * 8 + 0.5)},
             {"weight", l.weight},
             {"last_packet_age_s", l.last_packet_age_s >= 0 ? json(l.last_packet_age_s) : json(nullptr)},
             {"data_sent", st.tx_data},
@@ -232,6 +235,11 @@ std::string to_prometheus(const Status& s) {
     per_link("link_estimated_rate_bytes", "gauge",
              "Bytes per second the link has been seen to deliver (0 before the first measurement).",
              [](const LinkStatus& l) { return l.estimated_rate; });
+    per_link("link_effective_rate_bytes", "gauge",
+             "Bytes per second the scheduler counts on for the link: the estimate, capped by bandwidth_upload.",
+             [](const LinkStatus& l) { return l.effective_rate; });
+    per_link("link_configured_rate_bytes", "gauge", "The link's bandwidth_upload, bytes per second (0 when not given).",
+             [](const LinkStatus& l) { return l.bandwidth; });
     per_link("link_receive_rate_bytes", "gauge", "Bytes per second received on the link, over the last second.",
              [](const LinkStatus& l) { return l.rx_rate; });
     per_link("link_receive_loss_ratio", "gauge", "Loss of what the peer sends on the link, as measured here.",

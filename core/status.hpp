@@ -77,6 +77,7 @@ struct LinkStatus {
     double rx_loss_pct = 0;  // of what the peer sends us, as we measure it
     double tx_rate = 0, rx_rate = 0;  // bytes/s on the wire, over the last second
     double estimated_rate = 0;        // bytes/s the link delivers (core/delivery_rate.hpp); 0 unknown
+    double effective_rate = 0;        // bytes/s the scheduler counts on (Tunnel::link_rate)
     LinkStats stats;
 };
 

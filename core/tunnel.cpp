@@ -69,6 +69,7 @@ Tunnel::Tunnel(TunnelSettings settings, SecretKey psk, const Clock& clock, Logge
     const Time now = clock_.now();
     for (size_t i = 0; i < links_.size(); ++i) {
         links_[i].settings = settings_.links[i];
+        links_[i].delivery.set_hint(static_cast<double>(settings_.links[i].bandwidth));
         links_[i].admin = settings_.links[i].fallback_only ? LinkAdmin::Backup : LinkAdmin::Up;
         links_[i].state_since = now;
         links_[i].next_handshake = now;
@@ -169,6 +170,7 @@ bool Tunnel::add_link(LinkIndex index, LinkSettings settings) {
     const Time now = clock_.now();
     Link fresh;
     fresh.settings = std::move(settings);
+    fresh.delivery.set_hint(static_cast<double>(fresh.settings.bandwidth));
     fresh.admin = fresh.settings.fallback_only ? LinkAdmin::Backup : LinkAdmin::Up;
     fresh.state_since = now;
     fresh.next_handshake = now;
@@ -194,6 +196,7 @@ void Tunnel::update_link(LinkIndex index, LinkSettings settings) {
     }
     link.settings = std::move(settings);
     settings_.links[index] = link.settings;
+    link.delivery.set_hint(static_cast<double>(link.settings.bandwidth));
     rebuild_scheduler();
 }
 
@@ -212,6 +215,7 @@ void Tunnel::reset_link(LinkIndex index) {
     link.has_min_rtt = false;  // perhaps another path now
     link.send_queue.reset();
     link.delivery = DeliveryRate{};
+    link.delivery.set_hint(static_cast<double>(link.settings.bandwidth));
     link.peer_ts = 0;
     link.liveness.reset();
     link.ack_owed = false;
@@ -299,10 +303,46 @@ PathEstimate Tunnel::path_estimate(const Link& link, Time now) {
     return path;
 }
 
-double Tunnel::link_rate(const Link& link) {
-    if (link.settings.bandwidth != 0) return static_cast<double>(link.settings.bandwidth);
-    const double measured = link.delivery.rate();
-    return measured > 0 ? measured : DeliveryRate::kInitialRate;
+double Tunnel::link_rate(const Link& link) { return link.delivery.current(); }
+
+double Tunnel::path_rate(const Link& link, Time now, size_t phase) {
+    // What the link has been seen to deliver (its bandwidth_upload until
+    // samples show less), at times more to find out whether it can carry more
+    // (DeliveryRate::pace), never more than its bandwidth_upload. At that
+    // figure, 0: the scheduler's configured weight, the same figure, which it
+    // keeps to, whereas a measured rate is only a floor to it while the link
+    // does not queue (Scheduler::kUnqueuedGain), which would drive the link
+    // beyond its cap.
+    const double pace = link.delivery.pace(now, phase);
+    const double hint = link.delivery.hint();
+    return hint > 0 && pace >= hint ? 0 : pace;
+}
+
+void Tunnel::watch_hint(LinkIndex index, Time now) {
+    Link& link = links_[index];
+    const double hint = link.delivery.hint();
+    if (hint <= 0 || link.state != LinkState::Up) {
+        link.short_of_hint_since = Time{};
+        return;
+    }
+    const double rate = link_rate(link);
+    const auto mbit = [](double bytes_per_s) { return bytes_per_s * 8 / 1e6; };
+    if (rate < hint * timing::kShortOfHint) {
+        if (link.short_of_hint_since == Time{}) link.short_of_hint_since = now;
+        if (!link.short_of_hint_logged && now - link.short_of_hint_since >= timing::kShortOfHintFor) {
+            log_.notice("link {}: delivers {:.1f} Mbit/s, less than its bandwidth_upload ({:.1f} Mbit/s); "
+                        "driven at what it delivers",
+                        link.settings.name, mbit(rate), mbit(hint));
+            link.short_of_hint_logged = true;
+        }
+        return;
+    }
+    link.short_of_hint_since = Time{};
+    // Hysteresis: a link probing just around the threshold logs once.
+    if (link.short_of_hint_logged && rate >= hint * timing::kBackToHint) {
+        log_.notice("link {}: delivers its bandwidth_upload ({:.1f} Mbit/s) again", link.settings.name, mbit(hint));
+        link.short_of_hint_logged = false;
+    }
 }
 
 uint32_t Tunnel::echo_for(const Link& link, Time now) const {
@@ -402,10 +442,7 @@ void Tunnel::prepare_links(Time now, std::optional<LinkIndex> except) {
         const Link& l = links_[i];
         usable_scratch_[i] = usable(l, now) && i != except;
         path_scratch_[i] = path_estimate(l, now);
-        // Without a configured rate, what the link has been seen to deliver,
-        // at times more (DeliveryRate::gain): to find out whether it can
-        // carry more.
-        if (l.settings.bandwidth == 0) path_scratch_[i].rate = link_rate(l) * l.delivery.gain(now, i);
+        path_scratch_[i].rate = path_rate(l, now, i);
         const bool primary = usable_scratch_[i] && l.admin == LinkAdmin::Up;
         any_primary |= primary;
         any_good |= primary && l.quality == LinkQuality::Good;
@@ -840,6 +877,7 @@ Time Tunnel::link_timers(LinkIndex index, Io& io, Time now) {
         link.rate_window_start = now;
         link.rate_tx_bytes = link.stats.tx_bytes;
         link.rate_rx_bytes = link.stats.rx_bytes;
+        watch_hint(index, now);
     }
     next = std::min(next, link.rate_window_start + timing::kRateWindow);
 

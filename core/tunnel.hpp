@@ -108,6 +108,13 @@ inline constexpr Duration kMinRttWindow = std::chrono::seconds(10);
 inline constexpr Duration kResendHorizon = std::chrono::milliseconds(500);
 // Per-link throughput for status is measured over windows this long.
 inline constexpr Duration kRateWindow = std::chrono::seconds(1);
+// A link found delivering less than kShortOfHint of its bandwidth_upload for
+// kShortOfHintFor is logged (once, with both figures: an operator's figure
+// that is wrong, or a link that has become slower); once it delivers
+// kBackToHint of it again, that is logged too, and the watch starts over.
+inline constexpr double kShortOfHint = 0.8;
+inline constexpr Duration kShortOfHintFor = std::chrono::seconds(10);
+inline constexpr double kBackToHint = 0.9;
 }  // namespace timing
 
 struct TunnelSettings {
@@ -190,12 +197,18 @@ public:
     const TunnelSettings& settings() const { return settings_; }
     // Links that are up and may carry data now.
     size_t usable_links() const;
-    // The rate the scheduler counts on for a link, bytes/s: bandwidth_upload
-    // when given, else what the link has been seen to deliver
-    // (core/delivery_rate.hpp; DeliveryRate::kInitialRate before that).
+    // The rate the scheduler counts on for a link, bytes/s: what the link has
+    // been seen to deliver (core/delivery_rate.hpp), never more than its
+    // bandwidth_upload; before the first sample, bandwidth_upload when given,
+    // else DeliveryRate::kInitialRate. It drives the link at this, at times
+    // more to probe (DeliveryRate::pace).
     static double link_rate(const Link& link);
     // What the scheduler counts on for a link's delays (core/scheduler.hpp).
     static PathEstimate path_estimate(const Link& link, Time now);
+    // The rate it is given for the link at `now` (PathEstimate::rate): the
+    // link's DeliveryRate::pace, or 0 (its configured weight) when that is
+    // its bandwidth_upload. `phase` is its index (DeliveryRate::gain).
+    static double path_rate(const Link& link, Time now, size_t phase);
     // Changes what the operator wants of a link (takes effect at once).
     void set_admin(LinkIndex link, LinkAdmin admin);
 
@@ -268,6 +281,9 @@ private:
     Duration unanswered_limit(const Link& link) const;
     // Lossy or slow against the link's tolerances, with hysteresis.
     void judge_quality(LinkIndex index, Time now);
+    // Logs a link found slower than its bandwidth_upload for a while
+    // (timing::kShortOfHint), and when it no longer is.
+    void watch_hint(LinkIndex index, Time now);
     // Socket renewal (tunnel_renewal.cpp): asks when due; returns when to
     // look again.
     Time renewal_timer(LinkIndex index, Time now);

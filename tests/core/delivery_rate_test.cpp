@@ -197,3 +197,88 @@ TEST_CASE("delivery rate: one low sample does not knock the estimate down, and a
     b.run(3000, 1e6, 5e6, false);
     CHECK(b.rate.rate() == doctest::Approx(1e6).epsilon(0.06));
 }
+
+// bandwidth_upload as a hint and a cap (set_hint).
+
+TEST_CASE("delivery rate: a hinted link counts on its hint from the start, and is driven at it") {
+    Bed b;
+    b.rate.set_hint(5e6);
+    CHECK(b.rate.rate() == 0);  // nothing measured yet
+    CHECK(b.rate.current() == 5e6);
+    CHECK(b.rate.pace(b.now()) == 5e6);  // not the startup gain: the hint is a cap
+    DeliveryRate plain;
+    CHECK(plain.current() == DeliveryRate::kInitialRate);
+}
+
+TEST_CASE("delivery rate: a hinted link measured at half its hint while busy counts on what it delivers") {
+    Bed b;
+    b.rate.set_hint(5e6);
+    // Sent its hint, it carries half of that, and queues: busy.
+    b.run(3000, 5e6, 2.5e6, true);
+    CHECK(b.rate.rate() == doctest::Approx(2.5e6).epsilon(0.08));
+    CHECK(b.rate.current() == doctest::Approx(2.5e6).epsilon(0.08));
+    CHECK(b.rate.pace(b.now()) <= 2.5e6 * DeliveryRate::kStartupGain * 1.08);
+}
+
+TEST_CASE("delivery rate: a hinted link that is never busy stays at its hint") {
+    Bed b;
+    b.rate.set_hint(5e6);
+    // It carries all it is sent, at a fifth of its hint (little traffic),
+    // then nearly nothing: nothing says it is slower.
+    b.run(3000, 1e6, 12.5e6, false);
+    b.run(3000, 10e3, 12.5e6, false);
+    CHECK(b.rate.samples() > 10);
+    CHECK(b.rate.current() == 5e6);
+    CHECK(b.rate.pace(b.now()) == 5e6);
+}
+
+TEST_CASE("delivery rate: a hinted link is never counted on, nor driven, above its hint") {
+    Bed b;
+    b.rate.set_hint(2.5e6);
+    b.run(3000, 6e6, 12.5e6, false);  // carries 6e6: more than the hint
+    CHECK(b.rate.rate() == doctest::Approx(6e6).epsilon(0.06));  // measured as it is
+    CHECK(b.rate.current() == 2.5e6);
+    for (int ms = 0; ms < 2000; ms += 10) {
+        CAPTURE(ms);
+        CHECK(b.rate.pace(b.now() + std::chrono::milliseconds(ms)) == 2.5e6);
+    }
+    // Busy at more than the hint: the same.
+    b.run(3000, 8e6, 6e6, true);
+    CHECK(b.rate.current() == 2.5e6);
+}
+
+TEST_CASE("delivery rate: one busy sample does not knock a hinted link down") {
+    Bed b;
+    b.rate.set_hint(5e6);
+    b.run(200, 5e6, 1e6, true);  // a burst into a queue: at most one sample
+    REQUIRE(b.rate.samples() == 1);
+    CHECK(b.rate.current() == 5e6 * DeliveryRate::kMaxDrop);
+}
+
+TEST_CASE("delivery rate: a hinted link found slower climbs back to its hint, probing, once it carries more") {
+    Bed b;
+    b.rate.set_hint(5e6);
+    b.run(3000, 5e6, 1.25e6, true);
+    REQUIRE(b.rate.current() == doctest::Approx(1.25e6).epsilon(0.08));
+    b.queue.clear();
+    // The link is fast again: driven at its pace, it carries all of it and
+    // does not queue. Only probing can show that it carries more.
+    double max_pace = 0;
+    for (int step = 0; step < 1000; ++step) {
+        const double pace = b.rate.pace(b.now());
+        max_pace = std::max(max_pace, pace);
+        b.run(10, pace, 12.5e6, false);
+    }
+    CHECK(b.rate.current() == 5e6);
+    CHECK(max_pace == 5e6);
+}
+
+TEST_CASE("delivery rate: a new hint caps what was measured, and a hint taken away leaves the measurement") {
+    Bed b;
+    b.run(3000, 6e6, 5e6, true);
+    REQUIRE(b.rate.current() == doctest::Approx(5e6).epsilon(0.06));
+    b.rate.set_hint(2e6);
+    CHECK(b.rate.current() == 2e6);
+    b.rate.set_hint(0);
+    CHECK(b.rate.current() == doctest::Approx(5e6).epsilon(0.06));
+}
