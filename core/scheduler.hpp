@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // Where each packet goes, among the usable links.
 //
-// Every link has a rate: its bandwidth_upload, or else what it has been seen
-// to deliver (core/delivery_rate.hpp), which the tunnel passes in
-// PathEstimate::rate.
+// Every link has a rate: what the tunnel counts on for it (Tunnel::path_rate:
+// what it has been seen to deliver, core/delivery_rate.hpp, never above its
+// bandwidth_upload), passed in PathEstimate::rate; or, where that is 0, the
+// configured weight (its bandwidth_upload, which it then keeps to).
 //
 // Links alike in one-way delay (within kAlike) share the traffic in
 // proportion to their rates, by byte-weighted round robin: each link has a
@@ -40,7 +41,7 @@ namespace mlvpn::core {
 struct PathEstimate {
     Duration delay{};     // one way, without queueing
     Duration queueing{};  // in our direction (core/one_way_queue.hpp), at most smoothed RTT - minimum RTT
-    double rate = 0;      // bytes/s the link is driven at; 0 = its configured one
+    double rate = 0;      // bytes/s the link is driven at (Tunnel::path_rate); 0 = its configured weight
 };
 
 class Scheduler {
