@@ -156,6 +156,18 @@ std::string duration(uint64_t s) {
     return fmt::format("{}d{:02}h", s / 86400, (s / 3600) % 24);
 }
 
+// The rate the scheduler counts on for a link, Mbit/s; with its
+// bandwidth_upload after a slash when it is found slower than that.
+std::string rate_column(const json& l) {
+    if (!l.contains("effective_rate_bps") || !l["effective_rate_bps"].is_number()) return "-";
+    const double rate = l["effective_rate_bps"].get<double>() / 1e6;
+    if (l.contains("configured_rate_bps") && l["configured_rate_bps"].is_number()) {
+        const double configured = l["configured_rate_bps"].get<double>() / 1e6;
+        if (rate < configured * 0.99) return fmt::format("{:.1f}/{:.4g}M", rate, configured);
+    }
+    return fmt::format("{:.1f}M", rate);
+}
+
 void print_table(const json& doc, const std::string& only) {
     if (!only.empty()) {
         const auto& links = doc["tunnels"];
@@ -166,8 +178,8 @@ void print_table(const json& doc, const std::string& only) {
     fmt::print("tunnel {} ({}, {} {} mtu {}, {}), up {}, pid {}\n", doc.value("name", "?"), doc.value("mode", "?"),
                doc["tuntap"].value("type", "?"), doc["tuntap"].value("name", "?"), doc["tuntap"].value("mtu", 0),
                doc.value("backend", "?"), duration(doc.value("uptime", 0ULL)), doc.value("pid", 0));
-    fmt::print("{:<12} {:<11} {:<26} {:<24} {:>9} {:>6} {:>6} {:>10} {:>10} {:>7}\n", "LINK", "STATE", "REASON", "PEER",
-               "RTT", "LOSS", "WEIGHT", "SENT", "RECEIVED", "DROPS");
+    fmt::print("{:<12} {:<11} {:<26} {:<24} {:>9} {:>6} {:>6} {:>13} {:>10} {:>10} {:>7}\n", "LINK", "STATE", "REASON",
+               "PEER", "RTT", "LOSS", "WEIGHT", "RATE", "SENT", "RECEIVED", "DROPS");
     for (const auto& l : doc["tunnels"]) {
         const std::string name = l.value("name", "");
         if (!only.empty() && name != only) continue;
@@ -177,9 +189,9 @@ void print_table(const json& doc, const std::string& only) {
         const std::string state = l.value("state", "?") + (l.value("admin", "up") != "up" && l.value("state", "") != "fallback"
                                                                ? "/" + l.value("admin", "")
                                                                : "");
-        fmt::print("{:<12} {:<11} {:<26} {:<24} {:>9} {:>5.1f}% {:>5.0f}% {:>10} {:>10} {:>7}\n", name, state,
+        fmt::print("{:<12} {:<11} {:<26} {:<24} {:>9} {:>5.1f}% {:>5.0f}% {:>13} {:>10} {:>10} {:>7}\n", name, state,
                    l.value("reason", ""), l.value("peer", "-"), rtt, l.value("loss_pct", 0.0),
-                   100 * l.value("weight", 0.0),
+                   100 * l.value("weight", 0.0), rate_column(l),
                    human_bytes(l.value("sentbytes", 0.0)), human_bytes(l.value("recvbytes", 0.0)), drops);
     }
 }

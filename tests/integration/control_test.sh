@@ -29,7 +29,10 @@ table=$(ctl show)
 printf '%s\n' "$table"
 grep -qE '^dsl1 +up ' <<<"$table" || fail "mlvpnctl show: no 'dsl1 up' row"
 grep -qE '^dsl2 +up ' <<<"$table" || fail "mlvpnctl show: no 'dsl2 up' row"
-ok "mlvpnctl show: a table with both links up"
+grep -qE '^LINK .* WEIGHT +RATE +SENT ' <<<"$table" || fail "mlvpnctl show: no RATE column after WEIGHT"
+grep -qE '^dsl1 +up .*% +[0-9]+\.[0-9](/[0-9.]+)?M +[0-9.]+ [kMG]?B ' <<<"$table" ||
+    fail "mlvpnctl show: dsl1's row has no rate (Mbit/s) before SENT"
+ok "mlvpnctl show: a table with both links up, and the rate each is counted on"
 
 json=$(ctl show --json)
 python3 - "$json" <<'PY' || fail "mlvpnctl show --json: not the expected document"
