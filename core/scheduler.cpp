@@ -60,7 +60,9 @@ std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes
         // while the model, draining at that rate, kept it out).
         const bool measured = path[i].rate > 0;
         const bool queues = std::chrono::duration<double>(path[i].queueing).count() >= kBusy;
-        const double rate = measured ? path[i].rate * (queues ? 1.0 : kUnqueuedGain) : weight_[i];
+        // Never beyond the link's bandwidth_upload, which is a cap.
+        double rate = measured ? path[i].rate * (queues ? 1.0 : kUnqueuedGain) : weight_[i];
+        if (path[i].cap > 0) rate = std::min(rate, path[i].cap);
         // Drain what the link has sent since we last looked; a link that
         // was out starts empty.
         if (!was_usable_[i]) {

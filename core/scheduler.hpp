@@ -42,6 +42,7 @@ struct PathEstimate {
     Duration delay{};     // one way, without queueing
     Duration queueing{};  // in our direction (core/one_way_queue.hpp), at most smoothed RTT - minimum RTT
     double rate = 0;      // bytes/s the link is driven at (Tunnel::path_rate); 0 = its configured weight
+    double cap = 0;       // bytes/s it is never driven above (its bandwidth_upload); 0 = none
 };
 
 class Scheduler {

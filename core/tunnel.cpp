@@ -443,6 +443,7 @@ void Tunnel::prepare_links(Time now, std::optional<LinkIndex> except) {
         usable_scratch_[i] = usable(l, now) && i != except;
         path_scratch_[i] = path_estimate(l, now);
         path_scratch_[i].rate = path_rate(l, now, i);
+        path_scratch_[i].cap = l.delivery.hint();
         const bool primary = usable_scratch_[i] && l.admin == LinkAdmin::Up;
         any_primary |= primary;
         any_good |= primary && l.quality == LinkQuality::Good;

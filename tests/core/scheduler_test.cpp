@@ -207,3 +207,25 @@ TEST_CASE("scheduler: a measured link whose packets do not queue is given more t
     // Queueing: its estimate is its rate.
     CHECK(spill(4ms) == doctest::Approx(2.0 * 1'000'000).epsilon(0.03));
 }
+
+TEST_CASE("scheduler: a link is never driven beyond its cap (bandwidth_upload), not even to probe") {
+    // As above, link 1 measured at 0.9 MB/s and not queueing, which would give
+    // it 25 % more; its bandwidth_upload says 1 MB/s.
+    const auto spill = [](double cap) {
+        const std::vector<uint64_t> rates{0, 1'000'000};
+        Scheduler s(rates);
+        bool both[2] = {true, true};
+        std::vector<mlvpn::core::PathEstimate> path{{5ms, 50ms, 12'500'000}, {20ms, Duration{}, 900'000}};
+        path[1].cap = cap;
+        uint64_t got = 0;
+        Time now{};
+        for (int p = 0; p < 6000; ++p, now += 333us) {  // 3 MB/s for 2 s
+            auto link = s.pick(std::span<const bool>(both, 2), 1000, now, path);
+            REQUIRE(link);
+            if (*link == 1) got += 1000;
+        }
+        return static_cast<double>(got);
+    };
+    CHECK(spill(0) == doctest::Approx(2.0 * 900'000 * Scheduler::kUnqueuedGain).epsilon(0.03));
+    CHECK(spill(1'000'000) == doctest::Approx(2.0 * 1'000'000).epsilon(0.03));
+}
