@@ -245,6 +245,18 @@ inline void start_sequences(Pair& p) {
     p.client_io.tun.clear();
 }
 
+// The first data packet from the client to the server goes missing (the
+// filter keeps it in p.dropped); the rest pass.
+inline void drop_first_data_up(Pair& p) {
+    p.filter = [first = true](bool up, LinkIndex, const std::vector<std::byte>& d) mutable {
+        if (up && is_data(d) && first) {
+            first = false;
+            return false;
+        }
+        return true;
+    };
+}
+
 // Every buffer is back in both ends' pools.
 inline void check_no_leak(Pair& p) {
     CHECK(p.client_io.free_buffers() == p.client_io.total_buffers());

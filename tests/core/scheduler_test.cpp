@@ -183,24 +183,30 @@ TEST_CASE("scheduler: a link is busy when its measured queue says so, not the mo
     CHECK(s.busy(1));
 }
 
+namespace {
+
+// Offers 3 MB/s of 1000-byte packets for 2 s to link 0 (near, measured
+// queued 50 ms) and link 1 (20 ms away, `path1`); returns what link 1 got.
+double spill_to_far_link(const std::vector<uint64_t>& configured, const mlvpn::core::PathEstimate& path1) {
+    Scheduler s(configured);
+    bool both[2] = {true, true};
+    const std::vector<mlvpn::core::PathEstimate> path{{5ms, 50ms, 12'500'000}, path1};
+    uint64_t got = 0;
+    Time now{};
+    for (int p = 0; p < 6000; ++p, now += 333us) {
+        auto link = s.pick(std::span<const bool>(both, 2), 1000, now, path);
+        REQUIRE(link);
+        if (*link == 1) got += 1000;
+    }
+    return static_cast<double>(got);
+}
+
+}  // namespace
+
 TEST_CASE("scheduler: a measured link whose packets do not queue is given more than its estimate") {
-    // Link 0, near, is queued 50 ms (measured); link 1, 20 ms away, is
-    // measured at 1 MB/s. Earliest arrival gives link 1 what its modelled
-    // queue drains.
-    const auto spill = [](Duration queueing1) {
-        const std::vector<uint64_t> rates{0, 0};
-        Scheduler s(rates);
-        bool both[2] = {true, true};
-        const std::vector<mlvpn::core::PathEstimate> path{{5ms, 50ms, 12'500'000}, {20ms, queueing1, 1'000'000}};
-        uint64_t got = 0;
-        Time now{};
-        for (int p = 0; p < 6000; ++p, now += 333us) {  // 3 MB/s for 2 s
-            auto link = s.pick(std::span<const bool>(both, 2), 1000, now, path);
-            REQUIRE(link);
-            if (*link == 1) got += 1000;
-        }
-        return static_cast<double>(got);
-    };
+    // Link 1 is measured at 1 MB/s. Earliest arrival gives it what its
+    // modelled queue drains.
+    const auto spill = [](Duration queueing1) { return spill_to_far_link({0, 0}, {20ms, queueing1, 1'000'000}); };
     // Not queueing: its estimate is only a floor; it is given 25 % more (and
     // what it carries then raises its estimate).
     CHECK(spill(Duration{}) == doctest::Approx(2.0 * 1'000'000 * Scheduler::kUnqueuedGain).epsilon(0.03));
@@ -212,19 +218,9 @@ TEST_CASE("scheduler: a link is never driven beyond its cap (bandwidth_upload), 
     // As above, link 1 measured at 0.9 MB/s and not queueing, which would give
     // it 25 % more; its bandwidth_upload says 1 MB/s.
     const auto spill = [](double cap) {
-        const std::vector<uint64_t> rates{0, 1'000'000};
-        Scheduler s(rates);
-        bool both[2] = {true, true};
-        std::vector<mlvpn::core::PathEstimate> path{{5ms, 50ms, 12'500'000}, {20ms, Duration{}, 900'000}};
-        path[1].cap = cap;
-        uint64_t got = 0;
-        Time now{};
-        for (int p = 0; p < 6000; ++p, now += 333us) {  // 3 MB/s for 2 s
-            auto link = s.pick(std::span<const bool>(both, 2), 1000, now, path);
-            REQUIRE(link);
-            if (*link == 1) got += 1000;
-        }
-        return static_cast<double>(got);
+        mlvpn::core::PathEstimate far{20ms, Duration{}, 900'000};
+        far.cap = cap;
+        return spill_to_far_link({0, 1'000'000}, far);
     };
     CHECK(spill(0) == doctest::Approx(2.0 * 900'000 * Scheduler::kUnqueuedGain).epsilon(0.03));
     CHECK(spill(1'000'000) == doctest::Approx(2.0 * 1'000'000).epsilon(0.03));

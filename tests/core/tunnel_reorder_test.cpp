@@ -149,14 +149,7 @@ TEST_CASE("tunnel: a reload's smaller reorder_buffer_size keeps what still fits 
     Pair p(2, 1, 1, [](TunnelSettings&, TunnelSettings& s) { s.reorder_buffer_size = kReorderCapacityMax; });
     REQUIRE(p.establish());
     start_sequences(p);
-    bool first = true;
-    p.filter = [&](bool up, LinkIndex, const std::vector<std::byte>& d) {
-        if (up && is_data(d) && first) {
-            first = false;
-            return false;  // the first is late
-        }
-        return true;
-    };
+    drop_first_data_up(p);  // the first is late
     std::vector<std::vector<std::byte>> sent;
     for (uint32_t i = 0; i < 100; ++i) sent.push_back(numbered(i));
     p.send_from(true, sent);

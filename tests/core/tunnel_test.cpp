@@ -616,14 +616,7 @@ TEST_CASE("tunnel: a packet lost on one link holds the others only for the bound
     Pair p(2, 1, 1, [](TunnelSettings&, TunnelSettings& s) { s.reorder_buffer_size = 64; });
     REQUIRE(p.establish());
     start_sequences(p);
-    bool first = true;
-    p.filter = [&](bool up, LinkIndex, const std::vector<std::byte>& d) {
-        if (up && is_data(d) && first) {
-            first = false;
-            return false;  // lost for good
-        }
-        return true;
-    };
+    drop_first_data_up(p);  // lost for good
     p.send_from(true, packets(10, 300));
     CHECK(p.server_io.tun.empty());  // all wait for the first
     CHECK(p.server->reorder().held() == 9);
@@ -749,14 +742,7 @@ TEST_CASE("tunnel: the reorder buffer can be resized live; what it holds is deli
     Pair p(2, 1, 1, [](TunnelSettings&, TunnelSettings& s) { s.reorder_buffer_size = 64; });
     REQUIRE(p.establish());
     start_sequences(p);
-    bool first = true;
-    p.filter = [&](bool up, LinkIndex, const std::vector<std::byte>& d) {
-        if (up && is_data(d) && first) {
-            first = false;
-            return false;
-        }
-        return true;
-    };
+    drop_first_data_up(p);
     p.send_from(true, packets(5, 100));
     CHECK(p.server->reorder().held() == 4);
     p.server->set_general(false, 1400, 0, p.server_io);
