@@ -73,8 +73,9 @@ public:
     static constexpr double kBusy = 0.003;  // seconds
     // Earliest arrival drains the modelled queue of a link with a measured
     // rate (PathEstimate::rate) this much faster while its packets do not
-    // queue (PathEstimate::queueing below kBusy): its rate is then only a
-    // floor, and it must be given more to show more.
+    // queue (PathEstimate::queueing below kBusy), and the weighted share
+    // counts such a link this much heavier: its rate is then only a floor,
+    // and it must be given more to show more.
     static constexpr double kUnqueuedGain = 1.25;
 
     double weight(size_t link) const { return weight_[link]; }

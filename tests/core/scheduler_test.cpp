@@ -140,6 +140,33 @@ TEST_CASE("scheduler: links alike in delay share in proportion to their rates, a
     CHECK(apart[1] == 0);
 }
 
+TEST_CASE("scheduler: links alike in delay weigh a measured link that does not queue kUnqueuedGain more") {
+    // Both measured at 2.5 MB/s, 10 ms away; 1000-byte packets. What link 1
+    // gets against link 0.
+    const auto ratio = [](Duration queueing0, Duration queueing1, double cap1) {
+        Scheduler s(std::vector<uint64_t>{0, 0});
+        bool both[2] = {true, true};
+        std::vector<mlvpn::core::PathEstimate> path{{10ms, queueing0, 2'500'000}, {10ms, queueing1, 2'500'000}};
+        path[1].cap = cap1;
+        double got[2] = {0, 0};
+        Time now{};
+        for (int p = 0; p < 9000; ++p, now += 200us) {
+            auto link = s.pick(std::span<const bool>(both, 2), 1000, now, path);
+            REQUIRE(link);
+            got[*link] += 1000;
+        }
+        return got[1] / got[0];
+    };
+    // Link 0 queues (it is given all it carries), link 1 does not: its
+    // estimate is only a floor, and it is given more, so that it shows more.
+    CHECK(ratio(4ms, Duration{}, 0) == doctest::Approx(Scheduler::kUnqueuedGain).epsilon(0.01));
+    // Both queue, or neither: their estimates.
+    CHECK(ratio(4ms, 4ms, 0) == doctest::Approx(1.0).epsilon(0.01));
+    CHECK(ratio(Duration{}, Duration{}, 0) == doctest::Approx(1.0).epsilon(0.01));
+    // Never beyond a cap (bandwidth_upload): link 1's is its estimate.
+    CHECK(ratio(4ms, Duration{}, 2'500'000) == doctest::Approx(1.0).epsilon(0.01));
+}
+
 TEST_CASE("scheduler: queueing seen in a link's round trips counts even when its rate says otherwise") {
     // Link 0 claims 100 Mbit/s but its RTTs show 30 ms of queue (it is
     // slower than stated, or shared): new packets go to link 1 (5 ms away).
