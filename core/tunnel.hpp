@@ -208,7 +208,10 @@ public:
     // The rate it is given for the link at `now` (PathEstimate::rate): the
     // link's DeliveryRate::pace, or 0 (its configured weight) when that is
     // its bandwidth_upload. `phase` is its index (DeliveryRate::gain).
-    static double path_rate(const Link& link, Time now, size_t phase);
+    // `queues`: our packets queue on it (PathEstimate::queueing of
+    // Scheduler::kBusy or more); it is then driven at what it delivers
+    // (DeliveryRate::current), never faster.
+    static double path_rate(const Link& link, Time now, size_t phase, bool queues);
     // Changes what the operator wants of a link (takes effect at once).
     void set_admin(LinkIndex link, LinkAdmin admin);
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
-// bandwidth_upload as a hint and a cap, through the whole Tunnel: two links
-// of limited capacity and some delay, a client sending a steady stream.
+// Link rates through the whole Tunnel: bandwidth_upload as a hint and a cap,
+// and how links are probed; two links of limited capacity and some delay, a
+// client sending a steady stream.
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
@@ -163,11 +164,29 @@ TEST_CASE("tunnel hint: the rate in use never exceeds bandwidth_upload, whatever
         highest = std::max(highest, Tunnel::link_rate(l0));
         // Nor is it driven faster: at its cap, the scheduler gets 0, i.e. its
         // configured weight (core/scheduler.hpp).
-        highest_path = std::max(highest_path, Tunnel::path_rate(l0, b.p.clock.now(), 0));
+        highest_path = std::max(highest_path, Tunnel::path_rate(l0, b.p.clock.now(), 0, false));
     });
     CHECK(l0.delivery.rate() > 10 * kHintMbit);  // measured faster than claimed
     CHECK(highest == 10 * kHintMbit);
     CHECK(highest_path == 0);
     CHECK(b.p.client->scheduler().weight(0) == 10 * kHintMbit);
     CHECK(b.notices("less than its bandwidth_upload") == 0);
+}
+
+TEST_CASE("tunnel rates: a link whose packets queue is driven at what it delivers, not probed beyond") {
+    HintedPair b({20 * kHintMbit, 20 * kHintMbit}, {0, 0});
+    REQUIRE(b.p.establish());
+    b.run(3000, 3);  // 29 Mbit/s offered: both links measured
+    const Link& l0 = b.p.client->link(0);
+    REQUIRE(l0.delivery.rate() > 0);
+    // A moment in link0's probing quarter (DeliveryRate::gain).
+    Time probe = b.p.clock.now();
+    while (l0.delivery.gain(probe, 0) != DeliveryRate::kProbeGain) probe += 10ms;
+    // Not queueing: driven faster than its estimate, to see whether it
+    // carries more.
+    CHECK(Tunnel::path_rate(l0, probe, 0, false) ==
+          doctest::Approx(l0.delivery.current() * DeliveryRate::kProbeGain));
+    // Queueing: it carries all it can, and what it delivers measures it;
+    // more would only lengthen its queue.
+    CHECK(Tunnel::path_rate(l0, probe, 0, true) == doctest::Approx(l0.delivery.current()));
 }
