@@ -16,9 +16,10 @@
 // peer reports, since lost bytes were counted as sent.
 //
 // The scheduler drives each link somewhat faster than this estimate at
-// times (gain()): if the link can carry more, the next samples show it; if it
-// cannot, its queue grows, its round trips show the queueing, and the
-// scheduler moves traffic away from it.
+// times (gain()), while our packets do not queue on it (Tunnel::path_rate):
+// if the link can carry more, the next samples show it; if it cannot, its
+// queue grows, its round trips show the queueing, and from then on it is
+// driven at the estimate, which its busy samples measure.
 //
 // A link's bandwidth_upload is a hint and a cap (set_hint()): the link counts
 // on it from the start instead of kInitialRate, samples taken while it is
