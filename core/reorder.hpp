@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // Reorder: puts packets that arrive over several links back in the order the
-// sender sent them (the global data sequence), with a bounded wait.
+// sender sent them (one data sequence: one counter space's of the sender, see
+// core/reorder_spaces.hpp), with a bounded wait.
 //
 // A packet that arrives early waits for the ones before it, but never longer
 // than `max_wait` after it arrived: then the gap is given up, the waiting

@@ -3,8 +3,9 @@
 // failing link swallowed can be sent again on another one.
 //
 // Sealing happens in place, so once a packet is on its way its plaintext is
-// gone; the history keeps a copy of each one (its data sequence, the link
-// it went on, its timestamp, its bytes) in a ring of fixed slots. The newest
+// gone; the history keeps a copy of each one (its data sequence and the
+// counter space that sequence is of, the link it went on, its timestamp, its
+// bytes) in a ring of fixed slots. The newest
 // packets overwrite the oldest: what the ring holds is the last
 // `slots` packets, which at the rates a resend can help with spans more
 // than the time a failure takes to show (Tunnel decides when, and what).
@@ -37,16 +38,17 @@ public:
     bool enabled() const { return slots_ > 0; }
     size_t slots() const { return slots_; }
 
-    // Packet `seq`, `packet.size()` <= mtu bytes, went out on `link` with
-    // timestamp `ts` (ms32). Longer packets are not kept.
-    void record(uint64_t seq, LinkIndex link, uint32_t ts, std::span<const std::byte> packet);
+    // Packet `seq` of counter space `space`'s data sequence, `packet.size()`
+    // <= mtu bytes, went out on `link` with timestamp `ts` (ms32). Longer
+    // packets are not kept.
+    void record(uint64_t seq, uint8_t space, LinkIndex link, uint32_t ts, std::span<const std::byte> packet);
 
-    // Calls `fn(seq, bytes)` for each packet kept that went out on `link`
+    // Calls `fn(seq, space, bytes)` for each packet kept that went out on `link`
     // with a timestamp after `after_ts` and not before `not_before_ts`
     // (wrapping milliseconds), oldest first, and forgets each one (a packet
     // is taken back at most once).
     void take(LinkIndex link, uint32_t after_ts, uint32_t not_before_ts,
-              const std::function<void(uint64_t, std::span<const std::byte>)>& fn);
+              const std::function<void(uint64_t, uint8_t, std::span<const std::byte>)>& fn);
 
 private:
     struct Entry {
@@ -54,6 +56,7 @@ private:
         uint32_t ts = 0;
         uint32_t length = 0;
         LinkIndex link = 0;
+        uint8_t space = 0;
         bool valid = false;
     };
     std::unique_ptr<Entry[]> entries_;

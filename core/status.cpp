@@ -35,6 +35,7 @@ Status snapshot(const Tunnel& tunnel, const StatusMeta& meta, const Clock& clock
     s.reorder_capacity = tunnel.reorder().capacity();
     s.reorder_capacity_max = s.reorder_capacity > 0 ? tunnel.reorder().limit() : 0;
     s.reorder_adaptive = s.reorder_capacity_max > ReorderSizer::kFloor;  // else it stays at its cap
+    s.reorder_spaces = tunnel.reorder().in_use();
 
     double total_weight = 0;
     for (LinkIndex i = 0; i < tunnel.link_count(); ++i) {
@@ -172,6 +173,7 @@ std::string to_json(const Status& s) {
                      {"capacity", s.reorder_capacity},
                      {"capacity_max", s.reorder_capacity_max},
                      {"adaptive", s.reorder_adaptive},
+                     {"spaces", s.reorder_spaces},
                      {"resizes", s.reorder.resizes},
                      {"in_order", s.reorder.in_order},
                      {"reordered", s.reorder.reordered},
@@ -340,6 +342,8 @@ std::string to_prometheus(const Status& s) {
     sample("reorder_capacity_packets", ",limit=\"max\"", s.reorder_capacity_max);
     family("reorder_resizes_total", "counter", "Reorder buffer capacity changes that kept the packets held.");
     sample("reorder_resizes_total", "", s.reorder.resizes);
+    family("reorder_spaces", "gauge", "The peer's counter spaces with a reorder buffer in use (each its own order).");
+    sample("reorder_spaces", "", s.reorder_spaces);
     return out;
 }
 

@@ -88,12 +88,15 @@ struct Status {
     std::string tuntap;  // tun | tap
     uint32_t mtu = 0;
     TunnelStats tunnel;
+    // The reorder figures are over the peer's counter spaces (one buffer
+    // each, core/reorder_spaces.hpp): counters and held summed.
     ReorderStats reorder;
     size_t reorder_held = 0;
     double reorder_wait_ms = 0;
     size_t reorder_capacity = 0;      // room now, packets (0: off)
     size_t reorder_capacity_max = 0;  // the most it may grow to
     bool reorder_adaptive = false;    // the capacity follows the traffic (room to grow or shrink)
+    size_t reorder_spaces = 0;        // peer counter spaces with a buffer in use (data within 10 s)
     std::vector<LinkStatus> links;
 };
 

@@ -62,9 +62,7 @@ Tunnel::Tunnel(TunnelSettings settings, SecretKey psk, const Clock& clock, Logge
       scheduler_(bandwidths(settings_.links)),
       usable_scratch_(std::make_unique<bool[]>(settings_.links.size())),
       path_scratch_(std::make_unique<PathEstimate[]>(settings_.links.size())),
-      reorder_(ReorderSizer(reorder_ceiling(settings_)).floor(), timing::kReorderWaitDefault),
-      reorder_sizer_(reorder_ceiling(settings_)) {
-    reorder_.set_limit(reorder_sizer_.ceiling());
+      reorder_(reorder_ceiling(settings_), timing::kReorderWaitDefault) {
     links_.resize(settings_.links.size());
     const Time now = clock_.now();
     for (size_t i = 0; i < links_.size(); ++i) {
@@ -74,8 +72,8 @@ Tunnel::Tunnel(TunnelSettings settings, SecretKey psk, const Clock& clock, Logge
         links_[i].state_since = now;
         links_[i].next_handshake = now;
     }
-    randombytes_buf(&data_seq_, sizeof data_seq_);
-    data_seq_ >>= 2;
+    randombytes_buf(data_seq_.data(), sizeof data_seq_);
+    for (auto& seq : data_seq_) seq >>= 2;
     size_history();
 }
 
@@ -131,16 +129,7 @@ void Tunnel::set_general(bool cleartext_data, uint32_t mtu, uint32_t reorder_buf
     }
     if (reorder_buffer_size != settings_.reorder_buffer_size) {
         settings_.reorder_buffer_size = reorder_buffer_size;
-        const size_t ceiling = reorder_ceiling(settings_);
-        reorder_sizer_.set_ceiling(ceiling);
-        if (ceiling == 0 || reorder_.capacity() == 0) {
-            // Off (what was held goes out), or on again (nothing was held).
-            reorder_.set_capacity(reorder_sizer_.floor(), deliverable_);
-        } else if (reorder_.capacity() > ceiling && !reorder_.resize(ceiling)) {
-            // What is held needs more room than the new cap allows.
-            reorder_.set_capacity(ceiling, deliverable_);
-        }
-        reorder_.set_limit(ceiling);
+        reorder_.set_ceiling(reorder_ceiling(settings_), deliverable_);
         deliver(io);
     }
 }
@@ -474,6 +463,10 @@ void Tunnel::prepare_links(Time now, std::optional<LinkIndex> except) {
     }
 }
 
+uint8_t Tunnel::sealing_space(const Link& link, uint8_t space) {
+    return link.current->spaces && space < wire::kCounterSpaces ? space : 0;
+}
+
 void Tunnel::send_data(LinkIndex index, uint64_t seq, Buffer* b, Io& io, Time now, bool resent, uint8_t space) {
     Link& link = links_[index];
     b->offset -= wire::kInnerHeaderSize;
@@ -515,9 +508,12 @@ void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io, uint8_t space) {
             continue;
         }
         const auto index = static_cast<LinkIndex>(*link_index);
-        const uint64_t seq = data_seq_++;
-        history_.record(seq, index, ts, b->bytes());
-        send_data(index, seq, b, io, now, false, space);
+        // Numbered in the space it is sealed in: a link to a peer without
+        // spaces takes space 0's next number, which is all that peer orders.
+        const uint8_t sealed = sealing_space(links_[index], space);
+        const uint64_t seq = data_seq_[sealed]++;
+        history_.record(seq, sealed, index, ts, b->bytes());
+        send_data(index, seq, b, io, now, false, sealed);
     }
 }
 
@@ -536,8 +532,13 @@ void Tunnel::resend_unconfirmed(LinkIndex index, Io& io, Time now) {
     // with none confirmed yet, everything within the horizon.
     const uint32_t horizon = ms32(now - timing::kResendHorizon);
     const uint32_t after = failing.liveness.newest_confirmed().value_or(horizon - 1);
-    history_.take(index, after, horizon, [&](uint64_t seq, std::span<const std::byte> packet) {
+    history_.take(index, after, horizon, [&](uint64_t seq, uint8_t space, std::span<const std::byte> packet) {
         const auto to = scheduler_.pick(usable_now, packet.size() + wire::kOverhead + 28, now, path_now);
+        // In its own space again, with its own number, so that the peer's
+        // buffer for that space fills the gap or knows the copy. A link whose
+        // session did not negotiate spaces cannot carry it there (in space 0
+        // it would be a number of another sequence): it is not sent again.
+        if (to && sealing_space(links_[*to], space) != space) return;
         Buffer* b = to ? io.acquire() : nullptr;
         if (b == nullptr) {
             if (to) ++stats_.drop_no_buffer;
@@ -546,7 +547,7 @@ void Tunnel::resend_unconfirmed(LinkIndex index, Io& io, Time now) {
         std::memcpy(b->data + b->offset, packet.data(), packet.size());
         b->length = static_cast<uint32_t>(packet.size());
         ++failing.stats.resent;
-        send_data(static_cast<LinkIndex>(*to), seq, b, io, now, true);
+        send_data(static_cast<LinkIndex>(*to), seq, b, io, now, true, space);
     });
 }
 
@@ -710,9 +711,11 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now) {
         return;
     }
     ++link.stats.rx_data;
-    reorder_sizer_.received();
     const bool resent = (header->flags & wire::kFlagResent) != 0;
-    if (!reorder_.push(data.seq, b, now, deliverable_, resent)) io.release(b);  // a copy we have delivered
+    // In order within the peer's space (the session allowed the space, and
+    // the counter carrying it is authentic): each space is its own sequence.
+    const uint8_t space = wire::counter_space(header->counter);
+    if (!reorder_.push(space, data.seq, b, now, deliverable_, resent)) io.release(b);  // a copy we have delivered
     deliver(io);
 }
 
@@ -924,16 +927,9 @@ Time Tunnel::on_timer(Io& io) {
     const Time now = clock_.now();
     Time next = kNever;
     for (LinkIndex i = 0; i < links_.size(); ++i) next = std::min(next, link_timers(i, io, now));
-    if (reorder_.capacity() > 0) {
-        const Duration wait = reorder_wait(now);
-        reorder_.set_max_wait(wait);
-        // Room for what arrives during the wait. A shrink the packets held
-        // refuse is tried again next time (the sizer keeps wanting it).
-        const size_t wanted = reorder_sizer_.want(reorder_.capacity(), wait, now);
-        if (wanted != reorder_.capacity()) (void)reorder_.resize(wanted);
-        next = std::min(next, reorder_.expire(now, deliverable_));
-        deliver(io);
-    }
+    // One wait for every space; each sizes its room and gives up its gaps.
+    next = std::min(next, reorder_.on_timer(reorder_wait(now), now, deliverable_));
+    deliver(io);
     return next;
 }
 

@@ -11,6 +11,7 @@
 // gets no answer, changes no state, and costs no Diffie-Hellman.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -26,7 +27,7 @@
 #include "core/link.hpp"
 #include "core/log.hpp"
 #include "core/reorder.hpp"
-#include "core/reorder_sizer.hpp"
+#include "core/reorder_spaces.hpp"
 #include "core/scheduler.hpp"
 #include "core/secret.hpp"
 #include "core/send_history.hpp"
@@ -160,12 +161,14 @@ public:
     // Packets read from the device, each at offset wire::kHeadroom. Takes
     // every buffer. They are sealed in counter space `space` (below
     // wire::kCounterSpaces) on a link whose session negotiated spaces, in
-    // space 0 on the others. The data sequence stays one per Tunnel, across
-    // spaces. Space 0 also carries control packets and resends.
+    // space 0 on the others, and numbered in the data sequence of the space
+    // they are sealed in (one per space: the peer restores order per space).
+    // Space 0 also carries control packets. A packet sent again after a
+    // link failed keeps its space and its number.
     //
     // One Tunnel seals every space, so the fallback to space 0 shares that
-    // space's counter safely; a sender per space (issue #6) must instead hand
-    // such packets to the one that owns space 0.
+    // space's counter and sequence safely; a sender per space (issue #6)
+    // must instead hand such packets to the one that owns space 0.
     void on_tun_packets(std::span<Buffer*> packets, Io& io, uint8_t space = 0);
     // Datagrams received on one link, each at offset 0. Takes every buffer.
     void on_datagrams(LinkIndex link, std::span<Datagram> datagrams, Io& io);
@@ -190,7 +193,9 @@ public:
     size_t link_count() const { return links_.size(); }
     const Link& link(LinkIndex i) const { return links_[i]; }
     const TunnelStats& stats() const { return stats_; }
-    const Reorder& reorder() const { return reorder_; }
+    // The receiver's order: a buffer per counter space of the peer, and
+    // their sums (core/reorder_spaces.hpp).
+    const ReorderSpaces& reorder() const { return reorder_; }
     const Scheduler& scheduler() const { return scheduler_; }
     // Hands back every packet still held for reordering (at shutdown).
     void flush(Io& io);
@@ -254,8 +259,13 @@ private:
     // now, and what the scheduler counts on for each. `except` is left out.
     void prepare_links(Time now, std::optional<LinkIndex> except = std::nullopt);
     // Seals IP packet `b` (at kHeadroom) as data packet `seq` on `index`.
-    void send_data(LinkIndex index, uint64_t seq, Buffer* b, Io& io, Time now, bool resent = false,
-                   uint8_t space = 0);
+    // `space`: the counter space it is sealed in, whose sequence `seq` is
+    // in (sealing_space()).
+    void send_data(LinkIndex index, uint64_t seq, Buffer* b, Io& io, Time now, bool resent, uint8_t space);
+    // The space a packet asked for `space` is sealed in on a link: `space`
+    // when the link's session negotiated spaces, else 0. The link must be
+    // usable.
+    static uint8_t sealing_space(const Link& link, uint8_t space);
     // Sends again, on other links, what `index` was sent lately and the peer
     // has not acknowledged (timing::kResendHorizon).
     void resend_unconfirmed(LinkIndex index, Io& io, Time now);
@@ -309,13 +319,14 @@ private:
     std::unique_ptr<PathEstimate[]> path_scratch_;  // per link: delays for the scheduler
     std::vector<LinkEvent> events_;
     std::vector<LinkIndex> renewals_;  // asked for since take_socket_renewals()
-    Reorder reorder_;
-    ReorderSizer reorder_sizer_;  // its capacity for the traffic, below reorder_ceiling()
+    ReorderSpaces reorder_;  // per peer space, within reorder_ceiling() together
     std::vector<Buffer*> deliverable_;  // scratch: packets leaving the reorder buffer
-    // Starts at random (below 2^62, so it never wraps): a peer that restarts
-    // is then far from where it was, and the receiver follows it at once
-    // (Reorder) rather than taking its packets for ones delivered already.
-    uint64_t data_seq_ = 0;
+    // The next data sequence number per counter space we seal in. Each
+    // starts at random (below 2^62, so it never wraps): a peer that restarts
+    // is then far from where it was in every space, and the receiver follows
+    // it at once (Reorder) rather than taking its packets for ones delivered
+    // already.
+    std::array<uint64_t, wire::kCounterSpaces> data_seq_{};
     SendHistory history_;
     TunnelStats stats_;
     // Responder: initiations looked at, per source and in all, before any

@@ -88,7 +88,8 @@ std::array<uint8_t, kNonceSize> nonce_for(std::span<const std::byte, kTransportH
 
 // ---- Inner header (inside the seal) -----------------------------------------
 //
-// Data:    seq (8) = global data sequence across links, ts (4), echo (4)
+// Data:    seq (8) = the data sequence of the counter space the packet is
+//          sealed in, across links; ts (4), echo (4)
 // Control: kind (1), loss (2), 1 zero byte, ts (4), echo (4), rx_ts (4);
 //          then the kind's body.
 // ts is the sender's monotonic clock in milliseconds (wrapping); echo is the

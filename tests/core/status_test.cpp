@@ -156,3 +156,24 @@ TEST_CASE("status: the reorder buffer's capacity, its cap and whether it adapts,
         CHECK(text.find("mlvpn_reorder_resizes_total{tunnel=\"site\\\"a\"} 0\n") != std::string::npos);
     }
 }
+
+TEST_CASE("status: the reorder figures are summed over the peer's counter spaces, and the spaces in use counted") {
+    Pair p(1, 1, 1, [](TunnelSettings&, TunnelSettings& s) {
+        s.reorder_buffer_size = kReorderCapacityMax;
+        s.pool_slots = 4096;
+    });
+    REQUIRE(p.establish());
+    CHECK(nlohmann::json::parse(to_json(snapshot(*p.server, meta(), p.clock)))["reorder"]["spaces"] == 0);
+    for (uint8_t space : {0, 2, 5}) p.send_from(true, packets(3, 200, 1), space);
+    const Status s = snapshot(*p.server, meta(), p.clock);
+    const auto doc = nlohmann::json::parse(to_json(s));
+    CHECK(doc["reorder"]["spaces"] == 3);
+    CHECK(doc["reorder"]["in_order"] == 9);
+    // Three spaces at the floor, within the cap they share.
+    CHECK(doc["reorder"]["capacity"] == 3 * ReorderSizer::kFloor);
+    CHECK(doc["reorder"]["capacity_max"] == 2048);
+    const std::string text = to_prometheus(s);
+    CHECK(text.find("mlvpn_reorder_spaces{tunnel=\"site\\\"a\"} 3\n") != std::string::npos);
+    CHECK(text.find("mlvpn_reorder_packets_total{tunnel=\"site\\\"a\",outcome=\"in_order\"} 9\n") !=
+          std::string::npos);
+}

@@ -90,7 +90,7 @@ TEST_CASE("tunnel: with fast skewed links the adaptive reorder buffer grows inst
         });
         REQUIRE(p.establish());
         start_sequences(p);
-        const Reorder& r = p.server->reorder();
+        const ReorderSpaces& r = p.server->reorder();  // the peer seals in space 0 only
         CHECK(r.capacity() == ReorderSizer::kFloor);
         CHECK(r.limit() == std::min<size_t>(configured, 2048));
         uint32_t n = 0;
