@@ -11,7 +11,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct Fixture {
+struct SpacesFixture {
     std::vector<Buffer> buffers = std::vector<Buffer>(4096);
     std::vector<Buffer*> out;
     Time now = Time{} + 1s;
@@ -30,7 +30,7 @@ struct Fixture {
 }  // namespace
 
 TEST_CASE("reorder spaces: a gap in one space holds only that space's packets") {
-    Fixture f;
+    SpacesFixture f;
     ReorderSpaces r(1024, 50ms);
     // Space 2 starts at 1000 and loses 1001; space 1 starts at 5.
     CHECK(r.push(2, 1000, f.b(0), f.now, f.out));
@@ -64,7 +64,7 @@ TEST_CASE("reorder spaces: a gap in one space holds only that space's packets") 
 }
 
 TEST_CASE("reorder spaces: a copy is recognised in its own space, and the same number in another is not one") {
-    Fixture f;
+    SpacesFixture f;
     ReorderSpaces r(256, 50ms);
     CHECK(r.push(0, 7, f.b(0), f.now, f.out));
     CHECK(r.push(3, 7, f.b(1), f.now, f.out));  // space 3's 7: a packet of its own
@@ -77,7 +77,7 @@ TEST_CASE("reorder spaces: a copy is recognised in its own space, and the same n
 }
 
 TEST_CASE("reorder spaces: a sender that restarts in one space is followed there; the others keep their order") {
-    Fixture f;
+    SpacesFixture f;
     ReorderSpaces r(256, 50ms);
     CHECK(r.push(0, 100, f.b(0), f.now, f.out));
     CHECK(r.push(0, 102, f.b(2), f.now, f.out));  // waits for 101
@@ -96,7 +96,7 @@ TEST_CASE("reorder spaces: a sender that restarts in one space is followed there
 }
 
 TEST_CASE("reorder spaces: the spaces in use share the ceiling; an idle one gives its share back") {
-    Fixture f;
+    SpacesFixture f;
     ReorderSpaces r(1024, 50ms);
     CHECK(r.limit() == 1024);
     CHECK(r.capacity() == ReorderSizer::kFloor);  // what the first space gets
@@ -161,7 +161,7 @@ TEST_CASE("reorder spaces: the spaces in use share the ceiling; an idle one give
 }
 
 TEST_CASE("reorder spaces: turned off, every space delivers as received and still refuses copies; on again") {
-    Fixture f;
+    SpacesFixture f;
     ReorderSpaces r(256, 50ms);
     CHECK(r.push(0, 10, f.b(0), f.now, f.out));
     CHECK(r.push(0, 12, f.b(2), f.now, f.out));
@@ -187,7 +187,7 @@ TEST_CASE("reorder spaces: turned off, every space delivers as received and stil
 }
 
 TEST_CASE("reorder spaces: the wait is one for all; the skew measured in any space counts") {
-    Fixture f;
+    SpacesFixture f;
     ReorderSpaces r(256, 50ms);
     CHECK(r.push(0, 1, f.b(0), f.now, f.out));
     CHECK(r.push(4, 1, f.b(10), f.now, f.out));
