@@ -23,8 +23,13 @@ namespace mlvpn::core {
 
 struct LinkSettings {
     std::string name;
-    // Client links have a connected socket; server links learn their peer.
+    // Client links send to a fixed server; server links learn their peer.
     bool connected = false;
+    // A client link's server. Its socket is not connected (it is one of a
+    // group, docs/privsep.md): datagrams go there, and what comes from any
+    // other address is dropped (drops.peer), as the kernel did for a
+    // connected socket. Empty: the socket is connected (the tests' FakeIo).
+    Endpoint remote;
     // Server side: when set, only handshakes from this address are answered
     // (port 0 = any port). From `remotehost`/`remoteport` on a server link.
     std::optional<Endpoint> allowed_peer;
@@ -68,7 +73,8 @@ struct LinkStats {
     uint64_t drop_replay = 0;       // replayed or too old for the window
     uint64_t drop_malformed = 0;    // bad length, type, flags, counter space, or inner header
     uint64_t drop_no_session = 0;   // unknown receiver index or expired session
-    uint64_t drop_peer = 0;         // handshake from an address that is not allowed
+    uint64_t drop_peer = 0;         // server: initiation from an address that is not allowed;
+                                    // client: anything not from the server
     uint64_t drop_admin = 0;        // received while the link is administratively down
     uint64_t drop_ratelimit = 0;    // initiation over the handshake rate limit (core/handshake_limit.hpp)
     uint64_t send_errors = 0;       // the kernel refused a send
@@ -168,5 +174,18 @@ struct Link {
 
     LinkStats stats;
 };
+
+// Where link's datagrams go: a client's server (nullptr when its socket is
+// connected), a server's last authentic peer.
+inline const Endpoint* destination(const Link& link) {
+    if (!link.settings.connected) return &link.peer;
+    return link.settings.remote.empty() ? nullptr : &link.settings.remote;
+}
+
+// Whether a datagram from `from` may be a peer's on `link`: on a client
+// link, only the server's.
+inline bool from_peer(const Link& link, const Endpoint& from) {
+    return !link.settings.connected || link.settings.remote.empty() || from == link.settings.remote;
+}
 
 }  // namespace mlvpn::core

@@ -402,7 +402,7 @@ void Tunnel::seal_and_send(LinkIndex index, Session& s, wire::Type type, Buffer*
     ++link.stats.tx_packets;
     link.stats.tx_bytes += b->length;
     link.last_tx = now;
-    io.send(index, b, link.settings.connected ? nullptr : &link.peer);
+    io.send(index, b, destination(link));
 }
 
 void Tunnel::send_control(LinkIndex index, wire::ControlKind kind, Io& io, Time now) {
@@ -567,6 +567,11 @@ void Tunnel::on_datagrams(LinkIndex index, std::span<Datagram> datagrams, Io& io
         }
         if (links_[index].admin == LinkAdmin::Down) {
             ++links_[index].stats.drop_admin;
+            io.release(d.buffer);
+            continue;
+        }
+        if (!from_peer(links_[index], d.from)) {
+            ++links_[index].stats.drop_peer;
             io.release(d.buffer);
             continue;
         }

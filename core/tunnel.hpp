@@ -187,8 +187,10 @@ public:
     // again after its backoff.
     std::vector<LinkIndex> take_socket_renewals();
     // The link got a fresh socket because it asked: as reset_link() (the
-    // link handshakes on it at the next on_timer()), and counted.
-    void socket_renewed(LinkIndex link);
+    // link handshakes on it at the next on_timer()), and counted. It sends
+    // to `remote` now (LinkSettings::remote: the server's name may have
+    // been resolved to another address).
+    void socket_renewed(LinkIndex link, const Endpoint& remote);
 
     size_t link_count() const { return links_.size(); }
     const Link& link(LinkIndex i) const { return links_[i]; }

@@ -112,7 +112,7 @@ void Tunnel::send_initiation(LinkIndex index, Io& io, Time now, bool fresh) {
     ++link.stats.tx_packets;
     link.stats.tx_bytes += b->length;
     link.last_tx = now;
-    io.send(index, b, link.settings.connected ? nullptr : &link.peer);
+    io.send(index, b, destination(link));
     if (link.state == LinkState::Down) set_state(index, LinkState::Handshaking, now, "no answer yet");
 }
 

@@ -17,8 +17,9 @@ long long seconds(Duration d) { return std::chrono::duration_cast<std::chrono::s
 
 std::vector<LinkIndex> Tunnel::take_socket_renewals() { return std::exchange(renewals_, {}); }
 
-void Tunnel::socket_renewed(LinkIndex index) {
+void Tunnel::socket_renewed(LinkIndex index, const Endpoint& remote) {
     if (index >= links_.size() || links_[index].removed) return;
+    links_[index].settings.remote = remote;
     reset_link(index);
     ++links_[index].stats.socket_renewals;
 }

@@ -2,6 +2,7 @@
 #include "priv/link_socket.hpp"
 
 #include <ifaddrs.h>
+#include <linux/filter.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
@@ -14,6 +15,8 @@
 #include <string>
 
 #include <fmt/format.h>
+
+#include "core/wire.hpp"
 
 #ifndef UDP_GRO
 #define UDP_GRO 104
@@ -110,7 +113,7 @@ uint32_t address_mtu(int fd, const Endpoint& local) {
 }
 
 // IP_MTU/IPV6_MTU report the MTU of the route the socket is connected
-// through (path MTU discovery may lower it later; the worker re-reads it).
+// through, as it is now (path MTU discovery may lower it later).
 uint32_t connected_mtu(int fd, int family) {
     int mtu = 0;
     socklen_t len = sizeof mtu;
@@ -120,15 +123,15 @@ uint32_t connected_mtu(int fd, int family) {
     return static_cast<uint32_t>(mtu);
 }
 
-uint32_t path_mtu(int fd, int family, const LinkSocketSpec& spec, const LinkSocket& link) {
-    if (!link.remote.empty()) {
+uint32_t path_mtu(int fd, int family, const LinkSocketSpec& spec, const Endpoint& local, bool connected) {
+    if (connected) {
         if (uint32_t mtu = connected_mtu(fd, family)) return mtu;
     }
     if (!spec.bindinterface.empty()) {
         if (uint32_t mtu = interface_mtu(fd, spec.bindinterface.c_str())) return mtu;
     }
-    if (!link.local.empty() && !is_any(link.local)) {
-        if (uint32_t mtu = address_mtu(fd, link.local)) return mtu;
+    if (!local.empty() && !is_any(local)) {
+        if (uint32_t mtu = address_mtu(fd, local)) return mtu;
     }
     return 1500;
 }
@@ -165,6 +168,97 @@ Result<Endpoint> socket_name(int fd, int (*get)(int, sockaddr*, socklen_t*)) {
     return e;
 }
 
+// 0.0.0.0:0 or [::]:0.
+Endpoint any_address(int family) {
+    Endpoint e;
+    e.addr.sa.sa_family = static_cast<sa_family_t>(family);
+    e.len = family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    return e;
+}
+
+uint16_t port_of(const Endpoint& e) {
+    return ntohs(e.addr.sa.sa_family == AF_INET6 ? e.addr.in6.sin6_port : e.addr.in4.sin_port);
+}
+
+// A socket of the spec's family with its options; `what` failed otherwise.
+Result<Fd> configured_socket(int family, const LinkSocketSpec& spec) {
+    Fd fd(socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) return fail(fmt::format("socket: {}", errno_text()));
+    if (std::string bad = set_options(fd.get(), family, spec); !bad.empty()) return fail(bad);
+    return fd;
+}
+
+// What the probe found: the address the group binds to (the port the
+// kernel chose, on a client the source address the route chose) and the
+// path MTU.
+struct Probe {
+    Endpoint local;
+    uint32_t path_mtu = 1500;
+};
+
+// A socket without SO_REUSEPORT, bound as the group will be: no socket may
+// hold the port, whether or not it has SO_REUSEPORT (a group of the same
+// user would otherwise take ours in). On a client it is connected to
+// `remote` as the link's socket once was: the route decides the source
+// address (and says now when there is none), IP_MTU gives its MTU.
+Result<Probe> probe(int family, const LinkSocketSpec& spec, const Endpoint& bind, const Endpoint& remote) {
+    auto fd = configured_socket(family, spec);
+    if (!fd) return tl::unexpected(fd.error());
+    // No SO_REUSEADDR: a second daemon (or a second link) configured on the
+    // same address and port must fail here instead of sharing it silently.
+    if (::bind(fd->get(), &bind.addr.sa, bind.len) < 0)
+        return fail(fmt::format("bind {}: {}", bind.to_string(), errno_text()));
+    if (!remote.empty() && connect(fd->get(), &remote.addr.sa, remote.len) < 0)
+        return fail(fmt::format("connect {}: {}", spec.remote.to_string(), errno_text()));
+    auto local = socket_name(fd->get(), getsockname);
+    if (!local) return fail(fmt::format("getsockname: {}", local.error().message));
+    Probe p;
+    p.local = *local;
+    p.path_mtu = path_mtu(fd->get(), family, spec, p.local, !remote.empty());
+    return p;
+}
+
+// Gives the group's datagrams to its sockets (see the header): classic BPF,
+// which needs neither libbpf nor a capability. The program sees the UDP
+// payload from offset 0; a load beyond its end ends the program with 0
+// (socket 0), and the kernel hashes over the group for an answer not below
+// the group's size, which this one never gives.
+Status attach_steering(int fd, uint32_t sockets) {
+    sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 0),  // A = the message type
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(core::wire::Type::Data), 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(core::wire::Type::Control), 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, 0),           // handshakes and the rest: socket 0
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 8),  // A = the counter's space (its top byte)
+        BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, sockets),
+        BPF_STMT(BPF_RET | BPF_A, 0),
+    };
+    sock_fprog program{static_cast<unsigned short>(std::size(code)), code};
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &program, sizeof program) < 0)
+        return fail(fmt::format("SO_ATTACH_REUSEPORT_CBPF: {}", errno_text()));
+    return {};
+}
+
+// The group, bound to `local` with SO_REUSEPORT, the program attached.
+// `bind_error`: the errno of a bind() that failed, else 0.
+Result<std::vector<Fd>> bind_group(int family, const LinkSocketSpec& spec, const Endpoint& local, int& bind_error) {
+    bind_error = 0;
+    std::vector<Fd> fds;
+    for (uint32_t t = 0; t < spec.sockets; ++t) {
+        auto fd = configured_socket(family, spec);
+        if (!fd) return tl::unexpected(fd.error());
+        if (set_int(fd->get(), SOL_SOCKET, SO_REUSEPORT, 1) < 0) return fail(fmt::format("SO_REUSEPORT: {}", errno_text()));
+        if (::bind(fd->get(), &local.addr.sa, local.len) < 0) {
+            bind_error = errno;
+            return fail(fmt::format("bind {} (socket {} of {}): {}", local.to_string(), t, spec.sockets, errno_text()));
+        }
+        fds.push_back(std::move(*fd));
+    }
+    // Once, for the group: it is the group's program, whichever socket gets it.
+    if (auto s = attach_steering(fds[0].get(), spec.sockets); !s) return tl::unexpected(s.error());
+    return fds;
+}
+
 }  // namespace
 
 Result<LinkSocket> open_link_socket(const LinkSocketSpec& spec) {
@@ -181,9 +275,11 @@ Result<LinkSocket> open_link_socket(const LinkSocketSpec& spec) {
     if (spec.bindinterface.size() >= IFNAMSIZ)
         return error(fmt::format("bindinterface {}: name longer than {} characters",
                                  spec.bindinterface, IFNAMSIZ - 1));
+    if (spec.sockets < 1 || spec.sockets > kMaxGroupSockets)
+        return error(fmt::format("{} sockets asked for (1 to {})", spec.sockets, kMaxGroupSockets));
 
-    // Without a bind address the remote's family decides and connect()
-    // chooses the source address.
+    // Without a bind address the remote's family decides and the route to
+    // the remote chooses the source address.
     const int family = spec.bind.empty() ? spec.remote.addr.sa.sa_family : spec.bind.addr.sa.sa_family;
     Endpoint remote = spec.remote;
     if (!remote.empty() && remote.addr.sa.sa_family != family) {
@@ -196,35 +292,36 @@ Result<LinkSocket> open_link_socket(const LinkSocketSpec& spec) {
                                      remote.to_string(), spec.bind.to_string()));
         remote = v4_mapped(remote);
     }
+    const Endpoint bind = spec.bind.empty() ? any_address(family) : spec.bind;
 
-    Fd fd(socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd) return error(fmt::format("socket: {}", errno_text()));
+    // An ephemeral port is free when the probe gets it, but it is free for
+    // anyone until the group holds it: should it go meanwhile, start over
+    // (a fixed port that goes meanwhile is an error like any taken port).
+    constexpr int kTries = 3;
+    for (int attempt = 1;; ++attempt) {
+        auto found = probe(family, spec, bind, remote);
+        if (!found) return error(found.error().message);
+        int bind_error = 0;
+        auto fds = bind_group(family, spec, found->local, bind_error);
+        if (!fds && bind_error == EADDRINUSE && port_of(bind) == 0 && attempt < kTries) continue;
+        if (!fds) return error(fds.error().message);
 
-    if (std::string bad = set_options(fd.get(), family, spec); !bad.empty()) return error(bad);
-    // No SO_REUSEADDR: a second daemon (or a second link) configured on the
-    // same address and port must fail here instead of sharing it silently.
-    if (!spec.bind.empty() && bind(fd.get(), &spec.bind.addr.sa, spec.bind.len) < 0)
-        return error(fmt::format("bind {}: {}", spec.bind.to_string(), errno_text()));
-    if (!remote.empty() && connect(fd.get(), &remote.addr.sa, remote.len) < 0)
-        return error(fmt::format("connect {}: {}", spec.remote.to_string(), errno_text()));
-
-    LinkSocket link;
-    auto local = socket_name(fd.get(), getsockname);
-    if (!local) return error(fmt::format("getsockname: {}", local.error().message));
-    link.local = *local;
-    if (!remote.empty()) {
-        // As the kernel holds it: the form recvmsg() reports senders in.
-        auto peer = socket_name(fd.get(), getpeername);
-        if (!peer) return error(fmt::format("getpeername: {}", peer.error().message));
-        link.remote = *peer;
+        LinkSocket link;
+        link.fds = std::move(*fds);
+        link.local = found->local;
+        // As recvmsg() will report the server: v4_mapped() is the kernel's form.
+        link.remote = remote;
+        link.path_mtu = found->path_mtu;
+        // Set here, not in the worker: its seccomp filter has no setsockopt.
+        // The worker always has room for a coalesced receive when
+        // udp_offload is on, so a kernel that refuses (ENOPROTOOPT before
+        // 5.0) only costs the speed.
+        link.gro = spec.udp_gro;
+        for (const Fd& fd : link.fds) {
+            if (spec.udp_gro && set_int(fd.get(), SOL_UDP, UDP_GRO, 1) < 0) link.gro = false;
+        }
+        return link;
     }
-    link.path_mtu = path_mtu(fd.get(), family, spec, link);
-    // Set here, not in the worker: its seccomp filter has no setsockopt. The
-    // worker always has room for a coalesced receive when udp_offload is on,
-    // so a kernel that refuses (ENOPROTOOPT before 5.0) only costs the speed.
-    if (spec.udp_gro) link.gro = set_int(fd.get(), SOL_UDP, UDP_GRO, 1) == 0;
-    link.fd = std::move(fd);
-    return link;
 }
 
 }  // namespace mlvpn::priv

@@ -24,8 +24,18 @@ bool valid(const Config& m) {
     return m.mode <= 1 && m.tuntap <= 1 && m.cleartext_data <= 1 && m.debug_stderr <= 1 &&
            m.mtu >= 68 && m.mtu <= 65535 + 18 && m.link_count >= 1 && m.link_count <= kMaxLinks && m.reorder_buffer_size <= 65536 &&
            m.control_count <= kMaxControlSockets && m.priv_pid > 0 &&
-           m.log_level >= 3 && m.log_level <= 7 && m.udp_offload <= 1 && zero(m.reserved) &&
-           terminated(m.name);
+           m.log_level >= 3 && m.log_level <= 7 && m.udp_offload <= 1 && m.workers >= 1 &&
+           m.workers <= kMaxWorkers && m.reserved == 0 && terminated(m.name);
+}
+// A socket address of either family in the first bytes of a sockaddr_in6,
+// or none (length 0, all zero).
+bool valid_address(const sockaddr_in6& a, uint32_t len, bool present) {
+    if (!present) {
+        static const sockaddr_in6 none{};
+        return len == 0 && std::memcmp(&a, &none, sizeof a) == 0;
+    }
+    return (a.sin6_family == AF_INET && len == sizeof(sockaddr_in)) ||
+           (a.sin6_family == AF_INET6 && len == sizeof(sockaddr_in6));
 }
 bool valid(const GetLink& m) { return m.index < kMaxLinks; }
 bool valid(const Link& m) {
@@ -35,14 +45,20 @@ bool valid(const Link& m) {
             : m.has_allowed_peer == 1 &&
                   ((m.allowed_peer.sin6_family == AF_INET && m.allowed_peer_len == sizeof(sockaddr_in)) ||
                    (m.allowed_peer.sin6_family == AF_INET6 && m.allowed_peer_len == sizeof(sockaddr_in6)));
+    // A client link (connected) has its server's address, a server link none.
     return m.index < kMaxLinks && terminated(m.name) && m.name[0] != '\0' && m.connected <= 1 &&
-           m.fallback_only <= 1 && m.reserved == 0 && m.timeout_ms > 0 && m.loss_tolerence_pct <= 100 &&
-           peer_ok && terminated(m.local) && terminated(m.remote);
+           m.fallback_only <= 1 && m.fixed_port <= 1 && m.timeout_ms > 0 && m.loss_tolerence_pct <= 100 &&
+           peer_ok && valid_address(m.peer, m.peer_len, m.connected == 1) && terminated(m.local) &&
+           terminated(m.remote);
 }
 bool valid(const OpenTun&) { return true; }
 bool valid(const Tun& m) { return m.error >= 0 && terminated(m.ifname) && m.offload <= 2 && zero(m.reserved); }
+bool valid(const TunQueue& m) { return m.queue >= 1 && m.queue < kMaxWorkers; }
 bool valid(const OpenLink& m) { return m.index < kMaxLinks; }
-bool valid(const LinkSocket& m) { return m.index < kMaxLinks && m.error >= 0; }
+bool valid(const LinkSocket& m) {
+    // A further thread's socket always comes with its fd.
+    return m.index < kMaxLinks && m.error >= 0 && m.thread < kMaxWorkers && (m.thread == 0 || m.error == 0);
+}
 bool valid(const Ready& m) { return m.backend == 1 || m.backend == 2; }
 bool valid(const LinkState& m) { return m.index < kMaxLinks && m.up <= 1 && zero(m.reserved); }
 bool valid(const Reload&) { return true; }
@@ -60,7 +76,8 @@ bool valid(const LinkUpdate& m) {
 bool valid(const ReloadEnd&) { return true; }
 bool valid(const RenewLink& m) { return m.index < kMaxLinks; }
 bool valid(const LinkRenewed& m) {
-    return m.index < kMaxLinks && m.error >= 0 && terminated(m.local) && terminated(m.remote);
+    return m.index < kMaxLinks && m.error >= 0 && valid_address(m.peer, m.peer_len, m.error == 0) &&
+           terminated(m.local) && terminated(m.remote);
 }
 bool valid(const ReloadResult& m) { return m.ok <= 1 && m.reserved == 0 && m.length <= kLogTextSize; }
 bool valid(const Log& m) {
@@ -104,6 +121,7 @@ std::optional<Any> decode(std::span<const std::byte> d) {
     case Type::ReloadResult: return read_as<ReloadResult>(d);
     case Type::RenewLink: return read_as<RenewLink>(d);
     case Type::LinkRenewed: return read_as<LinkRenewed>(d);
+    case Type::TunQueue: return read_as<TunQueue>(d);
     }
     return std::nullopt;
 }

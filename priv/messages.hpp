@@ -11,6 +11,12 @@
 // The worker names links by index, never by host, address or path: priv
 // decides what each index means from its own configuration. See
 // docs/privsep.md for which request is allowed when.
+//
+// Descriptors come in groups of Config::workers, one per worker thread: the
+// TUN device's queues and each link's sockets. The message that answers for
+// a group (Tun; LinkSocket for thread 0; LinkUpdate; LinkRenewed) carries
+// member 0, and the other members follow at once, in order, one message
+// each: TunQueue(1..), LinkSocket(link, 1..).
 #pragma once
 
 #include <netinet/in.h>
@@ -31,9 +37,9 @@ enum class Type : uint16_t {
     Config = 3,
     GetLink = 4,     // -> Link
     Link = 5,
-    OpenTun = 6,     // -> Tun, with the device's fd
+    OpenTun = 6,     // -> Tun, with queue 0's fd, then TunQueue(1..workers-1)
     Tun = 7,
-    OpenLink = 8,    // -> LinkSocket, with the socket's fd
+    OpenLink = 8,    // -> LinkSocket(thread 0), then LinkSocket(1..workers-1), each with its socket
     LinkSocket = 9,
     Ready = 10,      // the data path runs; no answer
     LinkState = 12,  // a link went up or down; no answer (priv runs hooks)
@@ -53,6 +59,7 @@ enum class Type : uint16_t {
     ReloadEnd = 25,
     ReloadResult = 27,
     LinkRenewed = 29,  // the answer to RenewLink (22)
+    TunQueue = 31,     // a further queue of the TUN device, after Tun
 };
 
 inline constexpr size_t kNameSize = 32;    // NUL-terminated link / tunnel names
@@ -61,6 +68,9 @@ inline constexpr size_t kLogTextSize = 480;
 inline constexpr uint32_t kMaxLinks = 64;
 inline constexpr size_t kAddressText = 64;  // "[ipv6]:port"
 inline constexpr uint32_t kMaxControlSockets = 2;
+// Worker threads: one TUN queue and one socket per link each. As many as a
+// tunnel's counter spaces (core/wire.hpp, kCounterSpaces).
+inline constexpr uint32_t kMaxWorkers = 64;
 
 struct Header {
     Type type;
@@ -85,7 +95,9 @@ struct Config {
     int32_t priv_pid = 0;
     uint8_t log_level = 0;  // core::Level
     uint8_t udp_offload = 0;  // 1: UDP_SEGMENT sends, room for UDP_GRO receives (the sockets have it)
-    uint8_t reserved[2] = {};
+    // Worker threads, 1..kMaxWorkers: TUN queues, and sockets per link.
+    uint8_t workers = 1;
+    uint8_t reserved = 0;
     char name[kNameSize] = {};  // tunnel name, for the process title
     uint8_t psk[32] = {};
 };
@@ -102,13 +114,21 @@ struct Link {
     uint8_t connected = 0;
     uint8_t fallback_only = 0;
     uint8_t has_allowed_peer = 0;
-    uint8_t reserved = 0;
+    // 1: the link's local port is configured (client bindport): a fresh
+    // socket cannot be bound while the worker holds the old one, so the
+    // worker closes it before it asks (RenewLink).
+    uint8_t fixed_port = 0;
     uint32_t timeout_ms = 0;
     uint64_t bandwidth = 0;
     uint32_t loss_tolerence_pct = 0;
     uint32_t latency_tolerence_ms = 0;
     sockaddr_in6 allowed_peer{};  // AF_INET stored as sockaddr_in in the first bytes
     uint32_t allowed_peer_len = 0;
+    // A client link's server, as recvmsg() reports it: the socket is not
+    // connected, the worker sends there and drops datagrams from elsewhere.
+    // Length 0 on a server link.
+    sockaddr_in6 peer{};  // AF_INET stored as sockaddr_in in the first bytes
+    uint32_t peer_len = 0;
     char local[kAddressText] = {};   // for status: the bound address
     char remote[kAddressText] = {};  // for status: the configured peer, or ""
 };
@@ -128,15 +148,27 @@ struct Tun {
     uint8_t reserved[3] = {};
 };
 
+// Queue `queue` (1..workers-1) of the device Tun named, with its fd; right
+// after Tun, in order.
+struct TunQueue {
+    Header h{Type::TunQueue, 0};
+    uint32_t queue = 0;
+};
+
 struct OpenLink {
     Header h{Type::OpenLink, 0};
     uint32_t index = 0;
 };
 
+// Link `index`'s socket for worker thread `thread`. Thread 0's answers
+// OpenLink (error 0: the fd is attached); threads 1..workers-1 follow it, or
+// a LinkUpdate or LinkRenewed that carries thread 0's, in order, each with
+// its fd and error 0.
 struct LinkSocket {
     Header h{Type::LinkSocket, 0};
     uint32_t index = 0;
     int32_t error = 0;  // 0 = the fd is attached
+    uint32_t thread = 0;
 };
 
 struct Ready {
@@ -214,10 +246,12 @@ struct RenewLink {
 struct LinkRenewed {
     Header h{Type::LinkRenewed, 0};
     uint32_t index = 0;
-    // 0: the fd is attached. Otherwise why there is none: EAGAIN asked too
-    // soon, EBUSY a reload is under way, EADDRNOTAVAIL the socket could not
-    // be made (priv logs why).
+    // 0: thread 0's socket is attached (the others follow as LinkSocket).
+    // Otherwise why there is none: EAGAIN asked too soon, EBUSY a reload is
+    // under way, EADDRNOTAVAIL the socket could not be made (priv logs why).
     int32_t error = 0;
+    sockaddr_in6 peer{};  // as in Link: the server, maybe re-resolved to another address
+    uint32_t peer_len = 0;
     char local[kAddressText] = {};   // for status, as in Link
     char remote[kAddressText] = {};
 };
@@ -232,7 +266,7 @@ struct Log {
 
 using Any = std::variant<GetConfig, Config, GetLink, Link, OpenTun, Tun, OpenLink, LinkSocket, Ready,
                          LinkState, Log, Reload, OpenControl, ControlListener, ReloadDone, ReloadBegin,
-                         LinkUpdate, ReloadEnd, ReloadResult, RenewLink, LinkRenewed>;
+                         LinkUpdate, ReloadEnd, ReloadResult, RenewLink, LinkRenewed, TunQueue>;
 
 template <class M>
 std::span<const std::byte> bytes_of(const M& m) {

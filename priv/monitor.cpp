@@ -26,6 +26,21 @@ constexpr auto kWorkerStopGrace = std::chrono::seconds(3);
 // How long hooks for the final transitions may run at exit.
 constexpr auto kExitHookLimit = std::chrono::seconds(10);
 
+// `first` with socket 0 of link `index`'s group attached (none when the
+// group is empty), then one LinkSocket(index, t) per further socket: how
+// priv hands over a group (priv/messages.hpp).
+template <class M>
+Status send_with_group(Channel& channel, const M& first, const std::vector<Fd>& fds, uint32_t index) {
+    if (auto s = channel.send(first, fds.empty() ? -1 : fds[0].get()); !s) return s;
+    for (uint32_t t = 1; t < fds.size(); ++t) {
+        msg::LinkSocket more;
+        more.index = index;
+        more.thread = t;
+        if (auto s = channel.send(more, fds[t].get()); !s) return s;
+    }
+    return {};
+}
+
 std::string describe_status(int status) {
     if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));
     if (WIFSIGNALED(status)) return fmt::format("was killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
@@ -83,6 +98,7 @@ bool Monitor::dispatch(const msg::Any& any, bool has_fd) {
         c.started_unix = p_.started_unix;
         c.log_level = static_cast<uint8_t>(p_.worker_log_level);
         c.udp_offload = p_.config.udp_offload ? 1 : 0;
+        c.workers = static_cast<uint8_t>(p_.resources.workers);
         msg::set_string(c.name, p_.name);
         std::memcpy(c.psk, p_.psk.data(), sizeof c.psk);
         sent = channel_.send(c);
@@ -95,13 +111,19 @@ bool Monitor::dispatch(const msg::Any& any, bool has_fd) {
         msg::Tun t;
         msg::set_string(t.ifname, p_.resources.tun.name);
         t.offload = static_cast<uint8_t>(p_.resources.tun.offload);
-        sent = channel_.send(t, p_.resources.tun.fd.get());
+        const auto& queues = p_.resources.tun.queues;
+        sent = channel_.send(t, queues.empty() ? -1 : queues[0].get());
+        for (uint32_t q = 1; sent && q < queues.size(); ++q) {
+            msg::TunQueue more;
+            more.queue = q;
+            sent = channel_.send(more, queues[q].get());
+        }
     } else if (const auto* open_link = std::get_if<msg::OpenLink>(&any)) {
         msg::LinkSocket ls;
         ls.index = open_link->index;
-        sent = channel_.send(ls, p_.resources.sockets[open_link->index].fd.get());
-        // priv has no use for data sockets: the worker holds the only copy.
-        p_.resources.sockets[open_link->index].fd.reset();
+        sent = send_with_group(channel_, ls, p_.resources.sockets[ls.index].fds, ls.index);
+        // priv has no use for data sockets: the worker holds the only copies.
+        p_.resources.sockets[ls.index].fds.clear();
     } else if (const auto* open_control = std::get_if<msg::OpenControl>(&any)) {
         msg::ControlListener cl;
         cl.index = open_control->index;
@@ -146,7 +168,7 @@ Status Monitor::renew_link(uint32_t index) {
         return channel_.send(answer);
     }
     const core::LinkConfig& l = p_.config.links[static_cast<size_t>(config_index - slots_.of_config.begin())];
-    auto sock = open_configured_link(p_.config, l, log_);
+    auto sock = open_configured_link(p_.config, l, p_.resources.workers, log_);
     if (!sock) {
         log_.warn("link {}: no fresh socket: {}", name, sock.error().message);
         answer.error = EADDRNOTAVAIL;
@@ -164,9 +186,11 @@ Status Monitor::renew_link(uint32_t index) {
                 sock->remote.to_string());
     msg::set_string(answer.local, sock->local.to_string());
     msg::set_string(answer.remote, sock->remote.to_string());
-    Status sent = channel_.send(answer, sock->fd.get());
-    // As with OpenLink: the worker holds the only copy.
-    sock->fd.reset();
+    std::memcpy(&answer.peer, &sock->remote.addr, sock->remote.len);
+    answer.peer_len = sock->remote.len;
+    Status sent = send_with_group(channel_, answer, sock->fds, index);
+    // As with OpenLink: the worker holds the only copies.
+    sock->fds.clear();
     if (p_.resources.sockets.size() <= index) p_.resources.sockets.resize(index + 1);
     p_.resources.sockets[index] = std::move(*sock);
     return sent;
@@ -310,14 +334,15 @@ void Monitor::reload(const char* why) {
     }
     Status sent = channel_.send(b);
     sodium_memzero(b.psk, sizeof b.psk);
+    static const std::vector<Fd> kNoSockets;
     for (const auto& u : prepared->updates) {
         if (!sent) break;
-        int fd = -1;
-        for (const auto& [index, sock] : prepared->sockets) {
-            if (index == u.link.index) fd = sock.fd.get();
-        }
+        const std::vector<Fd>* fds = &kNoSockets;
         const bool with_fd = u.op == msg::LinkUpdate::Add || u.op == msg::LinkUpdate::Replace;
-        sent = channel_.send(u, with_fd ? fd : -1);
+        for (const auto& [index, sock] : prepared->sockets) {
+            if (with_fd && index == u.link.index) fds = &sock.fds;
+        }
+        sent = send_with_group(channel_, u, *fds, u.link.index);
     }
     if (sent) sent = channel_.send(msg::ReloadEnd{});
     if (!sent) {
@@ -336,7 +361,7 @@ void Monitor::finish_reload(bool worker_ok) {
     // managed: the next reload compares against it.
     for (auto& [index, sock] : r.sockets) {
         if (p_.resources.sockets.size() <= index) p_.resources.sockets.resize(index + 1);
-        sock.fd.reset();  // the worker holds it now
+        sock.fds.clear();  // the worker holds them now
         p_.resources.sockets[index] = std::move(sock);
     }
     for (auto& [index, allowed] : r.allowed) {

@@ -77,12 +77,17 @@ msg::Link link_message(uint32_t index, const core::Config& config, const core::L
     msg::set_string(m.name, l.name);
     m.connected = config.mode == core::Mode::Client ? 1 : 0;
     m.fallback_only = l.fallback_only ? 1 : 0;
+    m.fixed_port = config.mode == core::Mode::Client && l.bindport != 0 ? 1 : 0;
     m.timeout_ms = l.timeout_s * 1000;
     m.bandwidth = l.bandwidth_upload;
     m.loss_tolerence_pct = l.loss_tolerence_pct;
     m.latency_tolerence_ms = l.latency_tolerence_ms;
     msg::set_string(m.local, socket.local.to_string());
     msg::set_string(m.remote, socket.remote.empty() ? std::string() : socket.remote.to_string());
+    if (m.connected == 1) {
+        std::memcpy(&m.peer, &socket.remote.addr, socket.remote.len);
+        m.peer_len = socket.remote.len;
+    }
     if (allowed) {
         m.has_allowed_peer = 1;
         std::memcpy(&m.allowed_peer, &allowed->addr, allowed->len);
@@ -144,7 +149,7 @@ Result<PreparedReload> prepare_reload(const std::string& path, const RunningStat
         if (!allowed) return tl::unexpected(allowed.error());
         r.allowed.emplace_back(index, *allowed);
         if (lp.kind == Kind::Add || lp.kind == Kind::Replace) {
-            auto sock = open_configured_link(*next, l, log);
+            auto sock = open_configured_link(*next, l, running.resources.workers, log);
             if (!sock) return tl::unexpected(sock.error());
             r.sockets.emplace_back(index, std::move(*sock));
         }

@@ -31,10 +31,11 @@ Result<core::Endpoint> first(Result<std::vector<core::Endpoint>> r) {
     return r->front();
 }
 
-// Where link `l` binds and, on a client, where it connects.
-Result<LinkSocketSpec> socket_spec(const core::Config& config, const core::LinkConfig& l) {
+// Where link `l` binds and, on a client, where it sends.
+Result<LinkSocketSpec> socket_spec(const core::Config& config, const core::LinkConfig& l, uint32_t workers) {
     LinkSocketSpec spec;
     spec.name = l.name;
+    spec.sockets = workers;
     spec.bindinterface = l.bindinterface;
     spec.fwmark = l.fwmark;
     spec.udp_gro = config.udp_offload;
@@ -143,15 +144,17 @@ uint32_t payload_mtu(uint32_t path_mtu, int family) {
     return path_mtu > overhead ? path_mtu - overhead : 0;
 }
 
-Result<LinkSocket> open_configured_link(const core::Config& config, const core::LinkConfig& l, core::Logger& log) {
-    auto spec = socket_spec(config, l);
+Result<LinkSocket> open_configured_link(const core::Config& config, const core::LinkConfig& l, uint32_t workers,
+                                        core::Logger& log) {
+    auto spec = socket_spec(config, l, workers);
     if (!spec) return tl::unexpected(spec.error());
     auto sock = open_link_socket(*spec);
     if (!sock) return tl::unexpected(sock.error());
-    log.info("link {}: {} -> {} (path mtu {}, carries {} bytes{})", l.name, sock->local.to_string(),
+    log.info("link {}: {} -> {} (path mtu {}, carries {} bytes{}{})", l.name, sock->local.to_string(),
              sock->remote.empty() ? std::string("any") : sock->remote.to_string(), sock->path_mtu,
              payload_mtu(sock->path_mtu, sock->local.addr.sa.sa_family),
-             !config.udp_offload ? "" : sock->gro ? ", udp gro" : ", no udp gro: the kernel refused it");
+             !config.udp_offload ? "" : sock->gro ? ", udp gro" : ", no udp gro: the kernel refused it",
+             workers > 1 ? fmt::format(", {} sockets", workers) : std::string());
     return sock;
 }
 
@@ -197,7 +200,7 @@ Result<uint32_t> device_mtu(const core::Config& config, std::span<const LinkSock
 Result<Resources> build_resources(const core::Config& config, core::Logger& log) {
     Resources r;
     for (const auto& l : config.links) {
-        auto sock = open_configured_link(config, l, log);
+        auto sock = open_configured_link(config, l, r.workers, log);
         if (!sock) return tl::unexpected(sock.error());
         auto allowed = allowed_peer(config, l);
         if (!allowed) return tl::unexpected(allowed.error());
@@ -211,7 +214,7 @@ Result<Resources> build_resources(const core::Config& config, core::Logger& log)
     r.device_mtu = *mtu;
     r.frame_mtu = *mtu + (config.tuntap == core::TunType::Tap ? kTapFrameOverhead : 0);
 
-    auto tun = create_tun(config.interface_name, config.tuntap, config.tun_offload);
+    auto tun = create_tun(config.interface_name, config.tuntap, config.tun_offload, r.workers);
     if (!tun) return tl::unexpected(tun.error());
     r.tun = std::move(*tun);
     if (config.tun_offload && config.tuntap == core::TunType::Tun) {

@@ -34,7 +34,13 @@ uint32_t payload_mtu(uint32_t path_mtu, int family);
 // Bytes a TAP frame adds to the device MTU (Ethernet header and one VLAN tag).
 inline constexpr uint32_t kTapFrameOverhead = 18;
 
+// Worker threads the daemon runs: each has a queue of the TUN device and a
+// socket of every link's group. One until the worker runs threads (issue
+// #6); everything from [priv] to the worker already takes more.
+inline constexpr uint32_t kWorkerThreads = 1;
+
 struct Resources {
+    uint32_t workers = kWorkerThreads;  // TUN queues, and sockets per link
     std::vector<LinkSocket> sockets;                  // by link index
     std::vector<std::optional<core::Endpoint>> allowed_peers;  // server links with remotehost
     TunDevice tun;
@@ -47,8 +53,10 @@ struct Resources {
 Result<Resources> build_resources(const core::Config& config, core::Logger& log);
 
 // The pieces, also used by a reload:
-// link `l`'s socket, resolved, bound and (client) connected;
-Result<LinkSocket> open_configured_link(const core::Config& config, const core::LinkConfig& l, core::Logger& log);
+// link `l`'s group of `workers` sockets, resolved and bound (a client's
+// where the route to the server says);
+Result<LinkSocket> open_configured_link(const core::Config& config, const core::LinkConfig& l, uint32_t workers,
+                                        core::Logger& log);
 // the address a server link answers handshakes from (its remotehost), if any;
 Result<std::optional<core::Endpoint>> allowed_peer(const core::Config& config, const core::LinkConfig& l);
 // the device MTU for links with these sockets (in config.links order): the

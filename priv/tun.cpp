@@ -64,10 +64,12 @@ std::string setiff_error(int err) {
     }
 }
 
-// Opens /dev/net/tun and attaches it to a new device `name`. On failure,
+// Opens /dev/net/tun and attaches it to the device `name`: queue 0 makes
+// it (`exclusive`), the others join it. Returns the name the kernel gave, or
 // the message for the user.
-tl::expected<TunDevice, std::string> attach(std::string_view name, core::TunType type, bool vnet_hdr) {
-    Fd fd(::open(kCloneDevice, O_RDWR | O_CLOEXEC | O_NONBLOCK));
+tl::expected<std::string, std::string> attach_queue(Fd& fd, std::string_view name, core::TunType type,
+                                                    bool vnet_hdr, bool exclusive) {
+    fd = Fd(::open(kCloneDevice, O_RDWR | O_CLOEXEC | O_NONBLOCK));
     if (!fd) return tl::unexpected(open_error(errno));
 
     ifreq ifr{};
@@ -75,14 +77,44 @@ tl::expected<TunDevice, std::string> attach(std::string_view name, core::TunType
     // IFF_TUN_EXCL: never attach to an existing device. Without it TUNSETIFF
     // would take over a persistent TUN/TAP of that name, which [priv] did not
     // create and whose lifetime it does not control; with it every existing
-    // interface of that name, of any kind, is EBUSY.
+    // interface of that name, of any kind, is EBUSY. The further queues must
+    // attach to the device queue 0 made, so they go without it; their other
+    // flags are ignored (the device has them from queue 0) except
+    // IFF_MULTI_QUEUE, which must match (EINVAL), but an honest reader
+    // should see the same flags on every queue.
     ifr.ifr_flags = static_cast<short>((type == core::TunType::Tap ? IFF_TAP : IFF_TUN) | IFF_NO_PI |
-                                       IFF_TUN_EXCL | (vnet_hdr ? IFF_VNET_HDR : 0));
+                                       IFF_MULTI_QUEUE | (exclusive ? IFF_TUN_EXCL : 0) |
+                                       (vnet_hdr ? IFF_VNET_HDR : 0));
     if (::ioctl(fd.get(), TUNSETIFF, &ifr) < 0) return tl::unexpected(setiff_error(errno));
+    return std::string(ifr.ifr_name, strnlen(ifr.ifr_name, sizeof ifr.ifr_name));
+}
+
+// Queue 0 only: it creates the device. On failure, the message for the user.
+tl::expected<TunDevice, std::string> attach(std::string_view name, core::TunType type, bool vnet_hdr) {
     TunDevice device;
-    device.name.assign(ifr.ifr_name, strnlen(ifr.ifr_name, sizeof ifr.ifr_name));
-    device.fd = std::move(fd);
+    device.queues.resize(1);
+    auto taken = attach_queue(device.queues[0], name, type, vnet_hdr, true);
+    if (!taken) return tl::unexpected(taken.error());
+    device.name = std::move(*taken);
     return device;
+}
+
+// Queues 1..count-1 of the device queue 0 made; the kernel must confirm
+// each joined `device` as the same multi-queue device.
+tl::expected<void, std::string> attach_more(TunDevice& device, core::TunType type, bool vnet_hdr, uint32_t count) {
+    device.queues.resize(count);
+    for (uint32_t q = 1; q < count; ++q) {
+        auto joined = attach_queue(device.queues[q], device.name, type, vnet_hdr, false);
+        if (!joined) return tl::unexpected(fmt::format("queue {}: {}", q, joined.error()));
+        if (*joined != device.name)
+            return tl::unexpected(fmt::format("queue {} attached to {}, not {}", q, *joined, device.name));
+    }
+    ifreq ifr{};
+    if (::ioctl(device.queues.back().get(), TUNGETIFF, &ifr) < 0)
+        return tl::unexpected(fmt::format("TUNGETIFF: {}", std::strerror(errno)));
+    if ((ifr.ifr_flags & IFF_MULTI_QUEUE) == 0)
+        return tl::unexpected(std::string("the kernel did not make a multi-queue device"));
+    return {};
 }
 
 }  // namespace
@@ -96,12 +128,14 @@ const char* to_string(TunOffload offload) {
     return "?";
 }
 
-Result<TunDevice> create_tun(std::string_view name, core::TunType type, bool offload) {
+Result<TunDevice> create_tun(std::string_view name, core::TunType type, bool offload, uint32_t queues) {
     const char* kind = type == core::TunType::Tap ? "tap" : "tun";
     const auto error = [&](const std::string& text) {
         return fail(fmt::format("{} {}: {}", kind, name.empty() ? "(any name)" : name, text));
     };
     if (std::string bad = check_name(name); !bad.empty()) return error(bad);
+    if (queues < 1 || queues > kMaxTunQueues)
+        return error(fmt::format("{} queues asked for (1 to {})", queues, kMaxTunQueues));
 
     // TAP frames carry no virtio_net_hdr here: the offloads are for IP.
     const bool vnet_hdr = offload && type == core::TunType::Tun;
@@ -110,7 +144,7 @@ Result<TunDevice> create_tun(std::string_view name, core::TunType type, bool off
     if (vnet_hdr) {
         // TUNSETOFFLOAD takes the flags as its argument, not a pointer. The
         // kernel refuses flags it does not know (EINVAL): USO before 6.2.
-        const int fd = device->fd.get();
+        const int fd = device->queues[0].get();
         if (::ioctl(fd, TUNSETOFFLOAD, static_cast<unsigned long>(kTcpOffloads | kUdpOffloads)) == 0) {
             device->offload = TunOffload::TcpUdp;
         } else if (::ioctl(fd, TUNSETOFFLOAD, static_cast<unsigned long>(kTcpOffloads)) == 0) {
@@ -120,11 +154,13 @@ Result<TunDevice> create_tun(std::string_view name, core::TunType type, bool off
             // again, plain. Closing the only descriptor removes it; the
             // kernel's choice of name (for an empty `name`) is kept.
             const std::string taken = device->name;
-            device->fd.reset();
+            device->queues.clear();
             device = attach(taken, type, false);
             if (!device) return error(device.error());
         }
     }
+    if (auto more = attach_more(*device, type, device->offload != TunOffload::None, queues); !more)
+        return error(more.error());
 
     const unsigned ifindex = if_nametoindex(device->name.c_str());
     if (ifindex == 0) return error(fmt::format("created {} but cannot find its index: {}",

@@ -19,6 +19,7 @@
 #include "core/tunnel.hpp"
 #include "core/wire.hpp"
 #include "priv/control_server.hpp"
+#include "priv/fd_group.hpp"
 #include "priv/lockdown.hpp"
 #include "priv/log_sink.hpp"
 #include "priv/tun.hpp"
@@ -78,6 +79,21 @@ Result<std::pair<Answer, Fd>> ask(Channel& channel, const Request& request) {
     return std::pair<Answer, Fd>{std::get<Answer>(*decoded), std::move(r->fd)};
 }
 
+// An address in the first bytes of a sockaddr_in6 (checked by decode());
+// empty for length 0.
+core::Endpoint endpoint(const sockaddr_in6& addr, uint32_t len) {
+    core::Endpoint e;
+    std::memcpy(&e.addr, &addr, len);
+    e.len = len;
+    return e;
+}
+
+// Who a follower of a group belongs to, and which member it is.
+uint32_t group_owner(const msg::TunQueue&) { return 0; }
+uint32_t group_member(const msg::TunQueue& m) { return m.queue; }
+uint32_t group_owner(const msg::LinkSocket& m) { return m.index; }
+uint32_t group_member(const msg::LinkSocket& m) { return m.thread; }
+
 core::LinkSettings to_link_settings(const msg::Link& l) {
     core::LinkSettings ls;
     ls.name = std::string(msg::get_string(l.name));
@@ -87,13 +103,26 @@ core::LinkSettings to_link_settings(const msg::Link& l) {
     ls.bandwidth = l.bandwidth;
     ls.loss_tolerence_pct = l.loss_tolerence_pct;
     ls.latency_tolerence_ms = l.latency_tolerence_ms;
-    if (l.has_allowed_peer == 1) {
-        core::Endpoint e;
-        std::memcpy(&e.addr, &l.allowed_peer, l.allowed_peer_len);
-        e.len = l.allowed_peer_len;
-        ls.allowed_peer = e;
-    }
+    if (l.has_allowed_peer == 1) ls.allowed_peer = endpoint(l.allowed_peer, l.allowed_peer_len);
+    ls.remote = endpoint(l.peer, l.peer_len);
     return ls;
+}
+
+// The rest of a group whose member 0 came with `first` (priv/messages.hpp):
+// `size - 1` messages M, each the next member. Anything else is an error.
+template <class M>
+Result<std::vector<Fd>> receive_group(Channel& channel, uint32_t owner, uint32_t size, Fd first) {
+    FdGroup group(owner, size, std::move(first));
+    if (!group.valid()) return fail("priv sent a group without its first descriptor");
+    while (!group.complete()) {
+        auto r = channel.receive();
+        if (!r) return tl::unexpected(r.error());
+        auto decoded = r->bytes.empty() ? std::nullopt : msg::decode(r->bytes);
+        const M* m = decoded ? std::get_if<M>(&*decoded) : nullptr;
+        if (m == nullptr || !group.add(group_owner(*m), group_member(*m), std::move(r->fd)))
+            return fail("priv sent a descriptor group out of order");
+    }
+    return group.take();
 }
 
 struct Setup {
@@ -101,10 +130,12 @@ struct Setup {
     core::SecretKey psk;
     core::StatusMeta meta;
     std::string ifname;
-    Fd tun;
+    uint32_t workers = 1;
+    std::vector<Fd> tun;  // by queue
     TunOffload offload = TunOffload::None;
     bool udp_offload = false;
-    std::vector<Fd> sockets;
+    std::vector<std::vector<Fd>> sockets;  // by link, then thread
+    std::vector<bool> fixed_port;  // by link: msg::Link::fixed_port
     std::vector<ControlServer::Listener> controls;
 };
 
@@ -120,6 +151,7 @@ Result<Setup> fetch_setup(Channel& channel) {
     s.meta.udp_offload = s.udp_offload;
     s.settings.mtu = c.mtu;
     s.settings.reorder_buffer_size = c.reorder_buffer_size;
+    s.workers = c.workers;
     s.meta.name = std::string(msg::get_string(c.name));
     s.meta.version = MLVPN_VERSION;
     s.meta.pid = c.priv_pid;
@@ -137,6 +169,7 @@ Result<Setup> fetch_setup(Channel& channel) {
         const msg::Link& l = link->first;
         if (l.index != i) return fail("priv answered for the wrong link");
         s.settings.links.push_back(to_link_settings(l));
+        s.fixed_port.push_back(l.fixed_port == 1);
         s.meta.local.emplace_back(msg::get_string(l.local));
         s.meta.remote.emplace_back(msg::get_string(l.remote));
     }
@@ -148,7 +181,9 @@ Result<Setup> fetch_setup(Channel& channel) {
     }
     s.ifname = std::string(msg::get_string(tun->first.ifname));
     s.meta.device = s.ifname;
-    s.tun = std::move(tun->second);
+    auto queues = receive_group<msg::TunQueue>(channel, 0, s.workers, std::move(tun->second));
+    if (!queues) return tl::unexpected(queues.error());
+    s.tun = std::move(*queues);
     s.offload = static_cast<TunOffload>(tun->first.offload);  // 0..2, checked by decode()
     s.meta.offload = to_string(s.offload);
 
@@ -157,11 +192,13 @@ Result<Setup> fetch_setup(Channel& channel) {
         req.index = i;
         auto sock = ask<msg::LinkSocket>(channel, req);
         if (!sock) return tl::unexpected(sock.error());
-        if (sock->first.error != 0 || !sock->second) {
+        if (sock->first.error != 0 || !sock->second || sock->first.index != i || sock->first.thread != 0) {
             return fail(fmt::format("priv could not give the socket of link {}: {}", s.settings.links[i].name,
                                     std::strerror(sock->first.error)));
         }
-        s.sockets.push_back(std::move(sock->second));
+        auto group = receive_group<msg::LinkSocket>(channel, i, s.workers, std::move(sock->second));
+        if (!group) return tl::unexpected(group.error());
+        s.sockets.push_back(std::move(*group));
     }
     for (uint32_t i = 0; i < c.control_count; ++i) {
         msg::OpenControl req;
@@ -206,9 +243,12 @@ public:
     }
 
     void set_control(ControlServer* control) { control_ = control; }
-    void set_loop(uring::Loop* loop, std::vector<Fd>* sockets) {
+    void set_loop(uring::Loop* loop, std::vector<std::vector<Fd>>* sockets, std::vector<bool> fixed_port,
+                  uint32_t workers) {
         loop_ = loop;
         sockets_ = sockets;
+        fixed_port_ = std::move(fixed_port);
+        workers_ = workers;
     }
     void set_backend(const char* backend) { meta_.backend = backend; }
 
@@ -270,7 +310,12 @@ public:
     void on_datagrams(core::LinkIndex link, std::span<core::Datagram> datagrams, core::Io& io) override {
         tunnel_.on_datagrams(link, datagrams, io);
     }
-    void on_send_error(core::LinkIndex link, int error) override { tunnel_.on_send_error(link, error); }
+    void on_send_error(core::LinkIndex link, int error) override {
+        // A link whose socket was closed for a renewal (ask_renewal()) sends
+        // into nothing until the fresh one comes: not the link's error.
+        if (error == EBADF && link < sockets_->size() && (*sockets_)[link].empty()) return;
+        tunnel_.on_send_error(link, error);
+    }
     void on_tun_write_error(int error) override { tunnel_.on_tun_write_error(error); }
     void on_gso_refused(core::LinkIndex link, int error) override {
         const std::string name = link < tunnel_.link_count() ? tunnel_.link(link).settings.name : std::to_string(link);
@@ -330,6 +375,12 @@ private:
     // A message priv pushed: a reload, or the outcome of one. false: not one
     // priv may send now.
     bool from_priv(const msg::Any& m, Fd fd, core::Io& io) {
+        if (group_) {
+            // The rest of a group, and nothing else, until it is complete.
+            const auto* more = std::get_if<msg::LinkSocket>(&m);
+            if (more == nullptr || !group_->fds.add(more->index, more->thread, std::move(fd))) return false;
+            return group_->fds.complete() ? group_done() : true;
+        }
         if (const auto* begin = std::get_if<msg::ReloadBegin>(&m)) {
             if (reload_) return false;
             reload_.emplace(PendingReload{*begin, {}});
@@ -339,8 +390,11 @@ private:
             if (!reload_) return false;
             const bool needs_fd = update->op == msg::LinkUpdate::Add || update->op == msg::LinkUpdate::Replace;
             if (needs_fd != static_cast<bool>(fd)) return false;
-            reload_->updates.emplace_back(*update, std::move(fd));
-            return true;
+            if (!needs_fd) {
+                reload_->updates.emplace_back(*update, std::vector<Fd>{});
+                return true;
+            }
+            return begin_group(update->link.index, std::move(fd), *update);
         }
         if (std::holds_alternative<msg::ReloadEnd>(m)) {
             if (!reload_ || fd) return false;
@@ -350,7 +404,12 @@ private:
             if (auto s = channel_.send(done); !s) return false;
             return true;
         }
-        if (const auto* renewed = std::get_if<msg::LinkRenewed>(&m)) return on_renewed(*renewed, std::move(fd));
+        if (const auto* renewed = std::get_if<msg::LinkRenewed>(&m)) {
+            const core::LinkIndex i = renewed->index;
+            if (i >= renewing_.size() || !renewing_[i] || (renewed->error == 0) != static_cast<bool>(fd)) return false;
+            if (renewed->error != 0) return on_renewed(*renewed, {});
+            return begin_group(i, std::move(fd), *renewed);
+        }
         if (const auto* result = std::get_if<msg::ReloadResult>(&m)) {
             if (fd) return false;
             const std::string text(result->text, result->length);
@@ -389,7 +448,7 @@ private:
             Status s;
             switch (u.op) {
             case msg::LinkUpdate::Add:
-                s = loop_->set_link_fd(i, fd.get());
+                s = loop_->set_link_fd(i, fd[0].get());
                 if (s && !tunnel_.add_link(i, settings)) s = fail(fmt::format("link index {} is in use", i));
                 break;
             case msg::LinkUpdate::Replace:
@@ -411,8 +470,10 @@ private:
                 continue;
             }
             if (sockets_->size() <= i) sockets_->resize(i + 1);
+            if (fixed_port_.size() <= i) fixed_port_.resize(i + 1);
             if (u.op == msg::LinkUpdate::Add) (*sockets_)[i] = std::move(fd);
-            if (u.op == msg::LinkUpdate::Remove) (*sockets_)[i].reset();
+            if (u.op == msg::LinkUpdate::Remove) (*sockets_)[i].clear();
+            fixed_port_[i] = u.link.fixed_port == 1;
             set_addresses(i, u.link.local, u.link.remote);
         }
         meta_.last_reload_unix = b.reload_unix;
@@ -421,13 +482,33 @@ private:
         return ok;
     }
 
-    // Link i's socket is now `fd`, in the loop and here (the old one is
-    // closed): a reload's Replace and a renewal alike.
-    Status install_socket(core::LinkIndex i, Fd fd) {
-        if (auto s = loop_->set_link_fd(i, fd.get()); !s) return s;
+    // Link i's sockets are now `fds`, in the loop (this thread's: socket 0)
+    // and here (the old ones are closed): a reload's Replace and a renewal
+    // alike.
+    Status install_socket(core::LinkIndex i, std::vector<Fd> fds) {
+        if (auto s = loop_->set_link_fd(i, fds[0].get()); !s) return s;
         if (sockets_->size() <= i) sockets_->resize(i + 1);
-        (*sockets_)[i] = std::move(fd);
+        (*sockets_)[i] = std::move(fds);
         return {};
+    }
+
+    // A message that carries member 0 of link i's socket group; the others
+    // follow (priv/messages.hpp), and then `then` is applied.
+    bool begin_group(core::LinkIndex i, Fd first, std::variant<msg::LinkUpdate, msg::LinkRenewed> then) {
+        group_.emplace(PendingGroup{FdGroup(i, workers_, std::move(first)), then});
+        if (!group_->fds.valid()) return false;
+        return group_->fds.complete() ? group_done() : true;
+    }
+
+    bool group_done() {
+        PendingGroup done = std::move(*group_);
+        group_.reset();
+        std::vector<Fd> fds = done.fds.take();
+        if (const auto* update = std::get_if<msg::LinkUpdate>(&done.then)) {
+            reload_->updates.emplace_back(*update, std::move(fds));
+            return true;
+        }
+        return on_renewed(std::get<msg::LinkRenewed>(done.then), std::move(fds));
     }
 
     // For status: where link i's socket is bound and connected.
@@ -444,6 +525,16 @@ private:
     void ask_renewal(core::LinkIndex i) {
         if (renewing_.size() <= i) renewing_.resize(i + 1, false);
         if (renewing_[i]) return;
+        // priv binds the fresh group where this one is, when the port is
+        // configured: it must be free (priv/link_socket.hpp). The link is
+        // dead anyway; it sends into nothing until the fresh one comes.
+        if (i < fixed_port_.size() && fixed_port_[i] && i < sockets_->size() && !(*sockets_)[i].empty()) {
+            if (auto s = loop_->set_link_fd(i, -1); !s) {
+                log_.error("worker: link {}: closing the socket: {}", tunnel_.link(i).settings.name, s.error().message);
+            } else {
+                (*sockets_)[i].clear();
+            }
+        }
         msg::RenewLink r;
         r.index = i;
         if (auto s = channel_.send(r); !s) {
@@ -454,11 +545,10 @@ private:
         renewing_[i] = true;
     }
 
-    // priv's answer to ask_renewal(). false: not an answer to a question we
-    // asked, or not well-formed (a socket with an error, or none without).
-    bool on_renewed(const msg::LinkRenewed& m, Fd fd) {
+    // priv's answer to ask_renewal(), with the fresh group unless an error
+    // (from_priv() checked that it answers a question we asked).
+    bool on_renewed(const msg::LinkRenewed& m, std::vector<Fd> fds) {
         const core::LinkIndex i = m.index;
-        if (i >= renewing_.size() || !renewing_[i] || (m.error == 0) != static_cast<bool>(fd)) return false;
         renewing_[i] = false;
         if (i >= tunnel_.link_count() || tunnel_.link(i).removed) return true;  // gone meanwhile: fd closes
         const auto& name = tunnel_.link(i).settings.name;
@@ -471,13 +561,13 @@ private:
                                           : "priv could not make one, see above");
             return true;
         }
-        if (auto s = install_socket(i, std::move(fd)); !s) {
+        if (auto s = install_socket(i, std::move(fds)); !s) {
             log_.error("worker: link {}: fresh socket: {}", name, s.error().message);
             return true;
         }
         set_addresses(i, m.local, m.remote);
         log_.notice("link {}: fresh socket {} -> {}", name, msg::get_string(m.local), msg::get_string(m.remote));
-        tunnel_.socket_renewed(i);
+        tunnel_.socket_renewed(i, endpoint(m.peer, m.peer_len));
         for (const auto& e : tunnel_.take_events()) report(e);
         update_title();
         return true;
@@ -485,7 +575,12 @@ private:
 
     struct PendingReload {
         msg::ReloadBegin begin;
-        std::vector<std::pair<msg::LinkUpdate, Fd>> updates;
+        std::vector<std::pair<msg::LinkUpdate, std::vector<Fd>>> updates;
+    };
+    // A socket group priv is sending, and what it is for.
+    struct PendingGroup {
+        FdGroup fds;
+        std::variant<msg::LinkUpdate, msg::LinkRenewed> then;
     };
 
     // SIGUSR1: one line per link and one for the device, to the log.
@@ -563,8 +658,11 @@ private:
     bool natural_title_;
     ControlServer* control_ = nullptr;
     uring::Loop* loop_ = nullptr;
-    std::vector<Fd>* sockets_ = nullptr;
+    std::vector<std::vector<Fd>>* sockets_ = nullptr;
+    std::vector<bool> fixed_port_;  // by link: msg::Link::fixed_port
+    uint32_t workers_ = 1;
     std::optional<PendingReload> reload_;
+    std::optional<PendingGroup> group_;
     std::vector<bool> renewing_;  // a RenewLink is waiting for its answer
     bool running_ = true;
     std::vector<bool> up_;
@@ -607,12 +705,19 @@ int worker_main(Channel channel, const WorkerParams& params, ProcTitle& title) {
         return 1;
     }
 
+    // The threads come with issue #6's next step: until then a worker that
+    // was given more queues and sockets than it reads would lose what the
+    // kernel steers to the others.
+    if (setup->workers != 1) {
+        log.error("worker: priv gave descriptors for {} threads; this worker runs one", setup->workers);
+        return 1;
+    }
     uring::LoopConfig lc;
-    lc.tun_fd = setup->tun.get();
+    lc.tun_fd = setup->tun[0].get();
     lc.tun_vnet_hdr = setup->offload != TunOffload::None;
     lc.tun_uso = setup->offload == TunOffload::TcpUdp;
     lc.udp_offload = setup->udp_offload;
-    for (const auto& s : setup->sockets) lc.link_fds.push_back(s.get());
+    for (const auto& s : setup->sockets) lc.link_fds.push_back(s[0].get());
     lc.watch_fds = {channel.fd(), signals->get()};
     lc.slot_size = slot_size_for(setup->settings.mtu);
     lc.slot_count = lc.slot_size <= 4096 ? 4096 : std::max<uint32_t>(256, (32u << 20) / lc.slot_size);
@@ -652,7 +757,7 @@ int worker_main(Channel channel, const WorkerParams& params, ProcTitle& title) {
     }
 
     handler.set_backend((*loop)->name());
-    handler.set_loop(loop->get(), &setup->sockets);
+    handler.set_loop(loop->get(), &setup->sockets, setup->fixed_port, setup->workers);
     msg::Ready ready;
     ready.backend = std::string_view((*loop)->name()) == "io_uring" ? 1 : 2;
     if (auto s = channel.send(ready); !s) {

@@ -119,6 +119,9 @@ struct Pair {
     std::unique_ptr<Tunnel> client, server;
     Time client_due_{}, server_due_{};  // what each side's on_timer last asked for
     std::vector<Endpoint> client_addr;  // the client's source address per link
+    // The server's address per link, when the client's links know it
+    // (LinkSettings::remote: an unconnected socket); empty: connected.
+    std::vector<Endpoint> server_addr;
     // Return false to drop a datagram in flight (client_to_server, link, bytes).
     std::function<bool(bool, LinkIndex, const std::vector<std::byte>&)> filter;
     std::vector<Sent> dropped;
@@ -137,11 +140,14 @@ struct Pair {
             l.connected = false;
             s.links.push_back(l);
             client_addr.push_back(endpoint("198.18.0.1", static_cast<uint16_t>(40000 + i)));
+            server_addr.emplace_back();
         }
         if (tweak) tweak(c, s);
         client = std::make_unique<Tunnel>(c, key_of(client_key), clock, log);
         server = std::make_unique<Tunnel>(s, key_of(server_key), clock, log);
     }
+
+    Endpoint server_of(LinkIndex link) const { return link < server_addr.size() ? server_addr[link] : Endpoint{}; }
 
     // Moves everything sent so far to the other side; returns how many moved.
     size_t deliver() {
@@ -155,6 +161,7 @@ struct Pair {
                     dropped.push_back(m);
                     continue;
                 }
+                REQUIRE(m.to == server_of(m.link));  // the client sends where the server is
                 Datagram d{server_io.make(m.bytes, 0), client_addr[m.link]};
                 server->on_datagrams(m.link, std::span<Datagram>(&d, 1), server_io);
                 ++moved;
@@ -165,7 +172,7 @@ struct Pair {
                     continue;
                 }
                 REQUIRE(m.to == client_addr[m.link]);  // the server answers where the client is
-                Datagram d{client_io.make(m.bytes, 0), Endpoint{}};
+                Datagram d{client_io.make(m.bytes, 0), server_of(m.link)};
                 client->on_datagrams(m.link, std::span<Datagram>(&d, 1), client_io);
                 ++moved;
             }

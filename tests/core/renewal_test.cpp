@@ -242,7 +242,7 @@ TEST_CASE("tunnel renewal: the fresh socket handshakes at once, the server follo
     p.filter = {};
     p.client_addr[0] = endpoint("198.18.0.77", 41000);
     p.client_io.sent.clear();
-    p.client->socket_renewed(0);
+    p.client->socket_renewed(0, {});
     CHECK(p.client->link(0).state == LinkState::Down);
     CHECK(p.client->link(0).stats.socket_renewals == 1);
     std::vector<Sent> first_out;

@@ -558,6 +558,41 @@ TEST_CASE("tunnel: the server follows the client to a new address only on authen
     CHECK(p.client_io.tun.size() == 1);
 }
 
+TEST_CASE("tunnel: a client link whose socket is not connected sends to its server and hears only it") {
+    const Endpoint server = endpoint("198.18.0.2", 5080);
+    Pair p(2, 1, 1, [&](TunnelSettings& c, TunnelSettings&) {
+        for (auto& l : c.links) l.remote = server;
+    });
+    p.server_addr.assign(2, server);  // deliver() checks every send goes there
+    REQUIRE(p.establish());
+    start_sequences(p);
+
+    // A genuine datagram of the server's, delivered from elsewhere: dropped
+    // before anything looks at it, and counted; from the server, taken.
+    p.filter = [](bool up, LinkIndex, const std::vector<std::byte>& d) { return up || !is_data(d); };
+    p.send_from(false, packets(1, 100));
+    REQUIRE(p.dropped.size() == 1);
+    const auto& bytes = p.dropped[0].bytes;
+    const LinkIndex link = p.dropped[0].link;
+    const auto rx_before = p.client->link(link).stats.rx_packets;
+    for (const Endpoint& from : {endpoint("198.18.0.2", 5081), endpoint("198.18.0.3", 5080), Endpoint{}}) {
+        Datagram d{p.client_io.make(bytes, 0), from};
+        p.client->on_datagrams(link, std::span<Datagram>(&d, 1), p.client_io);
+    }
+    CHECK(p.client->link(link).stats.drop_peer == 3);
+    CHECK(p.client->link(link).stats.rx_packets == rx_before);
+    CHECK(p.client_io.tun.empty());
+    Datagram d{p.client_io.make(bytes, 0), server};
+    p.client->on_datagrams(link, std::span<Datagram>(&d, 1), p.client_io);
+    CHECK(p.client->link(link).stats.rx_packets == rx_before + 1);
+    CHECK(p.client_io.tun.size() == 1);
+
+    // A fresh socket may send to another address (the name re-resolved).
+    const Endpoint moved = endpoint("198.18.0.9", 5080);
+    p.client->socket_renewed(0, moved);
+    CHECK(p.client->link(0).settings.remote == moved);
+}
+
 TEST_CASE("tunnel: cleartext_data leaves the payload readable but authenticated") {
     Pair p(1, 1, 1, [](TunnelSettings& c, TunnelSettings&) { c.cleartext_data = true; });
     REQUIRE(p.establish());

@@ -382,6 +382,11 @@ std::vector<fuzz::Seed> fuzz::seeds() {
     msg::set_string(tun.ifname, "mlvpn0");
     tun.offload = 2;
     msg::LinkSocket sock = indexed<msg::LinkSocket>(0);
+    // The members of descriptor groups that follow Tun and LinkSocket(0).
+    msg::TunQueue queue{};
+    queue.queue = 1;
+    msg::LinkSocket more = indexed<msg::LinkSocket>(0);
+    more.thread = 1;
     msg::ControlListener listener = indexed<msg::ControlListener>(1);
     listener.privileged = 1;
     msg::GetLink out_of_range = indexed<msg::GetLink>(5);
@@ -438,5 +443,6 @@ std::vector<fuzz::Seed> fuzz::seeds() {
         seed("renew-during-setup", 1, {frame(msg::GetConfig{}), frame(indexed<msg::RenewLink>(0))}, 0, true),
         seed("renew-with-descriptor", 1, s1 + Frames{frame(indexed<msg::RenewLink>(0), true)}, 0, true),
         seed("renewed-from-the-worker", 1, s1 + Frames{frame(indexed<msg::LinkRenewed>(0))}, 0, true),
+        seed("group-members-from-the-worker", 1, s1 + Frames{frame(queue, true), frame(more, true)}),
     };
 }

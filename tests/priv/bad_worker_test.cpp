@@ -17,6 +17,7 @@
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -129,6 +130,15 @@ public:
             config_.links.push_back(l);
         }
         resources_.sockets.resize(kLinks);
+        if (mode == mlvpn::core::Mode::Client) {
+            // The server's address, as a client's sockets always have it.
+            for (auto& sock : resources_.sockets) {
+                sock.remote.addr.in4.sin_family = AF_INET;
+                sock.remote.addr.in4.sin_port = htons(9);
+                sock.remote.addr.in4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+                sock.remote.len = sizeof(sockaddr_in);
+            }
+        }
         resources_.allowed_peers.resize(kLinks);
         resources_.tun.name = "mlvpn0";
         resources_.device_mtu = 1400;

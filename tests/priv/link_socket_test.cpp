@@ -9,8 +9,10 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -61,15 +63,16 @@ int int_option(int fd, int level, int option) {
     return value;
 }
 
-// Sends on `from` (connected) and returns the sender address `to` saw.
+// Sends on `from` (a client: to its remote) and returns the sender address
+// `to` saw.
 Endpoint send_and_receive(const LinkSocket& from, const LinkSocket& to) {
-    REQUIRE(send(from.fd.get(), "hello", 5, 0) == 5);
-    pollfd pfd{to.fd.get(), POLLIN, 0};
+    REQUIRE(sendto(from.fds[0].get(), "hello", 5, 0, &from.remote.addr.sa, from.remote.len) == 5);
+    pollfd pfd{to.fds[0].get(), POLLIN, 0};
     REQUIRE(poll(&pfd, 1, 2000) == 1);
     char buf[16];
     Endpoint sender;
     socklen_t len = sizeof sender.addr;
-    REQUIRE(recvfrom(to.fd.get(), buf, sizeof buf, 0, &sender.addr.sa, &len) == 5);
+    REQUIRE(recvfrom(to.fds[0].get(), buf, sizeof buf, 0, &sender.addr.sa, &len) == 5);
     sender.len = len;
     CHECK(std::memcmp(buf, "hello", 5) == 0);
     return sender;
@@ -100,12 +103,19 @@ TEST_CASE("open_link_socket: bind and connect, IPv4 and IPv6") {
         CHECK(port_of(client->local) != 0);
         CHECK(send_and_receive(*client, *server) == client->local);
 
-        const int fd = client->fd.get();
+        REQUIRE(client->fds.size() == 1);
+        const int fd = client->fds[0].get();
         CHECK((fcntl(fd, F_GETFL) & O_NONBLOCK) != 0);
         CHECK((fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
         CHECK(int_option(fd, SOL_SOCKET, SO_TYPE) == SOCK_DGRAM);
         CHECK(int_option(fd, SOL_SOCKET, SO_REUSEADDR) == 0);
+        CHECK(int_option(fd, SOL_SOCKET, SO_REUSEPORT) == 1);
         CHECK(int_option(fd, SOL_SOCKET, SO_MARK) == 0);
+        // Bound, not connected: a group of connected sockets would not spread.
+        Endpoint peer;
+        socklen_t len = sizeof peer.addr;
+        CHECK(getpeername(fd, &peer.addr.sa, &len) == -1);
+        CHECK(errno == ENOTCONN);
     }
 }
 
@@ -131,7 +141,7 @@ TEST_CASE("open_link_socket: [::] is dual-stack") {
     REQUIRE(run("sysctl -q -w net.ipv6.bindv6only=1") == 0);
     auto server = open_link_socket(spec("server", endpoint("::", 0)));
     REQUIRE_MESSAGE(server, server.error().message);
-    CHECK(int_option(server->fd.get(), IPPROTO_IPV6, IPV6_V6ONLY) == 0);
+    CHECK(int_option(server->fds[0].get(), IPPROTO_IPV6, IPV6_V6ONLY) == 0);
     const uint16_t port = port_of(server->local);
 
     // An IPv4 client reaches it; the server sees an IPv4-mapped sender.
@@ -141,8 +151,8 @@ TEST_CASE("open_link_socket: [::] is dual-stack") {
     CHECK(sender.addr.sa.sa_family == AF_INET6);
     CHECK(sender.to_string() == v4->local.to_string());
 
-    // An IPv6 socket on [::] connects to an IPv4 remote through the mapping,
-    // and reports the peer as it will see senders: IPv4-mapped.
+    // An IPv6 socket on [::] reaches an IPv4 remote through the mapping,
+    // and keeps the peer as it will see senders: IPv4-mapped.
     auto peer = open_link_socket(spec("peer", endpoint("127.0.0.1", 0)));
     REQUIRE(peer);
     auto mapped = open_link_socket(spec("mapped", endpoint("::", 0), peer->local));
@@ -251,17 +261,21 @@ TEST_CASE("open_link_socket: SO_MARK, SO_BINDTODEVICE and buffers") {
     s.fwmark = 0x2a;
     s.bindinterface = "lnk0";
     s.buffer_bytes = 1 << 20;
+    s.sockets = 3;
     auto link = open_link_socket(s);
     REQUIRE_MESSAGE(link, link.error().message);
-    const int fd = link->fd.get();
-    CHECK(int_option(fd, SOL_SOCKET, SO_MARK) == 0x2a);
-    char device[IFNAMSIZ] = {};
-    socklen_t len = sizeof device;
-    REQUIRE(getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, device, &len) == 0);
-    CHECK(std::string(device) == "lnk0");
-    // The kernel doubles the value for its bookkeeping; FORCE passes rmem_max.
-    CHECK(int_option(fd, SOL_SOCKET, SO_RCVBUF) == 2 << 20);
-    CHECK(int_option(fd, SOL_SOCKET, SO_SNDBUF) == 2 << 20);
+    REQUIRE(link->fds.size() == 3);
+    for (const auto& socket : link->fds) {  // every socket of the group
+        const int fd = socket.get();
+        CHECK(int_option(fd, SOL_SOCKET, SO_MARK) == 0x2a);
+        char device[IFNAMSIZ] = {};
+        socklen_t len = sizeof device;
+        REQUIRE(getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, device, &len) == 0);
+        CHECK(std::string(device) == "lnk0");
+        // The kernel doubles the value for its bookkeeping; FORCE passes rmem_max.
+        CHECK(int_option(fd, SOL_SOCKET, SO_RCVBUF) == 2 << 20);
+        CHECK(int_option(fd, SOL_SOCKET, SO_SNDBUF) == 2 << 20);
+    }
 
     // Bound to lnk0, it cannot use an address of another interface.
     LinkSocketSpec wrong = spec("dsl1", endpoint("127.0.0.1", 0), endpoint("127.0.0.1", 5080));
@@ -293,7 +307,7 @@ TEST_CASE("open_link_socket: without CAP_NET_ADMIN") {
         if (!link) return link.error().message;
         int value = 0;
         socklen_t len = sizeof value;
-        getsockopt(link->fd.get(), SOL_SOCKET, SO_RCVBUF, &value, &len);
+        getsockopt(link->fds[0].get(), SOL_SOCKET, SO_RCVBUF, &value, &len);
         return value > 0 && value < (128 << 20) ? std::string("ok") : std::to_string(value);
     });
     CHECK(buffers == "ok");
@@ -321,6 +335,14 @@ TEST_CASE("open_link_socket: bad specs") {
     unix_family.addr.sa.sa_family = AF_UNIX;
     CHECK(!open_link_socket(spec("dsl1", endpoint("127.0.0.1", 0), unix_family)));
 
+    for (uint32_t sockets : {0u, mlvpn::priv::kMaxGroupSockets + 1}) {
+        LinkSocketSpec group = spec("dsl1", endpoint("127.0.0.1", 0));
+        group.sockets = sockets;
+        auto refused = open_link_socket(group);
+        REQUIRE(!refused);
+        CHECK(contains(refused.error().message, "sockets asked for (1 to 64)"));
+    }
+
     LinkSocketSpec negative = spec("dsl1", endpoint("127.0.0.1", 0));
     negative.buffer_bytes = -1;
     auto bad_buffer = open_link_socket(negative);
@@ -332,11 +354,166 @@ TEST_CASE("link socket: UDP_GRO only when asked for") {
     auto plain = open_link_socket(spec("plain", endpoint("127.0.0.1", 0)));
     REQUIRE(plain);
     CHECK_FALSE(plain->gro);
-    CHECK(int_option(plain->fd.get(), SOL_UDP, UDP_GRO) == 0);
+    CHECK(int_option(plain->fds[0].get(), SOL_UDP, UDP_GRO) == 0);
     LinkSocketSpec s = spec("gro", endpoint("127.0.0.1", 0));
     s.udp_gro = true;
+    s.sockets = 2;
     auto gro = open_link_socket(s);
     REQUIRE(gro);
     CHECK(gro->gro);  // Linux 5.0 and later
-    CHECK(int_option(gro->fd.get(), SOL_UDP, UDP_GRO) == 1);
+    for (const auto& fd : gro->fds) CHECK(int_option(fd.get(), SOL_UDP, UDP_GRO) == 1);
+}
+
+namespace {
+
+// A transport header's first 9 bytes: the type, then byte 8 = the counter's
+// space (core/wire.hpp).
+std::string datagram(uint8_t type, uint8_t space, size_t size = 32) {
+    std::string d(size, '\0');
+    d[0] = static_cast<char>(type);
+    if (size > 8) d[8] = static_cast<char>(space);
+    return d;
+}
+
+// Which socket of the group got the one datagram sent since: -1 if none,
+// -2 if more than one.
+int receiver(const LinkSocket& group) {
+    std::vector<pollfd> fds;
+    for (const auto& fd : group.fds) fds.push_back(pollfd{fd.get(), POLLIN, 0});
+    if (poll(fds.data(), fds.size(), 2000) <= 0) return -1;
+    int got = -1;
+    for (size_t i = 0; i < fds.size(); ++i) {
+        char buf[64];
+        while (recv(fds[i].fd, buf, sizeof buf, MSG_DONTWAIT) >= 0) got = got == -1 ? static_cast<int>(i) : -2;
+    }
+    return got;
+}
+
+}  // namespace
+
+TEST_CASE("link socket group: one port, datagrams steered by their counter space") {
+    MLVPN_TEST_NEEDS_ROOT();
+    NetnsGuard ns;
+    REQUIRE_MESSAGE(ns.ok(), ns.error());
+    REQUIRE(run("ip link set lo up") == 0);
+
+    for (const char* host : {"127.0.0.1", "::"}) {
+        CAPTURE(std::string(host));
+        LinkSocketSpec s = spec("server", endpoint(host, 0));
+        s.sockets = 4;
+        auto group = open_link_socket(s);
+        REQUIRE_MESSAGE(group, group.error().message);
+        REQUIRE(group->fds.size() == 4);
+        // An ephemeral port, the same for every socket.
+        const uint16_t port = port_of(group->local);
+        CHECK(port != 0);
+        for (const auto& fd : group->fds) {
+            Endpoint local;
+            socklen_t len = sizeof local.addr;
+            REQUIRE(getsockname(fd.get(), &local.addr.sa, &len) == 0);
+            local.len = len;
+            CHECK(local == group->local);
+            CHECK(int_option(fd.get(), SOL_SOCKET, SO_REUSEPORT) == 1);
+        }
+
+        // One sender, one source port: the kernel's hash alone would give
+        // every datagram to one socket. (IPv4 on the [::] group too.)
+        mlvpn::Fd sender(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        REQUIRE(sender);
+        const Endpoint to = endpoint("127.0.0.1", port);
+        const auto steer = [&](const std::string& d) {
+            REQUIRE(sendto(sender.get(), d.data(), d.size(), 0, &to.addr.sa, to.len) == static_cast<ssize_t>(d.size()));
+            return receiver(*group);
+        };
+        for (uint8_t space = 0; space < 9; ++space) {
+            CAPTURE(int(space));
+            CHECK(steer(datagram(3, space)) == space % 4);  // Data
+            CHECK(steer(datagram(4, space)) == space % 4);  // Control
+        }
+        CHECK(steer(datagram(4, 63)) == 3);
+        // Handshakes, junk and datagrams too short to have a space: socket 0.
+        CHECK(steer(datagram(1, 3)) == 0);
+        CHECK(steer(datagram(2, 3)) == 0);
+        CHECK(steer(datagram(7, 3)) == 0);
+        CHECK(steer(datagram(3, 3, 8)) == 0);
+        CHECK(steer(datagram(3, 3, 1)) == 0);
+    }
+}
+
+TEST_CASE("link socket group: a port taken by a plain socket or another group is refused") {
+    MLVPN_TEST_NEEDS_ROOT();
+    NetnsGuard ns;
+    REQUIRE_MESSAGE(ns.ok(), ns.error());
+
+    mlvpn::Fd plain(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    REQUIRE(plain);
+    Endpoint taken = endpoint("127.0.0.1", 0);
+    REQUIRE(bind(plain.get(), &taken.addr.sa, taken.len) == 0);
+    socklen_t len = sizeof taken.addr;
+    REQUIRE(getsockname(plain.get(), &taken.addr.sa, &len) == 0);
+    const uint16_t port = port_of(taken);
+    LinkSocketSpec s = spec("dsl1", endpoint("127.0.0.1", port));
+    s.sockets = 4;
+    auto over_plain = open_link_socket(s);
+    REQUIRE(!over_plain);
+    CHECK(over_plain.error().message ==
+          "link dsl1: bind 127.0.0.1:" + std::to_string(port) + ": Address already in use");
+
+    // A group (every socket SO_REUSEPORT, the same user) would take a new
+    // socket with SO_REUSEPORT in silently; the probe has none.
+    LinkSocketSpec first_spec = spec("dsl2", endpoint("127.0.0.1", 0));
+    first_spec.sockets = 2;
+    auto first = open_link_socket(first_spec);
+    REQUIRE_MESSAGE(first, first.error().message);
+    const uint16_t group_port = port_of(first->local);
+    for (uint32_t sockets : {1u, 2u}) {
+        LinkSocketSpec second = spec("dsl3", endpoint("127.0.0.1", group_port));
+        second.sockets = sockets;
+        auto refused = open_link_socket(second);
+        REQUIRE(!refused);
+        CHECK(refused.error().message ==
+              "link dsl3: bind 127.0.0.1:" + std::to_string(group_port) + ": Address already in use");
+        // And the any address covers it too.
+        auto any = open_link_socket(spec("dsl4", endpoint("::", group_port)));
+        REQUIRE(!any);
+        CHECK(contains(any.error().message, "Address already in use"));
+    }
+    // Once the group is closed the port is free again.
+    first->fds.clear();
+    LinkSocketSpec again = spec("dsl3", endpoint("127.0.0.1", group_port));
+    again.sockets = 2;
+    auto reopened = open_link_socket(again);
+    REQUIRE_MESSAGE(reopened, reopened.error().message);
+    CHECK(port_of(reopened->local) == group_port);
+}
+
+TEST_CASE("link socket group: a client's group, bound where the route says and not connected") {
+    MLVPN_TEST_NEEDS_ROOT();
+    NetnsGuard ns;
+    REQUIRE_MESSAGE(ns.ok(), ns.error());
+    REQUIRE(run("ip link add lnk0 type veth peer name lnk1 && ip addr add 10.1.0.1/24 dev lnk0 && "
+                "ip link set lnk0 up && ip link set lnk1 up") == 0);
+
+    // No bind address: the any address of the remote's family, and the
+    // source address the route to it picks (10.1.0.1), as connect() did.
+    LinkSocketSpec s = spec("dsl1", Endpoint{}, endpoint("10.1.0.2", 5080));
+    s.sockets = 3;
+    auto client = open_link_socket(s);
+    REQUIRE_MESSAGE(client, client.error().message);
+    CHECK(client->local.to_string().rfind("10.1.0.1:", 0) == 0);
+    CHECK(client->remote == endpoint("10.1.0.2", 5080));
+    for (const auto& fd : client->fds) {
+        Endpoint peer;
+        socklen_t len = sizeof peer.addr;
+        CHECK(getpeername(fd.get(), &peer.addr.sa, &len) == -1);
+    }
+    // The configured port, when there is one.
+    s.bind = endpoint("0.0.0.0", 40123);
+    auto fixed = open_link_socket(s);
+    REQUIRE_MESSAGE(fixed, fixed.error().message);
+    CHECK(fixed->local.to_string() == "10.1.0.1:40123");
+    // No route to the remote: the probe's connect() says so, as before.
+    auto unreachable = open_link_socket(spec("dsl2", Endpoint{}, endpoint("192.0.2.1", 5080)));
+    REQUIRE(!unreachable);
+    CHECK(unreachable.error().message == "link dsl2: connect 192.0.2.1:5080: Network is unreachable");
 }

@@ -4,10 +4,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cerrno>
 #include <cstring>
+#include <initializer_list>
+#include <type_traits>
 #include <vector>
 
 #include "priv/channel.hpp"
+#include "priv/fd_group.hpp"
 #include "priv/messages.hpp"
 
 using namespace mlvpn;
@@ -19,6 +26,23 @@ template <class M>
 std::vector<std::byte> encoded(const M& m) {
     auto b = msg::bytes_of(m);
     return {b.begin(), b.end()};
+}
+
+// `m` with `field` set to each of `good` decodes, the value kept; with each
+// of `bad` it does not.
+template <class M, class F>
+void check_field(M m, F M::*field, std::type_identity_t<std::initializer_list<F>> good,
+                 std::type_identity_t<std::initializer_list<F>> bad) {
+    for (F value : good) {
+        m.*field = value;
+        auto d = msg::decode(encoded(m));
+        REQUIRE(d);
+        CHECK(std::get<M>(*d).*field == value);
+    }
+    for (F value : bad) {
+        m.*field = value;
+        CHECK_FALSE(msg::decode(encoded(m)));
+    }
 }
 
 }  // namespace
@@ -74,7 +98,6 @@ TEST_CASE("messages: wrong sizes, unknown types and bad fields are refused") {
         std::memcpy(b.data(), &type, 2);
         const bool ok = msg::decode(b).has_value();
         CHECK(ok == (t == static_cast<int>(msg::Type::LinkState) ||
-                     t == static_cast<int>(msg::Type::LinkSocket) ||
                      t == static_cast<int>(msg::Type::ControlListener)));
     }
     auto bad = s;
@@ -138,8 +161,97 @@ TEST_CASE("messages: Config says whether the links have UDP offload, 0 or 1") {
     c.udp_offload = 2;
     CHECK_FALSE(msg::decode(encoded(c)));
     c.udp_offload = 1;
-    c.reserved[1] = 1;
+    // And how many worker threads there are, 1..64.
+    CHECK(c.workers == 1);
+    check_field(c, &msg::Config::workers, {1, 2, 64}, {0, 65, 255});
+    c.reserved = 1;
     CHECK_FALSE(msg::decode(encoded(c)));
+}
+
+TEST_CASE("messages: the members of a descriptor group") {
+    // TunQueue: queues 1..63 (queue 0 comes with Tun).
+    CHECK(static_cast<int>(msg::Type::TunQueue) % 2 == 1);  // pushed by priv
+    check_field(msg::TunQueue{}, &msg::TunQueue::queue, {1u, 2u, msg::kMaxWorkers - 1},
+                {0u, msg::kMaxWorkers, ~0u});
+
+    // LinkSocket: a thread below 64; thread 0 may say it has no socket,
+    // a further thread always has one.
+    msg::LinkSocket ls;
+    ls.index = 3;
+    check_field(ls, &msg::LinkSocket::thread, {0u, 1u, msg::kMaxWorkers - 1}, {msg::kMaxWorkers, ~0u});
+    ls.error = EADDRINUSE;
+    CHECK(msg::decode(encoded(ls)));
+    ls.thread = 1;
+    CHECK_FALSE(msg::decode(encoded(ls)));
+}
+
+TEST_CASE("messages: a client link carries its server's address, a server link none") {
+    msg::Link l;
+    l.index = 0;
+    l.timeout_ms = 1000;
+    msg::set_string(l.name, "dsl1");
+    l.connected = 1;
+    CHECK_FALSE(msg::decode(encoded(l)));  // a client link without its server
+    auto* in4 = reinterpret_cast<sockaddr_in*>(&l.peer);
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons(5080);
+    l.peer_len = sizeof(sockaddr_in);
+    CHECK(msg::decode(encoded(l)));
+    l.peer_len = sizeof(sockaddr_in6);  // the wrong length for the family
+    CHECK_FALSE(msg::decode(encoded(l)));
+    l.peer.sin6_family = AF_INET6;
+    CHECK(msg::decode(encoded(l)));
+    l.peer.sin6_family = AF_UNIX;
+    CHECK_FALSE(msg::decode(encoded(l)));
+
+    l.connected = 0;  // a server link: nothing there at all
+    l.peer = sockaddr_in6{};
+    l.peer_len = 0;
+    CHECK(msg::decode(encoded(l)));
+    l.peer.sin6_port = 1;
+    CHECK_FALSE(msg::decode(encoded(l)));
+    l.peer.sin6_port = 0;
+    l.fixed_port = 1;
+    CHECK(msg::decode(encoded(l)));
+    l.fixed_port = 2;
+    CHECK_FALSE(msg::decode(encoded(l)));
+}
+
+TEST_CASE("FdGroup: members in order, each once, each with a descriptor") {
+    const auto fd = [] { return Fd(open("/dev/null", O_RDONLY | O_CLOEXEC)); };
+
+    FdGroup one(2, 1, fd());
+    CHECK(one.valid());
+    CHECK(one.complete());
+    CHECK(one.take().size() == 1);
+    CHECK_FALSE(one.add(2, 1, fd()));  // nothing beyond the size
+
+    FdGroup group(5, 3, fd());
+    CHECK_FALSE(group.complete());
+    CHECK(group.take().empty());          // not before it is complete
+    CHECK_FALSE(group.add(5, 2, fd()));   // out of order
+    CHECK_FALSE(group.add(5, 0, fd()));   // member 0 again
+    CHECK_FALSE(group.add(4, 1, fd()));   // another link's
+    CHECK_FALSE(group.add(5, 1, Fd()));   // without a descriptor
+    CHECK(group.add(5, 1, fd()));
+    CHECK_FALSE(group.add(5, 1, fd()));   // twice
+    CHECK(group.add(5, 2, fd()));
+    CHECK(group.complete());
+    CHECK_FALSE(group.add(5, 3, fd()));
+    const auto fds = group.take();
+    REQUIRE(fds.size() == 3);
+    for (const auto& f : fds) CHECK(f);
+
+    // Groups that can never be completed.
+    const auto never = [&](FdGroup bad) {
+        CHECK_FALSE(bad.valid());
+        CHECK_FALSE(bad.complete());
+        CHECK_FALSE(bad.add(0, 1, fd()));
+        CHECK(bad.take().empty());
+    };
+    never(FdGroup(0, 0, fd()));
+    never(FdGroup(0, msg::kMaxWorkers + 1, fd()));
+    never(FdGroup(0, 2, Fd()));
 }
 
 TEST_CASE("channel: messages keep their boundaries and carry one descriptor") {

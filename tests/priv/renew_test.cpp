@@ -71,12 +71,22 @@ TEST_CASE("renew messages: request even, answer odd, decoded exactly") {
     a.index = 1;
     msg::set_string(a.local, "198.18.1.3:40000");
     msg::set_string(a.remote, "198.18.1.2:5080");
+    // The server's address comes with the socket: it is not connected.
+    CHECK_FALSE(msg::decode(datagram(a)));
+    a.peer.sin6_family = AF_INET;
+    a.peer_len = sizeof(sockaddr_in);
     const auto d = msg::decode(datagram(a));
     REQUIRE(d);
     REQUIRE(std::holds_alternative<msg::LinkRenewed>(*d));
     CHECK(msg::get_string(std::get<msg::LinkRenewed>(*d).local) == "198.18.1.3:40000");
 
     msg::LinkRenewed bad = a;
+    bad.error = EAGAIN;  // no socket, so no address either
+    CHECK_FALSE(msg::decode(datagram(bad)));
+    bad.peer = sockaddr_in6{};
+    bad.peer_len = 0;
+    CHECK(msg::decode(datagram(bad)));
+    bad = a;
     bad.error = -1;
     CHECK_FALSE(msg::decode(datagram(bad)));
     bad = a;

@@ -10,10 +10,16 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 
+#include <linux/if_tun.h>
+#include <seccomp.h>
+#include <sys/ioctl.h>
+
 #include <cerrno>
 #include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include "tests/netns.hpp"
 
@@ -46,13 +52,25 @@ ssize_t route_datagram_through(const TunDevice& tun, const char* name, unsigned 
     inet_pton(AF_INET, "10.77.0.2", &to.sin_addr);
     REQUIRE(sendto(udp.get(), "ping", 4, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) == 4);
     ssize_t n = -1;
+    // The kernel puts the flow on one queue of its choosing: read whichever.
+    std::vector<pollfd> fds;
+    for (const auto& q : tun.queues) fds.push_back(pollfd{q.get(), POLLIN, 0});
     for (int tries = 0; tries < 50 && n < 0; ++tries) {  // skip IPv6 noise, if any
-        pollfd pfd{tun.fd.get(), POLLIN, 0};
-        REQUIRE(poll(&pfd, 1, 1000) == 1);
-        n = read(tun.fd.get(), buf, sizeof buf);
-        if (n > static_cast<ssize_t>(header) && (buf[header] >> 4) != 4) n = -1;
+        REQUIRE(poll(fds.data(), fds.size(), 1000) >= 1);
+        for (const pollfd& p : fds) {
+            if (n >= 0 || (p.revents & POLLIN) == 0) continue;
+            n = read(p.fd, buf, sizeof buf);
+            if (n > static_cast<ssize_t>(header) && (buf[header] >> 4) != 4) n = -1;
+        }
     }
     return n;
+}
+
+// The flags TUNGETIFF reports on one queue.
+int queue_flags(const mlvpn::Fd& queue) {
+    ifreq ifr{};
+    if (ioctl(queue.get(), TUNGETIFF, &ifr) < 0) return -1;
+    return ifr.ifr_flags;
 }
 
 }  // namespace
@@ -66,15 +84,15 @@ TEST_CASE("create_tun: a TUN device, without packet information") {
     REQUIRE_MESSAGE(tun, tun.error().message);
     CHECK(tun->name == "mlvpntest0");
     CHECK(tun->ifindex == static_cast<int>(if_nametoindex("mlvpntest0")));
-    CHECK((fcntl(tun->fd.get(), F_GETFL) & O_NONBLOCK) != 0);
-    CHECK((fcntl(tun->fd.get(), F_GETFD) & FD_CLOEXEC) != 0);
+    CHECK((fcntl(tun->queues[0].get(), F_GETFL) & O_NONBLOCK) != 0);
+    CHECK((fcntl(tun->queues[0].get(), F_GETFD) & FD_CLOEXEC) != 0);
     const std::string details = output_of("ip -d link show dev mlvpntest0");
     CHECK(contains(details, "tun type tun"));
     CHECK(contains(details, "link/none"));
 
     // Non-blocking: nothing to read yet.
     char empty[16];
-    CHECK(read(tun->fd.get(), empty, sizeof empty) == -1);
+    CHECK(read(tun->queues[0].get(), empty, sizeof empty) == -1);
     CHECK(errno == EAGAIN);
 
     // A datagram routed into the device arrives as a bare IPv4 packet: no
@@ -85,7 +103,7 @@ TEST_CASE("create_tun: a TUN device, without packet information") {
     CHECK(buf[9] == IPPROTO_UDP);
 
     // The device lives as long as its descriptor.
-    tun->fd.reset();
+    tun->queues.clear();
     CHECK(if_nametoindex("mlvpntest0") == 0);
 }
 
@@ -180,6 +198,87 @@ TEST_CASE("create_tun: a name in use is a clear error, whatever holds it") {
     auto persistent = create_tun("mlvpnpersist", TunType::Tun);
     REQUIRE(!persistent);
     CHECK(contains(persistent.error().message, "device name in use"));
+}
+
+TEST_CASE("create_tun: a multi-queue device, one descriptor per queue") {
+    MLVPN_TEST_NEEDS_ROOT();
+    NetnsGuard ns;
+    REQUIRE_MESSAGE(ns.ok(), ns.error());
+
+    // One queue is a multi-queue device too: it never changes kind.
+    auto one = create_tun("mlvpntest1", TunType::Tun);
+    REQUIRE_MESSAGE(one, one.error().message);
+    REQUIRE(one->queues.size() == 1);
+    CHECK((queue_flags(one->queues[0]) & IFF_MULTI_QUEUE) != 0);
+
+    auto tun = create_tun("mlvpntest0", TunType::Tun, true, 4);
+    REQUIRE_MESSAGE(tun, tun.error().message);
+    REQUIRE(tun->queues.size() == 4);
+    REQUIRE(tun->offload != TunOffload::None);
+    for (const auto& q : tun->queues) {
+        CHECK((fcntl(q.get(), F_GETFL) & O_NONBLOCK) != 0);
+        CHECK((fcntl(q.get(), F_GETFD) & FD_CLOEXEC) != 0);
+        // Every queue reads and writes with the header queue 0 asked for.
+        const int flags = queue_flags(q);
+        CHECK((flags & IFF_MULTI_QUEUE) != 0);
+        CHECK((flags & IFF_VNET_HDR) != 0);
+        CHECK((flags & IFF_NO_PI) != 0);
+    }
+    CHECK(contains(output_of("ip -d link show dev mlvpntest0"), "numqueues 4"));
+    CHECK(contains(output_of("ethtool -k mlvpntest0"), "tcp-segmentation-offload: on"));
+    unsigned char buf[2048];
+    REQUIRE(route_datagram_through(*tun, "mlvpntest0", buf, 10) == 10 + 20 + 8 + 4);
+    CHECK(buf[10] == 0x45);
+
+    // IFF_TUN_EXCL on queue 0: a second device of that name is refused,
+    // whatever its queue count, and the first keeps its queues.
+    for (uint32_t queues : {1u, 4u}) {
+        auto second = create_tun("mlvpntest0", TunType::Tun, true, queues);
+        REQUIRE(!second);
+        CHECK(contains(second.error().message, "tun mlvpntest0: device name in use"));
+    }
+    CHECK(contains(output_of("ip -d link show dev mlvpntest0"), "numqueues 4"));
+
+    // The device lives while any queue is open.
+    tun->queues.erase(tun->queues.begin());
+    CHECK(if_nametoindex("mlvpntest0") != 0);
+    tun->queues.clear();
+    CHECK(if_nametoindex("mlvpntest0") == 0);
+
+    for (uint32_t queues : {0u, mlvpn::priv::kMaxTunQueues + 1}) {
+        auto wrong = create_tun("mlvpntest2", TunType::Tun, false, queues);
+        REQUIRE(!wrong);
+        CHECK(contains(wrong.error().message, "queues asked for"));
+    }
+}
+
+TEST_CASE("create_tun: a kernel that refuses offloads gets a plain device, every queue plain") {
+    MLVPN_TEST_NEEDS_ROOT();
+    NetnsGuard ns;
+    REQUIRE_MESSAGE(ns.ok(), ns.error());
+    // A child whose TUNSETOFFLOAD fails with EINVAL, as on a kernel without
+    // the offloads.
+    const std::string result = run_in_child([] {
+        scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+        if (ctx == nullptr ||
+            seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EINVAL), SCMP_SYS(ioctl), 1,
+                             SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TUNSETOFFLOAD)) != 0 ||
+            seccomp_load(ctx) != 0)
+            return std::string("seccomp failed");
+        seccomp_release(ctx);
+        auto tun = create_tun("mlvpntest0", TunType::Tun, true, 4);
+        if (!tun) return tun.error().message;
+        if (tun->offload != TunOffload::None) return std::string("offloads on");
+        if (tun->queues.size() != 4) return fmt::format("{} queues", tun->queues.size());
+        for (const auto& q : tun->queues) {
+            const int flags = queue_flags(q);
+            if ((flags & IFF_VNET_HDR) != 0 || (flags & IFF_MULTI_QUEUE) == 0)
+                return fmt::format("queue flags {:#x}", flags);
+        }
+        if (!contains(output_of("ip -d link show dev mlvpntest0"), "numqueues 4")) return std::string("not 4 queues");
+        return std::string("plain");
+    });
+    CHECK(result == "plain");
 }
 
 TEST_CASE("create_tun: bad names") {
