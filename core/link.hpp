@@ -111,7 +111,7 @@ struct Link {
     // left out of status.
     bool removed = false;
     const char* reason = "starting";  // why the link is in its state (for status)
-    Endpoint peer;  // where to send (server side); empty on connected links
+    Endpoint peer;  // where to send (server side); empty on client links (settings.remote)
 
     std::optional<Session> current;
     std::optional<Session> previous;  // kept for packets in flight after a rekey

@@ -1,18 +1,19 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // SocketRenewal: when a client link should get a fresh socket from [priv].
 //
-// A client link's socket is connected: its source address was fixed when it
-// was connected, and the address of `remotehost` when [priv] resolved it.
+// A client link's socket is bound to the source address the route to the
+// server had when [priv] made it, and sends to the address `remotehost` had
+// then (it is not connected, docs/privsep.md, but it might as well be).
 // When the host's address changes (DHCP, a 4G reconnect) or the server's
 // name points elsewhere, the socket keeps sending from, or to, an address
 // that no longer works, and nothing the protocol does on that socket brings
-// the link back. A fresh socket (re-resolved, re-bound, re-connected) does.
+// the link back. A fresh socket (re-resolved, re-bound) does.
 //
 // The link asks for one when
 //   - initiations have gone unanswered for timing::kRenewAfterUnanswered,
 //   - sends keep failing for want of a route (unreachable()) for
 //     timing::kRenewAfterUnreachable: IPv4 says exactly this (ENETUNREACH)
-//     when a connected socket's source address has left the host, or
+//     when a socket's bound source address has left the host, or
 //   - a send failed with an error that says the socket's own address is gone
 //     (mark_address_lost()),
 // but never more often than the backoff allows: it starts at

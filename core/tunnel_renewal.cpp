@@ -26,7 +26,7 @@ void Tunnel::socket_renewed(LinkIndex index, const Endpoint& remote) {
 
 Time Tunnel::renewal_timer(LinkIndex index, Time now) {
     Link& link = links_[index];
-    // Only a connected socket has an address to lose; a server link's
+    // Only a client's socket has an address to lose; a server link's
     // socket is bound to its own address and follows the client by itself
     // (on_transport: "peer moved").
     if (!link.settings.connected || link.removed || link.admin == LinkAdmin::Down) return kNever;
@@ -48,7 +48,7 @@ Time Tunnel::renewal_timer(LinkIndex index, Time now) {
 void Tunnel::renewal_on_send_error(LinkIndex index, int error) {
     Link& link = links_[index];
     if (!link.settings.connected || link.removed) return;
-    // A connected socket whose source address left the host: IPv4's route
+    // A socket whose bound source address left the host: IPv4's route
     // lookup, given a source that is no longer local, says ENETUNREACH —
     // which is also what a network that really is unreachable says, and
     // that may pass by itself: a fresh socket only once it persists.
