@@ -31,6 +31,13 @@ write_configs
 # bound to a fixed address cannot move: its address is its configuration.)
 sed -i "/^bindhost = \"$OLD_ADDR\"\$/d" "$CLIENT_CONF"
 grep -q "^bindhost = \"$OLD_ADDR\"" "$CLIENT_CONF" && fail "could not take dsl1's bindhost out of the client config"
+# REBIND_BINDPORT (rebind_fixed_port_test.sh): dsl1's port is configured, and
+# every fresh socket must have it again: the worker closes the old ones first.
+PORT=${REBIND_BINDPORT:-}
+if [[ -n $PORT ]]; then
+    sed -i "/^\[dsl1\]\$/a bindport = $PORT" "$CLIENT_CONF"
+    grep -q "^bindport = $PORT\$" "$CLIENT_CONF" || fail "could not give dsl1 a bindport"
+fi
 start_daemons
 wait_links_up
 check_ping "$NS_C" "$SERVER_TUN_IP" 5
@@ -46,7 +53,7 @@ top_field() {
 }
 
 bind_before=$(field "$CLIENT_SOCK" 1 bindaddr)
-[[ $bind_before == "$OLD_ADDR:"* ]] || fail "client dsl1 is bound to '$bind_before' (want $OLD_ADDR:port)"
+[[ $bind_before == "$OLD_ADDR:$PORT"* ]] || fail "client dsl1 is bound to '$bind_before' (want $OLD_ADDR:port)"
 ok "client dsl1 sends from $bind_before"
 [[ $(field "$CLIENT_SOCK" 1 socket_renewals) == 0 ]] || fail "a socket renewal before any change"
 started_lines=$(count_in "$CLIENT_LOG" ' started: .*worker pid ')
@@ -62,7 +69,7 @@ ip -n "$NS_C" addr del "$OLD_ADDR/24" dev "$(client_if 1)"
 ip -n "$NS_C" addr add "$NEW_ADDR/24" dev "$(client_if 1)"
 moved_at=$(date +%s%N)
 
-wait_for "$CLIENT_LOG" "link dsl1: fresh socket $NEW_ADDR:" $BACK_WITHIN
+wait_for "$CLIENT_LOG" "link dsl1: fresh socket $NEW_ADDR:$PORT" $BACK_WITHIN
 # Up on both sides, the client's socket on the new address, the server's
 # peer there too.
 end=$((moved_at + BACK_WITHIN * 1000000000))
@@ -75,7 +82,7 @@ done
 back_ms=$((($(date +%s%N) - moved_at) / 1000000))
 ok "dsl1 up again on both sides ${back_ms} ms after the change; the server's peer is $peer"
 bind_after=$(field "$CLIENT_SOCK" 1 bindaddr)
-[[ $bind_after == "$NEW_ADDR:"* ]] || fail "client dsl1 is bound to '$bind_after' (want $NEW_ADDR:port)"
+[[ $bind_after == "$NEW_ADDR:$PORT"* ]] || fail "client dsl1 is bound to '$bind_after' (want $NEW_ADDR:port)"
 renewals=$(field "$CLIENT_SOCK" 1 socket_renewals)
 ((renewals >= 1 && renewals <= 3)) || fail "client dsl1 counts $renewals socket renewals (want 1..3)"
 [[ $(field "$CLIENT_SOCK" 2 socket_renewals) == 0 ]] || fail "dsl2 had its socket renewed too"
@@ -123,7 +130,7 @@ moved_at=$(date +%s%N)
 sleep "$GAP"
 ip -n "$NS_C" addr add "$LATE_ADDR/24" dev "$(client_if 1)"
 wait_for "$CLIENT_LOG" "link dsl1: no fresh socket: .*unreachable" 1
-wait_for "$CLIENT_LOG" "link dsl1: fresh socket $LATE_ADDR:" $BACK_WITHIN
+wait_for "$CLIENT_LOG" "link dsl1: fresh socket $LATE_ADDR:$PORT" $BACK_WITHIN
 end=$((moved_at + BACK_WITHIN * 1000000000))
 while :; do
     c=$(field "$CLIENT_SOCK" 1 state) s=$(field "$SERVER_SOCK" 1 state) peer=$(field "$SERVER_SOCK" 1 peer)
