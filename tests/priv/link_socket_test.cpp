@@ -63,10 +63,9 @@ int int_option(int fd, int level, int option) {
     return value;
 }
 
-// Sends on `from` (a client: to its remote) and returns the sender address
-// `to` saw.
-Endpoint send_and_receive(const LinkSocket& from, const LinkSocket& to) {
-    REQUIRE(sendto(from.fds[0].get(), "hello", 5, 0, &from.remote.addr.sa, from.remote.len) == 5);
+// Sends on `fd` to `dest` and returns the sender address `to` saw.
+Endpoint send_and_receive(int fd, const Endpoint& dest, const LinkSocket& to) {
+    REQUIRE(sendto(fd, "hello", 5, 0, &dest.addr.sa, dest.len) == 5);
     pollfd pfd{to.fds[0].get(), POLLIN, 0};
     REQUIRE(poll(&pfd, 1, 2000) == 1);
     char buf[16];
@@ -76,6 +75,12 @@ Endpoint send_and_receive(const LinkSocket& from, const LinkSocket& to) {
     sender.len = len;
     CHECK(std::memcmp(buf, "hello", 5) == 0);
     return sender;
+}
+
+// Sends on `from` (a client: to its remote) and returns the sender address
+// `to` saw.
+Endpoint send_and_receive(const LinkSocket& from, const LinkSocket& to) {
+    return send_and_receive(from.fds[0].get(), from.remote, to);
 }
 
 bool contains(const std::string& haystack, const std::string& needle) {
@@ -102,6 +107,9 @@ TEST_CASE("open_link_socket: bind and connect, IPv4 and IPv6") {
         CHECK(client->remote == server->local);
         CHECK(port_of(client->local) != 0);
         CHECK(send_and_receive(*client, *server) == client->local);
+        // The server's answer comes from exactly the address the client
+        // keeps: the worker drops anything else (core/link.hpp, from_peer).
+        CHECK(send_and_receive(server->fds[0].get(), client->local, *client) == client->remote);
 
         REQUIRE(client->fds.size() == 1);
         const int fd = client->fds[0].get();
@@ -160,6 +168,8 @@ TEST_CASE("open_link_socket: [::] is dual-stack") {
     CHECK(mapped->remote.addr.sa.sa_family == AF_INET6);
     CHECK(mapped->remote.to_string() == peer->local.to_string());
     CHECK(send_and_receive(*mapped, *peer).to_string() == mapped->local.to_string());
+    const Endpoint mapped_v4 = endpoint("127.0.0.1", port_of(mapped->local));
+    CHECK(send_and_receive(peer->fds[0].get(), mapped_v4, *mapped) == mapped->remote);
 }
 
 TEST_CASE("open_link_socket: family mismatches") {
