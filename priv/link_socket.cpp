@@ -180,7 +180,7 @@ uint16_t port_of(const Endpoint& e) {
     return ntohs(e.addr.sa.sa_family == AF_INET6 ? e.addr.in6.sin6_port : e.addr.in4.sin_port);
 }
 
-// A socket of the spec's family with its options; `what` failed otherwise.
+// A socket of `family` with the spec's options, or what failed.
 Result<Fd> configured_socket(int family, const LinkSocketSpec& spec) {
     Fd fd(socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) return fail(fmt::format("socket: {}", errno_text()));
