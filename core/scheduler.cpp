@@ -27,8 +27,34 @@ Scheduler::Scheduler(std::span<const uint64_t> bandwidths)
     }
 }
 
+void Scheduler::rejoin(std::span<const bool> usable) {
+    const size_t n = std::min(usable.size(), weight_.size());
+    // The lowest clock among links that stayed usable: a link that just
+    // became usable starts there, so it neither bursts nor waits.
+    double floor = std::numeric_limits<double>::infinity();
+    for (size_t i = 0; i < n; ++i) {
+        if (usable[i] && was_usable_[i]) floor = std::min(floor, vtime_[i]);
+    }
+    for (size_t i = 0; i < n; ++i) {
+        if (!usable[i]) {
+            was_usable_[i] = false;
+        } else if (!was_usable_[i]) {
+            vtime_[i] = floor == std::numeric_limits<double>::infinity() ? 0.0 : floor;
+            queue_[i] = 0;  // an empty queue, in the earliest-arrival model
+            was_usable_[i] = true;
+        }
+    }
+}
+
 std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes, Time now,
                                       std::span<const PathEstimate> path) {
+    // Links back in use start afresh in both ways of choosing, whichever
+    // this packet takes: a link that came back through earliest arrival
+    // kept the clock it had when it left, and once the links were alike in
+    // delay again it took everything until its clock caught up with the
+    // others' (cut-both: the surviving link carried nothing for 5 s after the
+    // restore, in 3 runs of 4).
+    rejoin(usable);
     const size_t n = std::min({usable.size(), weight_.size(), path.size()});
     // Links alike in delay: in proportion to their rates. Earliest arrival
     // would chase small differences between their queue estimates, send one
@@ -45,10 +71,7 @@ std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes
     std::optional<size_t> best;
     double best_arrival = 0;
     for (size_t i = 0; i < n; ++i) {
-        if (!usable[i]) {
-            was_usable_[i] = false;
-            continue;
-        }
+        if (!usable[i]) continue;
         // A measured link whose packets do not queue (as its round trips
         // show) carries all it is given, and perhaps more: its rate is only
         // a floor, which DeliveryRate may raise but not lower. Its model
@@ -63,12 +86,9 @@ std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes
         // Never beyond the link's bandwidth_upload, which is a cap.
         double rate = measured ? path[i].rate * (queues ? 1.0 : kUnqueuedGain) : weight_[i];
         if (path[i].cap > 0) rate = std::min(rate, path[i].cap);
-        // Drain what the link has sent since we last looked; a link that
-        // was out starts empty.
-        if (!was_usable_[i]) {
-            queue_[i] = 0;
-            was_usable_[i] = true;
-        } else if (now > queue_at_[i]) {
+        // Drain what the link has sent since we last looked (a link that
+        // was out starts empty: rejoin()).
+        if (now > queue_at_[i]) {
             queue_[i] = std::max(0.0, queue_[i] - rate * std::chrono::duration<double>(now - queue_at_[i]).count());
         }
         queue_at_[i] = std::max(queue_at_[i], now);
@@ -93,6 +113,7 @@ std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes
 }
 
 std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes) {
+    rejoin(usable);
     return pick_weighted(usable, bytes, {});
 }
 
@@ -114,22 +135,10 @@ std::optional<size_t> Scheduler::pick_weighted(std::span<const bool> usable, siz
         if (path[i].cap > 0) rate = std::min(rate, path[i].cap);
         return rate;
     };
-    // The lowest clock among links that stayed usable: a link that just
-    // became usable starts there, so it neither bursts nor waits.
-    double floor = std::numeric_limits<double>::infinity();
-    for (size_t i = 0; i < n; ++i) {
-        if (usable[i] && was_usable_[i]) floor = std::min(floor, vtime_[i]);
-    }
+    // (Links back in use start at the lowest clock: rejoin().)
     std::optional<size_t> best;
     for (size_t i = 0; i < n; ++i) {
-        if (!usable[i]) {
-            was_usable_[i] = false;
-            continue;
-        }
-        if (!was_usable_[i]) {
-            vtime_[i] = floor == std::numeric_limits<double>::infinity() ? 0.0 : floor;
-            was_usable_[i] = true;
-        }
+        if (!usable[i]) continue;
         if (!best || vtime_[i] < vtime_[*best]) best = i;
     }
     if (!best) return std::nullopt;

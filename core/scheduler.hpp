@@ -82,6 +82,10 @@ public:
     size_t size() const { return weight_.size(); }
 
 private:
+    // Links usable now that were not at the last pick start afresh: their
+    // clock at the lowest of the links that stayed usable, their modelled
+    // queue empty. Links not usable now are marked so.
+    void rejoin(std::span<const bool> usable);
     // Byte-weighted round robin, each link weighted by its rate in `path`
     // when there is one there, else by its configured weight.
     std::optional<size_t> pick_weighted(std::span<const bool> usable, size_t bytes,

@@ -167,6 +167,31 @@ TEST_CASE("scheduler: links alike in delay weigh a measured link that does not q
     CHECK(ratio(4ms, Duration{}, 2'500'000) == doctest::Approx(1.0).epsilon(0.01));
 }
 
+TEST_CASE("scheduler: a link back in use starts at the others' clock whichever way it came back") {
+    Scheduler s(std::vector<uint64_t>{0, 0});
+    bool both[2] = {true, true}, first[2] = {true, false};
+    const std::vector<mlvpn::core::PathEstimate> alike{{10ms, Duration{}, 1'000'000}, {10ms, Duration{}, 1'000'000}};
+    // Link 1 comes back 20 ms away (its first round trips after an outage):
+    // that packet goes by earliest arrival.
+    const std::vector<mlvpn::core::PathEstimate> apart{{10ms, Duration{}, 1'000'000}, {20ms, Duration{}, 1'000'000}};
+    Time now{};
+    const auto share = [&](const std::vector<mlvpn::core::PathEstimate>& path, bool* usable, int packets) {
+        int got[2] = {0, 0};
+        for (int p = 0; p < packets; ++p, now += 1ms) {
+            auto link = s.pick(std::span<const bool>(usable, 2), 1000, now, path);
+            REQUIRE(link);
+            ++got[*link];
+        }
+        return got[1];
+    };
+    CHECK(share(alike, both, 1000) == 500);
+    CHECK(share(alike, first, 5000) == 0);  // link 1 out: link 0's clock runs on
+    (void)share(apart, both, 1);
+    // Alike again: they share equally, rather than link 1 taking everything
+    // until its clock has caught up with link 0's five seconds.
+    CHECK(share(alike, both, 1000) == doctest::Approx(500).epsilon(0.01));
+}
+
 TEST_CASE("scheduler: queueing seen in a link's round trips counts even when its rate says otherwise") {
     // Link 0 claims 100 Mbit/s but its RTTs show 30 ms of queue (it is
     // slower than stated, or shared): new packets go to link 1 (5 ms away).
