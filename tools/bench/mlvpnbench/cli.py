@@ -296,7 +296,8 @@ def _print_result(r):
         else:
             b = e.get("back_after_s")
             log(f"  => {what} at {e['t']:g} s: " + (f"carries traffic again after {b:g} s" if b is not None
-                                                     else "carried no traffic again in the test"))
+                                                     else "carried no traffic again in the test")
+                + f"; {_all_back(e)}")
     if s.get("error"):
         log(f"  => {s['error']}")
 
@@ -347,13 +348,19 @@ def write_summary(outdir, docs):
                     fig = f"{e['second'][0]}-{e['second'][1]} s: {_cut_figures(e)}"
                 else:
                     b = e.get("back_after_s")
-                    fig = f"back after {b:g} s" if b is not None else "not back in the test"
+                    fig = (f"back after {b:g} s" if b is not None else "not back in the test") + f"; {_all_back(e)}"
                 events.append(f"| {doc['scenario']['name']} | {r['test']} | {r['system']} | {what} | {fig} |")
     if len(events) > 5:
         lines += events
     with open(os.path.join(outdir, "summary.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     return "\n".join(lines)
+
+
+def _all_back(e):
+    """Every link up carrying its part again after a restore (>= 10 % of its rate)."""
+    a = e.get("all_back_after_s")
+    return f"all links after {a:g} s" if a is not None else "not all links in the test"
 
 
 def _cut_figures(e):

@@ -344,6 +344,24 @@ class TestRun:
                     if rec and rec["links"][ev["link"]][f"{d}_delivered_mbit"] >= floor:
                         e["back_after_s"] = round(k - ev["t"], 3)
                         break
+                # ...and every link up then, for two seconds running: the
+                # aggregate is whole again only when the others carry their
+                # part too (a scheduler that lets the restored link take
+                # everything is not, though the others fade out over a second).
+                up = [n for n in names if not cut[n]["up"] and not cut[n]["down"]]
+
+                def whole(k):
+                    rec = by_t.get(k)
+                    return rec is not None and all(
+                        rec["links"][n][f"{d}_delivered_mbit"] >=
+                        (0.1 * spec[n][d]["rate_mbit"] if spec[n][d].get("rate_mbit") else 1.0) for n in up)
+
+                e["all_back_after_s"] = None
+                last = int(self.duration)
+                for k in range(math.floor(ev["t"]) + 1, last + 1):
+                    if whole(k) and (k == last or whole(k + 1)):
+                        e["all_back_after_s"] = round(k - ev["t"], 3)
+                        break
             events.append(e)
         return events
 
