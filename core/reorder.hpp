@@ -46,6 +46,19 @@ struct ReorderStats {
     uint64_t resyncs = 0;     // the sender's sequence restarted (jumped by more than 2^20)
     uint64_t duplicates = 0;  // refused: delivered already
     uint64_t resizes = 0;     // capacity changes that kept what was held (grown or shrunk)
+
+    // Sums (ReorderSpaces): every counter above.
+    ReorderStats& operator+=(const ReorderStats& o) {
+        in_order += o.in_order;
+        reordered += o.reordered;
+        late += o.late;
+        gaps_skipped += o.gaps_skipped;
+        overflows += o.overflows;
+        resyncs += o.resyncs;
+        duplicates += o.duplicates;
+        resizes += o.resizes;
+        return *this;
+    }
 };
 
 class Reorder {

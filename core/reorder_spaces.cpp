@@ -103,16 +103,7 @@ Duration ReorderSpaces::measured_skew(Time now) const {
 ReorderStats ReorderSpaces::stats() const {
     ReorderStats sum;
     for (const auto& s : spaces_) {
-        if (!s) continue;
-        const ReorderStats& r = s->reorder.stats();
-        sum.in_order += r.in_order;
-        sum.reordered += r.reordered;
-        sum.late += r.late;
-        sum.gaps_skipped += r.gaps_skipped;
-        sum.overflows += r.overflows;
-        sum.resyncs += r.resyncs;
-        sum.duplicates += r.duplicates;
-        sum.resizes += r.resizes;
+        if (s) sum += s->reorder.stats();
     }
     return sum;
 }

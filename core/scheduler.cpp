@@ -27,6 +27,27 @@ Scheduler::Scheduler(std::span<const uint64_t> bandwidths)
     }
 }
 
+double Scheduler::drive_rate(size_t i, std::span<const PathEstimate> path) const {
+    if (i >= path.size()) return weight_[i];
+    // A measured link whose packets do not queue (as its round trips show)
+    // carries all it is given, and perhaps more: its rate is only a floor,
+    // which DeliveryRate may raise but not lower. It counts kUnqueuedGain
+    // faster, so that it is given more than its estimate and shows what it
+    // carries; once its packets queue, the measurement says so. Without
+    // this, in earliest arrival a slow link used as spill-over kept the rate
+    // that the spill-over put it at (100/40/10 Mbit/s: the 40 Mbit/s link at
+    // 16-18 for ten seconds, while the model, draining at that rate, kept it
+    // out); and in the weighted share the split stayed where the estimates
+    // stood (50 + 20 Mbit/s: the 20 full in the first second, the 50 at its
+    // share of the estimates; both carried what they can only in the fourth,
+    // 49.3-51.1 Mbit/s in the second second against 60.8-63.4 with the gain,
+    // three alternated runs).
+    double rate = path[i].rate > 0 ? path[i].rate * (queues(path[i]) ? 1.0 : kUnqueuedGain) : weight_[i];
+    // Never beyond the link's bandwidth_upload, which is a cap.
+    if (path[i].cap > 0) rate = std::min(rate, path[i].cap);
+    return rate;
+}
+
 void Scheduler::rejoin(std::span<const bool> usable) {
     const size_t n = std::min(usable.size(), weight_.size());
     // The lowest clock among links that stayed usable: a link that just
@@ -72,20 +93,7 @@ std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes
     double best_arrival = 0;
     for (size_t i = 0; i < n; ++i) {
         if (!usable[i]) continue;
-        // A measured link whose packets do not queue (as its round trips
-        // show) carries all it is given, and perhaps more: its rate is only
-        // a floor, which DeliveryRate may raise but not lower. Its model
-        // drains kUnqueuedGain faster, so that it is given more than its
-        // estimate and shows what it carries; once its packets queue, the
-        // measurement says so. Without this, a slow link used as spill-over
-        // kept the rate that the spill-over put it at (measured on
-        // 100/40/10 Mbit/s: the 40 Mbit/s link at 16-18 for ten seconds,
-        // while the model, draining at that rate, kept it out).
-        const bool measured = path[i].rate > 0;
-        const bool queues = std::chrono::duration<double>(path[i].queueing).count() >= kBusy;
-        // Never beyond the link's bandwidth_upload, which is a cap.
-        double rate = measured ? path[i].rate * (queues ? 1.0 : kUnqueuedGain) : weight_[i];
-        if (path[i].cap > 0) rate = std::min(rate, path[i].cap);
+        const double rate = drive_rate(i, path);
         // Drain what the link has sent since we last looked (a link that
         // was out starts empty: rejoin()).
         if (now > queue_at_[i]) {
@@ -107,7 +115,7 @@ std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes
         // faster than its estimate it shows a queue that is not there, and
         // what the link delivered (all it was given) would be taken for all
         // it can carry, and could lower the estimate to it.
-        busy_[*best] = std::chrono::duration<double>(path[*best].queueing).count() >= kBusy;
+        busy_[*best] = queues(path[*best]);
     }
     return best;
 }
@@ -120,21 +128,6 @@ std::optional<size_t> Scheduler::pick(std::span<const bool> usable, size_t bytes
 std::optional<size_t> Scheduler::pick_weighted(std::span<const bool> usable, size_t bytes,
                                                std::span<const PathEstimate> path) {
     const size_t n = std::min(usable.size(), weight_.size());
-    // A measured link whose packets do not queue weighs kUnqueuedGain more,
-    // as in earliest arrival: its rate is only a floor then (it carried what
-    // it was given), and without the gain the split stays where the
-    // estimates stand. Starting on 50 + 20 Mbit/s, the 20 was full in the
-    // first second while the 50 got its share of the estimates, and the
-    // tunnel reached what both carry only in the fourth (three alternated
-    // runs: 49.3-51.1 Mbit/s in the second second, 60.8-63.4 with the
-    // gain; 57.1-59.7 over 20 s against 59.9-60.5). Never beyond a cap.
-    const auto weight = [&](size_t i) {
-        if (i >= path.size() || path[i].rate <= 0) return weight_[i];
-        const bool queues = std::chrono::duration<double>(path[i].queueing).count() >= kBusy;
-        double rate = path[i].rate * (queues ? 1.0 : kUnqueuedGain);
-        if (path[i].cap > 0) rate = std::min(rate, path[i].cap);
-        return rate;
-    };
     // (Links back in use start at the lowest clock: rejoin().)
     std::optional<size_t> best;
     for (size_t i = 0; i < n; ++i) {
@@ -142,9 +135,9 @@ std::optional<size_t> Scheduler::pick_weighted(std::span<const bool> usable, siz
         if (!best || vtime_[i] < vtime_[*best]) best = i;
     }
     if (!best) return std::nullopt;
-    vtime_[*best] += static_cast<double>(bytes) / weight(*best);
+    vtime_[*best] += static_cast<double>(bytes) / drive_rate(*best, path);
     // Busy when its round trips show a queue: it is given all it can take.
-    busy_[*best] = *best < path.size() && std::chrono::duration<double>(path[*best].queueing).count() >= kBusy;
+    busy_[*best] = *best < path.size() && queues(path[*best]);
     // Keep the clocks small so that double precision never runs out.
     if (vtime_[*best] > 1e12) {
         const double base = *std::min_element(vtime_.begin(), vtime_.end());

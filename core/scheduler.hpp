@@ -71,6 +71,11 @@ public:
     // in proportion to their rates; beyond it, by earliest arrival.
     static constexpr Duration kAlike = std::chrono::milliseconds(3);
     static constexpr double kBusy = 0.003;  // seconds
+    // Whether our packets queue on a path: its measured queueing is kBusy
+    // or more.
+    static bool queues(const PathEstimate& path) {
+        return std::chrono::duration<double>(path.queueing).count() >= kBusy;
+    }
     // Earliest arrival drains the modelled queue of a link with a measured
     // rate (PathEstimate::rate) this much faster while its packets do not
     // queue (PathEstimate::queueing below kBusy), and the weighted share
@@ -82,6 +87,10 @@ public:
     size_t size() const { return weight_.size(); }
 
 private:
+    // What link i is driven at: its rate in `path` (kUnqueuedGain more while
+    // its packets do not queue), else its configured weight; never above
+    // its cap.
+    double drive_rate(size_t i, std::span<const PathEstimate> path) const;
     // Links usable now that were not at the last pick start afresh: their
     // clock at the lowest of the links that stayed usable, their modelled
     // queue empty. Links not usable now are marked so.

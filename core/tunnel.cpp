@@ -440,8 +440,7 @@ void Tunnel::prepare_links(Time now, std::optional<LinkIndex> except) {
         const Link& l = links_[i];
         usable_scratch_[i] = usable(l, now) && i != except;
         path_scratch_[i] = path_estimate(l, now);
-        path_scratch_[i].rate = path_rate(
-            l, now, i, std::chrono::duration<double>(path_scratch_[i].queueing).count() >= Scheduler::kBusy);
+        path_scratch_[i].rate = path_rate(l, now, i, Scheduler::queues(path_scratch_[i]));
         path_scratch_[i].cap = l.delivery.hint();
         const bool primary = usable_scratch_[i] && l.admin == LinkAdmin::Up;
         any_primary |= primary;
