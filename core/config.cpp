@@ -127,6 +127,10 @@ constexpr GeneralKey kGeneralKeys[] = {
      [](Config& c, std::string_view k, std::string_view v) {
          return assign(c.udp_offload, to_bool(k, v));
      }},
+    {"workers",
+     [](Config& c, std::string_view k, std::string_view v) {
+         return assign(c.workers, to_u32(k, v, 0, kMaxWorkerThreads));
+     }},
     {"timeout",
      [](Config& c, std::string_view k, std::string_view v) {
          return assign(c.timeout_s, to_u32(k, v, 1, 86400));

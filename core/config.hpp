@@ -59,6 +59,9 @@ struct LinkConfig {
     uint32_t latency_tolerence_ms = 1000;  // resolved from [general] when absent
 };
 
+// The most worker threads a daemon runs (one counter space each).
+inline constexpr uint32_t kMaxWorkerThreads = 16;
+
 struct Config {
     std::string path;  // the file name used in messages
 
@@ -76,6 +79,10 @@ struct Config {
     // new: UDP segmentation offload on the link sockets: runs of datagrams
     // sent with UDP_SEGMENT, received with UDP_GRO (docs/fastpath.md).
     bool udp_offload = true;
+    // new: worker threads, each with its own TUN queue, socket of every link
+    // and counter space (docs/fastpath.md, "Worker threads"); 0 = one per
+    // CPU the daemon may run on, at most kMaxWorkerThreads.
+    uint32_t workers = 0;
     uint32_t timeout_s = 60;
     bool cleartext_data = false;
     std::optional<uint32_t> reorder_buffer_size;  // absent = adaptive; 0 = off

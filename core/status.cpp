@@ -149,6 +149,7 @@ std::string to_json(const Status& s) {
         {"last_reload", s.meta.last_reload_unix},
         {"mode", s.mode},
         {"backend", s.meta.backend},
+        {"workers", {{"threads", s.meta.workers}, {"cross_thread_copies", s.meta.cross_thread_copies}}},
         {"tuntap", {{"type", s.tuntap}, {"name", s.meta.device}, {"mtu", s.mtu}, {"offload", s.meta.offload}}},
         {"device", {{"read", t.tun_rx},
                     {"written", t.tun_tx},
@@ -296,6 +297,11 @@ std::string to_prometheus(const Status& s) {
     sample("device_write_dropped_packets_total", ",reason=\"malformed\"", s.tunnel.drop_tun_malformed);
     family("device_write_errors_total", "counter", "Writes to the device that failed.");
     sample("device_write_errors_total", "", s.tunnel.tun_write_errors);
+    family("worker_threads", "gauge", "Worker threads, each with its own TUN queue and socket per link.");
+    sample("worker_threads", "", s.meta.workers);
+    family("cross_thread_copies_total", "counter",
+           "Packets a worker thread sent or wrote for another (copied into its own buffer; reorder timeouts).");
+    sample("cross_thread_copies_total", "", s.meta.cross_thread_copies);
     family("device_offload_info", "gauge", "Constant 1, with the TUN offloads in use as a label (off, tcp, tcp,udp).");
     sample("device_offload_info", fmt::format(",offload=\"{}\"", prometheus_label(s.meta.offload)), 1);
     family("device_super_packets_total", "counter", "TUN offload: super-packets read (and split) and written (coalesced).");

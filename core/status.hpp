@@ -54,6 +54,8 @@ struct StatusMeta {
     OffloadStats offload_stats;
     bool udp_offload = false;  // LoopConfig::udp_offload (config udp_offload)
     UdpOffloadStats udp_offload_stats;
+    uint32_t workers = 1;  // worker threads (config workers)
+    uint64_t cross_thread_copies = 0;  // packets one thread handed out for another (priv/worker_threads.hpp)
     std::vector<std::string> local;  // per link: bound address
     std::vector<std::string> remote;  // per link: configured remote (client), or ""
 };

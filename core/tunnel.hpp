@@ -191,6 +191,8 @@ public:
     // to `remote` now (LinkSettings::remote: the server's name may have
     // been resolved to another address).
     void socket_renewed(LinkIndex link, const Endpoint& remote);
+    // take_events() or take_socket_renewals() would give something.
+    bool has_news() const { return !events_.empty() || !renewals_.empty(); }
 
     size_t link_count() const { return links_.size(); }
     const Link& link(LinkIndex i) const { return links_[i]; }

@@ -58,39 +58,49 @@ bool stderr_is_a_file() {
 
 unsigned worker_spare_fds() { return ControlServer::kMaxClients + 1 + uring::kMaxLinks + 4; }
 
-Status lock_down_worker(LoopBackend backend, core::Logger& log) {
-    // 1. rlimits.
+Result<LandlockSupport> lock_down_files() { return landlock_deny_all(); }
+
+Result<WorkerLimits> lock_down_limits() {
     // No fork or clone, even if a hole were found in the filter. io_uring's
     // io-wq worker threads count too: a request the kernel would punt to one
     // completes with -ECANCELED instead. The loop never asks for that (reads
     // and sends that cannot wait, pollable fds), and a cancelled read is just
-    // armed again; a cancelled send is counted as a send error.
-    if (auto ok = set_limit(RLIMIT_NPROC, 0, "RLIMIT_NPROC"); !ok) return ok;
-    if (auto ok = set_limit(RLIMIT_CORE, 0, "RLIMIT_CORE"); !ok) return ok;
+    // armed again; a cancelled send is counted as a send error. The worker's
+    // own threads exist already (the limit counts, it does not kill).
+    if (auto ok = set_limit(RLIMIT_NPROC, 0, "RLIMIT_NPROC"); !ok) return tl::unexpected(ok.error());
+    if (auto ok = set_limit(RLIMIT_CORE, 0, "RLIMIT_CORE"); !ok) return tl::unexpected(ok.error());
+    WorkerLimits limits;
     // No file can grow (a write past the end gets SIGXFSZ). Under --debug
     // with stderr sent to a file the log would be the first victim: the
     // limit stays as it was then, which the log line says.
-    const bool log_file = stderr_is_a_file();
-    if (!log_file)
-        if (auto ok = set_limit(RLIMIT_FSIZE, 0, "RLIMIT_FSIZE"); !ok) return ok;
+    limits.log_file = stderr_is_a_file();
+    if (!limits.log_file)
+        if (auto ok = set_limit(RLIMIT_FSIZE, 0, "RLIMIT_FSIZE"); !ok) return tl::unexpected(ok.error());
     auto ceiling = fd_ceiling();
     if (!ceiling) return tl::unexpected(ceiling.error());
-    const rlim_t nofile = static_cast<rlim_t>(*ceiling) + worker_spare_fds();
-    if (auto ok = set_limit(RLIMIT_NOFILE, nofile, "RLIMIT_NOFILE"); !ok) return ok;
+    limits.nofile = static_cast<rlim_t>(*ceiling) + worker_spare_fds();
+    if (auto ok = set_limit(RLIMIT_NOFILE, limits.nofile, "RLIMIT_NOFILE"); !ok) return tl::unexpected(ok.error());
+    return limits;
+}
 
-    // 2. Landlock.
-    auto landlock = landlock_deny_all();
-    if (!landlock) return tl::unexpected(landlock.error());
+Status lock_down_calls(LoopBackend backend) { return install_worker_seccomp(backend, getpid()); }
 
-    // 3. seccomp.
-    if (auto ok = install_worker_seccomp(backend, getpid()); !ok) return ok;
-
+void log_lockdown(LoopBackend backend, const LandlockSupport& landlock, const WorkerLimits& limits,
+                  uint32_t threads, core::Logger& log) {
     log.info("sandbox: rlimits nproc 0, core 0, fsize {}, nofile {}; Landlock {}; seccomp allow-list of {} "
-             "system calls",
-             log_file ? "unchanged (--debug logs to a file)" : "0", nofile,
-             landlock->abi > 0 ? fmt::format("ABI {}", landlock->abi)
-                               : fmt::format("not available: {}", landlock->why_not),
-             worker_syscall_count(backend));
+             "system calls{}",
+             limits.log_file ? "unchanged (--debug logs to a file)" : "0", limits.nofile,
+             landlock.abi > 0 ? fmt::format("ABI {}", landlock.abi) : fmt::format("not available: {}", landlock.why_not),
+             worker_syscall_count(backend), threads > 1 ? fmt::format(", in each of {} threads", threads) : "");
+}
+
+Status lock_down_worker(LoopBackend backend, core::Logger& log) {
+    auto landlock = lock_down_files();
+    if (!landlock) return tl::unexpected(landlock.error());
+    auto limits = lock_down_limits();
+    if (!limits) return tl::unexpected(limits.error());
+    if (auto ok = lock_down_calls(backend); !ok) return ok;
+    log_lockdown(backend, *landlock, *limits, 1, log);
     return {};
 }
 

@@ -62,6 +62,7 @@ ReloadPlan plan_reload(const Config& running, const Config& next) {
     restart(running.tuntap != next.tuntap, "tuntap");
     restart(running.tun_offload != next.tun_offload, "tun_offload");
     restart(running.udp_offload != next.udp_offload, "udp_offload");
+    restart(running.workers != next.workers, "workers");
     restart(running.control_unix_path != next.control_unix_path, "control_unix_path");
     restart(running.control_unix_mode != next.control_unix_mode, "control_unix_mode");
     restart(running.control_bind_host != next.control_bind_host || running.control_bind_port != next.control_bind_port,

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: BSD-2-Clause
 #include "priv/setup.hpp"
 
+#include <sched.h>
+
 #include <sodium.h>
 
 #include <algorithm>
@@ -197,8 +199,17 @@ Result<uint32_t> device_mtu(const core::Config& config, std::span<const LinkSock
     return mtu;
 }
 
+uint32_t worker_threads(const core::Config& config) {
+    if (config.workers != 0) return std::min(config.workers, core::kMaxWorkerThreads);
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    const int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    return std::clamp<uint32_t>(static_cast<uint32_t>(cpus), 1, core::kMaxWorkerThreads);
+}
+
 Result<Resources> build_resources(const core::Config& config, core::Logger& log) {
     Resources r;
+    r.workers = worker_threads(config);
     for (const auto& l : config.links) {
         auto sock = open_configured_link(config, l, r.workers, log);
         if (!sock) return tl::unexpected(sock.error());

@@ -34,13 +34,13 @@ uint32_t payload_mtu(uint32_t path_mtu, int family);
 // Bytes a TAP frame adds to the device MTU (Ethernet header and one VLAN tag).
 inline constexpr uint32_t kTapFrameOverhead = 18;
 
-// Worker threads the daemon runs: each has a queue of the TUN device and a
-// socket of every link's group. One until the worker runs threads (issue
-// #6); everything from [priv] to the worker already takes more.
-inline constexpr uint32_t kWorkerThreads = 1;
+// Worker threads the daemon runs for `config` (config workers; 0: one per
+// CPU in the daemon's affinity mask, at most core::kMaxWorkerThreads). Each
+// has a queue of the TUN device and a socket of every link's group.
+uint32_t worker_threads(const core::Config& config);
 
 struct Resources {
-    uint32_t workers = kWorkerThreads;  // TUN queues, and sockets per link
+    uint32_t workers = 1;  // TUN queues, and sockets per link (worker_threads())
     std::vector<LinkSocket> sockets;                  // by link index
     std::vector<std::optional<core::Endpoint>> allowed_peers;  // server links with remotehost
     TunDevice tun;

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -23,6 +24,7 @@
 #include "priv/lockdown.hpp"
 #include "priv/log_sink.hpp"
 #include "priv/tun.hpp"
+#include "priv/worker_threads.hpp"
 #include "uring/loop.hpp"
 #include "uring/system_clock.hpp"
 
@@ -229,9 +231,13 @@ Result<Fd> make_signalfd() {
 
 class WorkerHandler final : public uring::Handler {
 public:
-    WorkerHandler(core::Tunnel& tunnel, Channel& channel, int signal_fd, core::Logger& log, ProcTitle& title,
-                  core::StatusMeta meta, const core::Clock& clock, bool natural_title)
+    WorkerHandler(core::Tunnel& tunnel, WorkerShared& shared, Mailbox& mailbox, Channel& channel, int signal_fd,
+                  core::Logger& log, ProcTitle& title, core::StatusMeta meta, const core::Clock& clock,
+                  bool natural_title)
         : tunnel_(tunnel),
+          shared_(shared),
+          mailbox_(mailbox),
+          io_(0, shared.peers),
           channel_(channel),
           signal_fd_(signal_fd),
           log_(log),
@@ -243,20 +249,34 @@ public:
     }
 
     void set_control(ControlServer* control) { control_ = control; }
+    // `threads`: the handlers of threads 1..N-1 (index t-1), to which a
+    // reload's or renewal's sockets are posted.
     void set_loop(uring::Loop* loop, std::vector<std::vector<Fd>>* sockets, std::vector<bool> fixed_port,
-                  uint32_t workers) {
+                  uint32_t workers, std::vector<ThreadHandler*> threads) {
         loop_ = loop;
         sockets_ = sockets;
         fixed_port_ = std::move(fixed_port);
         workers_ = workers;
+        threads_ = std::move(threads);
     }
     void set_backend(const char* backend) { meta_.backend = backend; }
 
-    // The loop's TUN offload counters, for status (they live in the loop).
+    // Every thread's loop counters, summed (under the lock).
+    uring::LoopStats loop_stats() const {
+        uring::LoopStats sum = loop_ != nullptr ? loop_->stats() : uring::LoopStats{};
+        for (size_t t = 1; t < shared_.loop_stats.size(); ++t) sum += shared_.loop_stats[t];
+        return sum;
+    }
+
+    // The loops' TUN offload counters, for status (they live in the loops).
+    // Under the lock.
     core::StatusMeta status_meta() const {
         core::StatusMeta m = meta_;
+        m.workers = workers_;
+        m.cross_thread_copies = io_.stats().copied;
+        for (size_t t = 1; t < shared_.cross_stats.size(); ++t) m.cross_thread_copies += shared_.cross_stats[t].copied;
         if (loop_ != nullptr) {
-            const uring::LoopStats& st = loop_->stats();
+            const uring::LoopStats st = loop_stats();
             m.offload_stats = {st.tun_super_reads, st.tun_bad_reads, st.tun_split_no_buffer, st.tun_super_writes,
                                st.tun_merged};
             m.udp_offload_stats = {st.gso_sends,    st.gso_segments, st.gso_refused,  st.gro_receives,
@@ -269,6 +289,7 @@ public:
     // well-formed and allowed on the socket it came from).
     std::optional<std::string> answer(const core::control::Request& r) {
         namespace control = core::control;
+        const std::lock_guard lock(shared_.tunnel);
         switch (r.kind) {
         case control::Kind::Status:
             return control::response(r, 200, "application/json",
@@ -306,39 +327,63 @@ public:
         return control::error_response(r);
     }
 
-    void on_tun(std::span<core::Buffer*> packets, core::Io& io) override { tunnel_.on_tun_packets(packets, io); }
+    void on_tun(std::span<core::Buffer*> packets, core::Io& io) override {
+        const std::lock_guard lock(shared_.tunnel);
+        io_.bind(io);
+        tunnel_.on_tun_packets(packets, io_);
+    }
     void on_datagrams(core::LinkIndex link, std::span<core::Datagram> datagrams, core::Io& io) override {
-        tunnel_.on_datagrams(link, datagrams, io);
+        const std::lock_guard lock(shared_.tunnel);
+        io_.bind(io);
+        tunnel_.on_datagrams(link, datagrams, io_);
     }
     void on_send_error(core::LinkIndex link, int error) override {
+        const std::lock_guard lock(shared_.tunnel);
         // A link whose socket was closed for a renewal (ask_renewal()) sends
         // into nothing until the fresh one comes: not the link's error.
         if (error == EBADF && link < sockets_->size() && (*sockets_)[link].empty()) return;
         tunnel_.on_send_error(link, error);
     }
-    void on_tun_write_error(int error) override { tunnel_.on_tun_write_error(error); }
+    void on_tun_write_error(int error) override {
+        const std::lock_guard lock(shared_.tunnel);
+        tunnel_.on_tun_write_error(error);
+    }
     void on_gso_refused(core::LinkIndex link, int error) override {
+        std::unique_lock lock(shared_.tunnel);
         const std::string name = link < tunnel_.link_count() ? tunnel_.link(link).settings.name : std::to_string(link);
+        lock.unlock();
         log_.warn("link {}: the kernel refuses UDP segmentation offload ({}{}); sending one datagram per call on "
                   "this socket",
                   name, std::strerror(error), error == EIO ? ": no checksum offload on the outgoing device" : "");
     }
 
     core::Time on_timer(core::Io& io) override {
-        core::Time next = tunnel_.on_timer(io);
-        if (control_ != nullptr) next = std::min(next, control_->on_timer());
-        for (const core::LinkIndex i : tunnel_.take_socket_renewals()) ask_renewal(i);
-        auto events = tunnel_.take_events();
-        if (!events.empty()) {
-            for (const auto& e : events) report(e);
-            update_title();
+        mailbox_.drain(io, false);
+        core::Time next;
+        {
+            const std::lock_guard lock(shared_.tunnel);
+            io_.bind(io);
+            next = tunnel_.on_timer(io_);
+            for (const core::LinkIndex i : tunnel_.take_socket_renewals()) ask_renewal(i);
+            auto events = tunnel_.take_events();
+            if (!events.empty()) {
+                for (const auto& e : events) report(e);
+                update_title();
+            }
         }
+        if (control_ != nullptr) next = std::min(next, control_->on_timer());
         return next;
     }
 
     void on_readable(int fd, core::Io& io) override {
         if (control_ != nullptr && fd == control_->fd()) {
-            control_->on_ready();
+            control_->on_ready();  // answer() takes the lock
+            return;
+        }
+        if (fd == mailbox_.fd()) {
+            // Woken: another thread left news in the Tunnel, which on_timer()
+            // takes this turn, or stopped.
+            mailbox_.drain(io, true);
             return;
         }
         if (fd == signal_fd_) {
@@ -346,30 +391,36 @@ public:
             while (read(signal_fd_, &si, sizeof si) == sizeof si) {
                 if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
                     log_.info("worker: signal {}, stopping", si.ssi_signo);
-                    running_ = false;
+                    stop();
                 }
-                if (si.ssi_signo == SIGUSR1) log_stats();
+                if (si.ssi_signo == SIGUSR1) {
+                    const std::lock_guard lock(shared_.tunnel);
+                    log_stats();
+                }
                 // SIGHUP is priv's business (reload); the rest are ignored.
             }
             return;
         }
-        for (int i = 0; i < 256 && running_; ++i) {
+        const std::lock_guard lock(shared_.tunnel);
+        io_.bind(io);
+        for (int i = 0; i < 256 && running(); ++i) {
             auto r = channel_.receive(true);
             if (r && r->again) return;
             if (!r || r->bytes.empty()) {
                 // priv is gone: a worker must never outlive it.
-                running_ = false;
+                stop();
                 return;
             }
             auto m = msg::decode(r->bytes);
-            if (!m || !from_priv(*m, std::move(r->fd), io)) {
+            if (!m || !from_priv(*m, std::move(r->fd), io_)) {
                 log_.error("worker: unexpected message from priv; stopping");
-                running_ = false;
+                stop();
             }
         }
     }
 
-    bool running() const override { return running_; }
+    bool running() const override { return shared_.running.load(std::memory_order_relaxed); }
+    void stop() { shared_.stop(); }
 
 private:
     // A message priv pushed: a reload, or the outcome of one. false: not one
@@ -448,7 +499,11 @@ private:
             Status s;
             switch (u.op) {
             case msg::LinkUpdate::Add:
-                s = loop_->set_link_fd(i, fd[0].get());
+                if (i < tunnel_.link_count() && !tunnel_.link(i).removed) {
+                    s = fail(fmt::format("link index {} is in use", i));
+                    break;
+                }
+                s = install_socket(i, std::move(fd));
                 if (s && !tunnel_.add_link(i, settings)) s = fail(fmt::format("link index {} is in use", i));
                 break;
             case msg::LinkUpdate::Replace:
@@ -460,7 +515,7 @@ private:
                 tunnel_.update_link(i, settings);
                 break;
             case msg::LinkUpdate::Remove:
-                s = loop_->set_link_fd(i, -1);
+                s = install_socket(i, {});
                 tunnel_.remove_link(i);
                 break;
             }
@@ -469,10 +524,7 @@ private:
                 ok = false;
                 continue;
             }
-            if (sockets_->size() <= i) sockets_->resize(i + 1);
             if (fixed_port_.size() <= i) fixed_port_.resize(i + 1);
-            if (u.op == msg::LinkUpdate::Add) (*sockets_)[i] = std::move(fd);
-            if (u.op == msg::LinkUpdate::Remove) (*sockets_)[i].clear();
             fixed_port_[i] = u.link.fixed_port == 1;
             set_addresses(i, u.link.local, u.link.remote);
         }
@@ -482,15 +534,40 @@ private:
         return ok;
     }
 
-    // Link i's sockets are now `fds`, in the loop (this thread's: socket 0)
-    // and here (the old ones are closed): a reload's Replace and a renewal
-    // alike.
-    Status install_socket(core::LinkIndex i, std::vector<Fd> fds) {
-        if (auto s = loop_->set_link_fd(i, fds[0].get()); !s) return s;
+    // Link i's sockets are now `fds` (one per thread; empty: none), in every
+    // thread's loop (socket t in thread t's) and here: a reload's Add,
+    // Replace and Remove, a renewal, and a renewal's closing alike. The old
+    // ones close once no loop uses them, after every thread has taken its
+    // own out (the commands posted to the others hold them); then `closed`
+    // runs, in the thread that closed them.
+    Status install_socket(core::LinkIndex i, std::vector<Fd> fds, std::function<void()> closed = {}) {
+        if (!fds.empty() && fds.size() != workers_) return fail("a socket group of the wrong size");
+        if (auto s = loop_->set_link_fd(i, fds.empty() ? -1 : fds[0].get()); !s) return s;
         if (sockets_->size() <= i) sockets_->resize(i + 1);
+        auto old = std::make_shared<Retired>(std::move((*sockets_)[i]), std::move(closed));
         (*sockets_)[i] = std::move(fds);
+        for (size_t t = 1; t < workers_; ++t) {
+            const int fd = (*sockets_)[i].empty() ? -1 : (*sockets_)[i][t].get();
+            ThreadHandler* h = threads_[t - 1];
+            shared_.peers[t].mailbox->post([h, i, fd, old] { h->install(i, fd); });
+        }
         return {};
     }
+
+    // A link's old sockets, closed when the last thread is done with them
+    // (the last command holding them is dropped), and then `closed` (in that
+    // thread: it may only post).
+    struct Retired {
+        Retired(std::vector<Fd> f, std::function<void()> c) : fds(std::move(f)), closed(std::move(c)) {}
+        Retired(const Retired&) = delete;
+        Retired& operator=(const Retired&) = delete;
+        ~Retired() {
+            fds.clear();
+            if (closed) closed();
+        }
+        std::vector<Fd> fds;
+        std::function<void()> closed;
+    };
 
     // A message that carries member 0 of link i's socket group; the others
     // follow (priv/messages.hpp), and then `then` is applied.
@@ -525,24 +602,28 @@ private:
     void ask_renewal(core::LinkIndex i) {
         if (renewing_.size() <= i) renewing_.resize(i + 1, false);
         if (renewing_[i]) return;
+        renewing_[i] = true;
         // priv binds the fresh group where this one is, when the port is
-        // configured: it must be free (priv/link_socket.hpp). The link is
-        // dead anyway; it sends into nothing until the fresh one comes.
+        // configured: it must be free (priv/link_socket.hpp), so the request
+        // goes once every thread has closed its socket of the group. The
+        // link is dead anyway; it sends into nothing until the fresh one
+        // comes.
         if (i < fixed_port_.size() && fixed_port_[i] && i < sockets_->size() && !(*sockets_)[i].empty()) {
-            if (auto s = loop_->set_link_fd(i, -1); !s) {
-                log_.error("worker: link {}: closing the socket: {}", tunnel_.link(i).settings.name, s.error().message);
-            } else {
-                (*sockets_)[i].clear();
-            }
+            Mailbox* self = &mailbox_;
+            auto s = install_socket(i, {}, [this, self, i] { self->post([this, i] { send_renewal(i); }); });
+            if (s) return;
+            log_.error("worker: link {}: closing the socket: {}", tunnel_.link(i).settings.name, s.error().message);
         }
+        send_renewal(i);
+    }
+
+    void send_renewal(core::LinkIndex i) {
         msg::RenewLink r;
         r.index = i;
         if (auto s = channel_.send(r); !s) {
             log_.error("worker: cannot reach priv: {}", s.error().message);
-            running_ = false;
-            return;
+            stop();
         }
-        renewing_[i] = true;
     }
 
     // priv's answer to ask_renewal(), with the fresh group unless an error
@@ -603,14 +684,14 @@ private:
         log_.notice("device: read {} written {}, drops no-link {} oversize {} no-buffer {}, write errors {}", t.tun_rx,
                     t.tun_tx, t.drop_no_link, t.drop_oversize, t.drop_no_buffer, t.tun_write_errors);
         if (loop_ != nullptr && meta_.offload != "off") {
-            const uring::LoopStats& st = loop_->stats();
+            const uring::LoopStats st = loop_stats();
             log_.notice("device offload {}: super-packets read {} written {} (merged {}), reads dropped bad {} "
                         "no-buffer {}",
                         meta_.offload, st.tun_super_reads, st.tun_super_writes, st.tun_merged, st.tun_bad_reads,
                         st.tun_split_no_buffer);
         }
         if (loop_ != nullptr && meta_.udp_offload) {
-            const uring::LoopStats& st = loop_->stats();
+            const uring::LoopStats st = loop_stats();
             log_.notice("link offload: gso sends {} segments {} refused {}, gro receives {} segments {}, dropped "
                         "malformed {} no-buffer {}",
                         st.gso_sends, st.gso_segments, st.gso_refused, st.gro_receives, st.gro_segments,
@@ -627,7 +708,7 @@ private:
         m.up = up ? 1 : 0;
         if (auto s = channel_.send(m); !s) {
             log_.error("worker: cannot reach priv: {}", s.error().message);
-            running_ = false;
+            stop();
         }
     }
     bool reported_up(core::LinkIndex i) const { return i < up_.size() && up_[i]; }
@@ -649,6 +730,9 @@ private:
     }
 
     core::Tunnel& tunnel_;
+    WorkerShared& shared_;
+    Mailbox& mailbox_;
+    ThreadIo io_;  // thread 0's, bound to the loop's Io under the lock
     Channel& channel_;
     int signal_fd_;
     core::Logger& log_;
@@ -661,10 +745,10 @@ private:
     std::vector<std::vector<Fd>>* sockets_ = nullptr;
     std::vector<bool> fixed_port_;  // by link: msg::Link::fixed_port
     uint32_t workers_ = 1;
+    std::vector<ThreadHandler*> threads_;  // threads 1..N-1
     std::optional<PendingReload> reload_;
     std::optional<PendingGroup> group_;
     std::vector<bool> renewing_;  // a RenewLink is waiting for its answer
-    bool running_ = true;
     std::vector<bool> up_;
 };
 
@@ -705,27 +789,37 @@ int worker_main(Channel channel, const WorkerParams& params, ProcTitle& title) {
         return 1;
     }
 
-    // The threads come with issue #6's next step: until then a worker that
-    // was given more queues and sockets than it reads would lose what the
-    // kernel steers to the others.
-    if (setup->workers != 1) {
-        log.error("worker: priv gave descriptors for {} threads; this worker runs one", setup->workers);
-        return 1;
+    const uint32_t workers = setup->workers;
+    WorkerShared shared;
+    std::vector<std::unique_ptr<Mailbox>> mailboxes;
+    for (uint32_t t = 0; t < workers; ++t) {
+        auto m = Mailbox::make();
+        if (!m) {
+            log.error("worker: {}", m.error().message);
+            return 1;
+        }
+        mailboxes.push_back(std::move(*m));
     }
+    shared.peers.resize(workers);
+    for (uint32_t t = 0; t < workers; ++t) shared.peers[t].mailbox = mailboxes[t].get();
+    shared.loop_stats.resize(workers);
+    shared.cross_stats.resize(workers);
+
     uring::LoopConfig lc;
     lc.tun_fd = setup->tun[0].get();
     lc.tun_vnet_hdr = setup->offload != TunOffload::None;
     lc.tun_uso = setup->offload == TunOffload::TcpUdp;
     lc.udp_offload = setup->udp_offload;
     for (const auto& s : setup->sockets) lc.link_fds.push_back(s[0].get());
-    lc.watch_fds = {channel.fd(), signals->get()};
     lc.slot_size = slot_size_for(setup->settings.mtu);
     lc.slot_count = lc.slot_size <= 4096 ? 4096 : std::max<uint32_t>(256, (32u << 20) / lc.slot_size);
     lc.batch = 32;
-    // The reorder buffer holds pool buffers: it must know how many there are.
+    // The reorder buffer holds pool buffers: it must know how many there are
+    // (each space's packets come to one thread, and so into one pool).
     setup->settings.pool_slots = lc.slot_count;
     core::Tunnel tunnel(std::move(setup->settings), std::move(setup->psk), clock, log);
-    WorkerHandler handler(tunnel, channel, signals->get(), log, title, setup->meta, clock, params.natural_title);
+    WorkerHandler handler(tunnel, shared, *mailboxes[0], channel, signals->get(), log, title, setup->meta, clock,
+                          params.natural_title);
     std::optional<ControlServer> control;
     if (!setup->controls.empty()) {
         auto made = ControlServer::make(std::move(setup->controls),
@@ -737,38 +831,95 @@ int worker_main(Channel channel, const WorkerParams& params, ProcTitle& title) {
         }
         control.emplace(std::move(*made));
         handler.set_control(&*control);
-        lc.watch_fds.push_back(control->fd());
     }
+    // Thread 0's loop: everything the others have, and priv's channel,
+    // signals, control clients.
+    uring::LoopConfig lc0 = lc;
+    lc0.watch_fds = {channel.fd(), signals->get(), mailboxes[0]->fd()};
+    if (control) lc0.watch_fds.push_back(control->fd());
     uring::UringUnavailable why;
-    auto loop = uring::make_uring_loop(lc, clock, &why);
+    auto loop = uring::make_uring_loop(lc0, clock, &why);
     if (!loop && why.unavailable) {
         log.warn("io_uring is not available ({}); using epoll", loop.error().message);
-        loop = uring::make_epoll_loop(lc, clock);
+        loop = uring::make_epoll_loop(lc0, clock);
     }
     if (!loop) {
         log.error("worker: {}", loop.error().message);
         return 1;
     }
-    // The last layers (rlimits, Landlock, seccomp) before any packet.
+    shared.peers[0].loop = loop->get();
     const bool on_uring = std::string_view((*loop)->name()) == "io_uring";
-    if (auto s = lock_down_worker(on_uring ? LoopBackend::io_uring : LoopBackend::epoll, log); !s) {
-        log.error("worker: {}", s.error().message);
+    const LoopBackend backend = on_uring ? LoopBackend::io_uring : LoopBackend::epoll;
+
+    // The last layers (Landlock, rlimits, seccomp) before any packet
+    // (priv/lockdown.hpp): Landlock before the threads, which inherit it.
+    auto landlock = lock_down_files();
+    if (!landlock) {
+        log.error("worker: {}", landlock.error().message);
         return 1;
     }
 
-    handler.set_backend((*loop)->name());
-    handler.set_loop(loop->get(), &setup->sockets, setup->fixed_port, setup->workers);
-    msg::Ready ready;
-    ready.backend = std::string_view((*loop)->name()) == "io_uring" ? 1 : 2;
-    if (auto s = channel.send(ready); !s) {
-        log.error("worker: {}", s.error().message);
+    // Threads 1..N-1: each makes its own loop (a ring serves the thread that
+    // made it), says so, and waits for the word to start.
+    WorkerThreads threads(workers);
+    for (uint32_t t = 1; t < workers; ++t) {
+        uring::LoopConfig lct = lc;
+        lct.tun_fd = setup->tun[t].get();
+        for (size_t i = 0; i < setup->sockets.size(); ++i) lct.link_fds[i] = setup->sockets[i][t].get();
+        lct.watch_fds = {mailboxes[t]->fd()};
+        threads.start(t, [&, t, lct](WorkerThreads::Slot& slot) {
+            auto made = on_uring ? uring::make_uring_loop(lct, clock) : uring::make_epoll_loop(lct, clock);
+            if (!made) {
+                slot.made(fail(fmt::format("thread {}: {}", t, made.error().message)));
+                return;
+            }
+            std::unique_ptr<uring::Loop> own = std::move(*made);
+            shared.peers[t].loop = own.get();
+            ThreadHandler h(t, tunnel, shared, *own, *mailboxes[t], log);
+            slot.handler = &h;
+            if (!slot.made({})) return;  // told not to start
+            Status s = lock_down_calls(backend);
+            if (s) s = own->run(h);
+            if (!s) log.error("worker thread {}: {}", t, s.error().message);
+            shared.stop();
+            // The loop (its pool) stays until every thread is out of its
+            // loop: another may still be giving a buffer back to it.
+            slot.wait_end();
+        });
+    }
+    if (auto made = threads.wait_made(); !made) {
+        log.error("worker: {}", made.error().message);
+        threads.end();
         return 1;
     }
-    log.notice("worker running as {} on {} (offload {}, udp offload {}) with {} link(s), {} backend",
-               params.identity.name, setup->ifname, to_string(setup->offload), lc.udp_offload ? "on" : "off",
-               tunnel.link_count(), (*loop)->name());
-    if (auto s = (*loop)->run(handler); !s) {
+    auto limits = lock_down_limits();
+    Status locked = limits ? lock_down_calls(backend) : Status(tl::unexpected(limits.error()));
+    if (!locked) {
+        log.error("worker: {}", locked.error().message);
+        threads.end();
+        return 1;
+    }
+    log_lockdown(backend, *landlock, *limits, workers, log);
+
+    handler.set_backend((*loop)->name());
+    handler.set_loop(loop->get(), &setup->sockets, setup->fixed_port, workers, threads.handlers());
+    threads.go();
+    msg::Ready ready;
+    ready.backend = on_uring ? 1 : 2;
+    if (auto s = channel.send(ready); !s) {
         log.error("worker: {}", s.error().message);
+        shared.stop();
+        threads.end();
+        return 1;
+    }
+    log.notice("worker running as {} on {} (offload {}, udp offload {}) with {} link(s), {} backend, {} thread{}",
+               params.identity.name, setup->ifname, to_string(setup->offload), lc.udp_offload ? "on" : "off",
+               tunnel.link_count(), (*loop)->name(), workers, workers == 1 ? "" : "s");
+    const Status ran = (*loop)->run(handler);
+    shared.stop();
+    threads.end();
+    if (!ran) {
+        log.error("worker: {}", ran.error().message);
         return 1;
     }
     return 0;

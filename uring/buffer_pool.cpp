@@ -83,6 +83,13 @@ core::Buffer* BufferPool::acquire() {
     return &b;
 }
 
+bool BufferPool::owns(const core::Buffer* buffer) const {
+    if (buffers_.empty()) return false;
+    const auto first = reinterpret_cast<uintptr_t>(buffers_.data());
+    const auto p = reinterpret_cast<uintptr_t>(buffer);
+    return p >= first && (p - first) % sizeof(core::Buffer) == 0 && (p - first) / sizeof(core::Buffer) < buffers_.size();
+}
+
 int64_t BufferPool::out_index(const core::Buffer* buffer) const {
     if (buffers_.empty()) return -1;
     // Compare as integers: relational operators on pointers into different

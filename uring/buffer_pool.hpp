@@ -41,6 +41,9 @@ public:
     // not one of this pool's buffers or is already in the pool.
     bool release(core::Buffer* buffer);
 
+    // Whether `buffer` is one of this pool's, out or not. Reads only what
+    // create() set, so any thread may ask.
+    bool owns(const core::Buffer* buffer) const;
     // The slot number of `buffer` if it is one of ours and out, else -1.
     int64_t out_index(const core::Buffer* buffer) const;
     // Start of slot `index`, from the pool's own bookkeeping.

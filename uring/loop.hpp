@@ -116,6 +116,9 @@ struct LoopStats {
     uint64_t gro_no_buffer = 0;   // datagrams of coalesced receives dropped: no free slot
     uint32_t slots_free = 0;  // gauge: buffers in the pool
     uint32_t slots_held = 0;  // gauge: buffers out with the handler
+
+    // Sums another loop's (a worker's threads, for the status).
+    LoopStats& operator+=(const LoopStats& o);
 };
 
 class Loop {
@@ -133,6 +136,11 @@ public:
     // loop does not own descriptors: the caller keeps `fd` open while the
     // loop uses it, and may close the old one as soon as this returns.
     virtual Status set_link_fd(core::LinkIndex link, int fd) = 0;
+    // Whether `buffer` is one of this loop's (its pool's), in or out. The
+    // only member another thread may call while the loop runs: a worker
+    // thread hands a buffer it got from another thread's loop back to that
+    // one (priv/worker_threads.hpp).
+    virtual bool owns(const core::Buffer* buffer) const = 0;
 };
 
 // Fails with `unavailable` set when the kernel refuses io_uring, so the caller

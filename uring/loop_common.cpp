@@ -45,4 +45,31 @@ std::optional<Error> fatal_read_error(std::string_view loop, std::optional<core:
     return Error{fmt::format("{}: read from the TUN device: {}", loop, strerror(error))};
 }
 
+LoopStats& LoopStats::operator+=(const LoopStats& o) {
+    turns += o.turns;
+    submits += o.submits;
+    sqes += o.sqes;
+    tun_reads += o.tun_reads;
+    datagrams += o.datagrams;
+    pool_empty += o.pool_empty;
+    truncated += o.truncated;
+    read_errors += o.read_errors;
+    rejected += o.rejected;
+    tun_super_reads += o.tun_super_reads;
+    tun_bad_reads += o.tun_bad_reads;
+    tun_split_no_buffer += o.tun_split_no_buffer;
+    tun_super_writes += o.tun_super_writes;
+    tun_merged += o.tun_merged;
+    gso_sends += o.gso_sends;
+    gso_segments += o.gso_segments;
+    gso_refused += o.gso_refused;
+    gro_receives += o.gro_receives;
+    gro_segments += o.gro_segments;
+    gro_dropped += o.gro_dropped;
+    gro_no_buffer += o.gro_no_buffer;
+    slots_free += o.slots_free;
+    slots_held += o.slots_held;
+    return *this;
+}
+
 }  // namespace mlvpn::uring

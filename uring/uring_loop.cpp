@@ -214,6 +214,7 @@ public:
     const char* name() const override { return "io_uring"; }
     const LoopStats& stats() const override { return stats_; }
     Status set_link_fd(LinkIndex link, int fd) override;
+    bool owns(const core::Buffer* buffer) const override { return pool_.owns(buffer); }
 
 private:
     // CheckedIo

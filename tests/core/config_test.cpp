@@ -418,6 +418,16 @@ TEST_CASE("numbers: range edges, junk, signs, overflow") {
     CHECK(general_ok("latency_tolerence = 300").latency_tolerence_ms == 300);
 }
 
+TEST_CASE("workers") {
+    CHECK(general_ok("").workers == 0);  // one per CPU
+    CHECK(general_ok("workers = 1").workers == 1);
+    CHECK(general_ok("workers = \"16\"").workers == 16);
+    CHECK(general_ok("workers = 0").workers == 0);
+    CHECK(starts_with(general_err("workers = 17"), "t.conf:4: workers: "));
+    CHECK(starts_with(general_err("workers = -1"), "t.conf:4: workers: "));
+    CHECK(starts_with(general_err("workers = many"), "t.conf:4: workers: "));
+}
+
 TEST_CASE("booleans") {
     for (const char* t : {"1", "yes", "true", "on", "YES", "True", "\"1\""}) {
         CAPTURE(t);

@@ -105,4 +105,7 @@ TEST_CASE("reload plan: what only a restart can change") {
     auto u = plan_reload(parse(kBase), parse(replaced(kBase, "password = one", "password = one\nudp_offload = off")));
     REQUIRE(u.needs_restart.size() == 1);
     CHECK(u.needs_restart[0] == "udp_offload");
+    auto w = plan_reload(parse(kBase), parse(replaced(kBase, "password = one", "password = one\nworkers = 3")));
+    REQUIRE(w.needs_restart.size() == 1);
+    CHECK(w.needs_restart[0] == "workers");
 }

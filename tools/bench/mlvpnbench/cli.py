@@ -129,6 +129,8 @@ def run_scenario(args, path, outdir, bins, deadline):
     sc = scenario_mod.load(path, args.duration)
     if args.bandwidth_hints is not None:
         sc.mlvpn["bandwidth_hints"] = args.bandwidth_hints == "yes"
+    if args.workers is not None:
+        sc.mlvpn["general"]["workers"] = str(args.workers)
     tests = [t for t in sc.tests if not args.test or t["name"] in args.test]
     if not tests:
         raise BenchError(f"{path}: no test named {', '.join(args.test)} (it has: "
@@ -155,6 +157,7 @@ def run_scenario(args, path, outdir, bins, deadline):
                "duration": sc.duration, "compare": args.compare, "linkemu_rt": not args.no_rt,
                "mlvpn": mlvpn_bin, "baseline": not args.no_baseline,
                "bandwidth_hints": sc.mlvpn["bandwidth_hints"],
+               "workers": sc.mlvpn["general"].get("workers", "default"),
                "baseline_duration": args.baseline_duration}, "results": results}
     try:
         topo.create()
@@ -409,6 +412,8 @@ def parse_args(argv):
     p.add_argument("--bandwidth-hints", choices=["yes", "no"],
                    help="give mlvpn each link's rate as bandwidth_upload (yes) or let it measure them (no); "
                         "default: as the scenario says")
+    p.add_argument("--workers", metavar="N", type=int, choices=range(0, 17),
+                   help="worker threads of both daemons (config workers; 0 or absent: one per CPU)")
     p.add_argument("--congestion", metavar="ALGO",
                    help="TCP congestion control of the test connections (e.g. cubic, bbr; default: the kernel's default); "
                         "recorded in the result either way")
