@@ -59,7 +59,7 @@ void ReorderSpaces::set_ceiling(size_t ceiling, std::vector<Buffer*>& out) {
     apply_share(restart, out);
 }
 
-Time ReorderSpaces::on_timer(Duration max_wait, Time now, std::vector<Buffer*>& out) {
+Time ReorderSpaces::on_timer(Duration max_wait, Time now, std::vector<Buffer*>& out, SpaceOwner owner) {
     max_wait_ = max_wait;
     bool left = false;
     for (auto& s : spaces_) {
@@ -73,8 +73,9 @@ Time ReorderSpaces::on_timer(Duration max_wait, Time now, std::vector<Buffer*>& 
     if (left) apply_share(false, out);
     if (ceiling_ == 0) return kNever;  // nothing waits
     Time next = kNever;
-    for (auto& s : spaces_) {
-        if (!s) continue;
+    for (size_t i = 0; i < spaces_.size(); ++i) {
+        auto& s = spaces_[i];
+        if (!s || !owner.owns(i)) continue;
         Reorder& r = s->reorder;
         r.set_max_wait(max_wait);
         // Room for what arrives during the wait. A shrink the packets held

@@ -42,6 +42,14 @@
 
 namespace mlvpn::core {
 
+// Which of the peer's spaces a caller looks after: those whose number modulo
+// `threads` is `thread` (the link sockets steer them so, docs/privsep.md).
+struct SpaceOwner {
+    uint32_t thread = 0;
+    uint32_t threads = 1;
+    bool owns(size_t space) const { return threads <= 1 || space % threads == thread; }
+};
+
 class ReorderSpaces {
 public:
     // A space with no data for this long and nothing held leaves the
@@ -62,7 +70,12 @@ public:
     // traffic within its share, lets idle ones go, gives up gaps that waited
     // long enough (appending what that frees to `out`). Returns when it
     // needs calling again (kNever when nothing waits).
-    Time on_timer(Duration max_wait, Time now, std::vector<Buffer*>& out);
+    //
+    // `owner`: only the spaces it owns are sized and given up on (and only
+    // their deadlines count); a worker thread runs the timers of the spaces
+    // whose packets come to it, so that what a gap releases leaves by its
+    // queue (priv/worker_threads.hpp).
+    Time on_timer(Duration max_wait, Time now, std::vector<Buffer*>& out, SpaceOwner owner = {});
     // Everything held, in order per space (at shutdown).
     void flush(std::vector<Buffer*>& out);
     // A new ceiling (a reload): 0 turns reordering off, handing over what

@@ -927,12 +927,12 @@ Time Tunnel::link_timers(LinkIndex index, Io& io, Time now) {
     return next;
 }
 
-Time Tunnel::on_timer(Io& io) {
+Time Tunnel::on_timer(Io& io, SpaceOwner owner) {
     const Time now = clock_.now();
     Time next = kNever;
     for (LinkIndex i = 0; i < links_.size(); ++i) next = std::min(next, link_timers(i, io, now));
     // One wait for every space; each sizes its room and gives up its gaps.
-    next = std::min(next, reorder_.on_timer(reorder_wait(now), now, deliverable_));
+    next = std::min(next, reorder_.on_timer(reorder_wait(now), now, deliverable_, owner));
     deliver(io);
     return next;
 }

@@ -172,8 +172,10 @@ public:
     void on_tun_packets(std::span<Buffer*> packets, Io& io, uint8_t space = 0);
     // Datagrams received on one link, each at offset 0. Takes every buffer.
     void on_datagrams(LinkIndex link, std::span<Datagram> datagrams, Io& io);
-    // Runs due timers; returns the next deadline.
-    Time on_timer(Io& io);
+    // Runs due timers; returns the next deadline. `owner`: the reorder
+    // buffers of only those of the peer's spaces (ReorderSpaces::on_timer);
+    // every other timer runs whoever calls.
+    Time on_timer(Io& io, SpaceOwner owner = {});
 
     void on_send_error(LinkIndex link, int error);
     void on_tun_write_error(int error);

@@ -363,7 +363,7 @@ public:
         {
             const std::lock_guard lock(shared_.tunnel);
             io_.bind(io);
-            next = tunnel_.on_timer(io_);
+            next = tunnel_.on_timer(io_, core::SpaceOwner{0, workers_});
             for (const core::LinkIndex i : tunnel_.take_socket_renewals()) ask_renewal(i);
             auto events = tunnel_.take_events();
             if (!events.empty()) {

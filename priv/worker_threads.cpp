@@ -175,7 +175,11 @@ core::Time ThreadHandler::on_timer(core::Io& io) {
     Locked held(*this, io);
     shared_.loop_stats[index_] = loop_.stats();
     shared_.cross_stats[index_] = io_.stats();
-    return tunnel_.on_timer(io_);
+    // The reorder timers of the peer's spaces that come to this thread: a
+    // packet a gap releases goes out by this thread's queue, as its flow's
+    // others do (another queue would move the flow, and its answers, to
+    // another thread and counter space).
+    return tunnel_.on_timer(io_, core::SpaceOwner{index_, static_cast<uint32_t>(shared_.peers.size())});
 }
 
 void ThreadHandler::on_readable(int fd, core::Io& io) {

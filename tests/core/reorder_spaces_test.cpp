@@ -200,3 +200,30 @@ TEST_CASE("reorder spaces: the wait is one for all; the skew measured in any spa
     CHECK(r.space(0)->max_wait() == 80ms);
     CHECK(r.space(4)->max_wait() == 80ms);
 }
+
+TEST_CASE("reorder spaces: a timer with an owner gives up only the gaps of the spaces it owns") {
+    SpacesFixture f;
+    ReorderSpaces r(1024, 50ms);
+    // Gaps in spaces 1, 2 and 4; of two threads, thread 0 owns 2 and 4.
+    CHECK(r.push(1, 10, f.b(0), f.now, f.out));
+    CHECK(r.push(1, 12, f.b(1), f.now, f.out));
+    CHECK(r.push(2, 20, f.b(2), f.now, f.out));
+    CHECK(r.push(2, 22, f.b(3), f.now, f.out));
+    CHECK(r.push(4, 40, f.b(4), f.now, f.out));
+    CHECK(r.push(4, 42, f.b(5), f.now, f.out));
+    CHECK(f.taken() == std::vector<size_t>{0, 2, 4});
+    const Time later = f.now + 60ms;
+    // Thread 0's deadline is its own spaces'; space 1 is not its business.
+    CHECK(r.on_timer(50ms, later, f.out, SpaceOwner{0, 2}) == kNever);
+    CHECK(f.taken() == std::vector<size_t>{3, 5});
+    CHECK(r.space(1)->held() == 1);
+    CHECK(r.on_timer(50ms, later, f.out, SpaceOwner{1, 2}) == kNever);
+    CHECK(f.taken() == std::vector<size_t>{1});
+    // Before the wait is over, thread 1's deadline is space 1's gap, not later.
+    CHECK(r.push(1, 14, f.b(6), later, f.out));
+    CHECK(r.on_timer(50ms, later + 10ms, f.out, SpaceOwner{0, 2}) == kNever);
+    CHECK(r.on_timer(50ms, later + 10ms, f.out, SpaceOwner{1, 2}) == later + 50ms);
+    // Without an owner: every space, as before.
+    CHECK(r.on_timer(50ms, later + 50ms, f.out) == kNever);
+    CHECK(f.taken() == std::vector<size_t>{6});
+}
