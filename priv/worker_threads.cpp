@@ -34,7 +34,7 @@ void Mailbox::wake() { signal(); }
 
 void Mailbox::signal() {
     // One write until the owner has read it: the eventfd stays readable.
-    if (signalled_.exchange(true, std::memory_order_acq_rel)) return;
+    if (signalled_.exchange(true, std::memory_order_seq_cst)) return;
     const uint64_t one = 1;
     // EAGAIN (the counter is full) cannot happen with one write pending;
     // nothing else can fail on an eventfd.
@@ -43,11 +43,14 @@ void Mailbox::signal() {
 
 void Mailbox::drain(core::Io& io, bool woken) {
     if (woken) {
-        // Cleared before the boxes are looked at: what is posted after this
-        // signals again.
-        signalled_.store(false, std::memory_order_release);
+        // Read, then cleared, then the boxes looked at: what is posted after
+        // the clear signals again, and a signal that lands between the read
+        // and the clear only makes a spare wake-up (its post is taken below).
+        // Cleared before the read instead, a post in between would be read
+        // away with the flag left set: no later post would wake the owner.
         uint64_t count = 0;
         (void)!::read(event_.get(), &count, sizeof count);
+        signalled_.store(false, std::memory_order_seq_cst);
     }
     {
         const std::lock_guard lock(mutex_);
