@@ -151,7 +151,7 @@ public:
                   core::Logger& log);
 
     // Run by this thread's loop (a command posted by thread 0): link `link`'s
-    // socket is now `fd` (-1: none). false: the loop refused (logged).
+    // socket is now `fd` (-1: none). A loop that refuses is logged.
     void install(core::LinkIndex link, int fd);
 
     void on_tun(std::span<core::Buffer*> packets, core::Io& io) override;
