@@ -14,8 +14,8 @@ using wire::kTransportHeaderSize;
 
 uint8_t* u8(std::byte* p) { return reinterpret_cast<uint8_t*>(p); }
 
-void one_time_key(const SecretKey& key, const uint8_t* nonce, uint8_t out[32]) {
-    crypto_stream_xsalsa20(out, 32, nonce, key.data());
+void one_time_key(const uint8_t* key, const uint8_t* nonce, uint8_t out[32]) {
+    crypto_stream_xsalsa20(out, 32, nonce, key);
 }
 
 bool is_cleartext(std::span<const std::byte> packet) {
@@ -24,7 +24,9 @@ bool is_cleartext(std::span<const std::byte> packet) {
 
 }  // namespace
 
-void seal(const SecretKey& key, std::span<std::byte> packet) {
+void seal(const SecretKey& key, std::span<std::byte> packet) { seal(key.span(), packet); }
+
+void seal(std::span<const uint8_t, 32> key, std::span<std::byte> packet) {
     const bool cleartext = is_cleartext(packet);
     const auto nonce = wire::nonce_for(packet.first<kTransportHeaderSize>());
     uint8_t* tag = u8(packet.data() + kTransportHeaderSize);
@@ -32,7 +34,7 @@ void seal(const SecretKey& key, std::span<std::byte> packet) {
     const size_t body_len = packet.size() - kTransportHeaderSize - kTagSize;
     if (cleartext) {
         uint8_t otk[32];
-        one_time_key(key, nonce.data(), otk);
+        one_time_key(key.data(), nonce.data(), otk);
         crypto_onetimeauth_poly1305(tag, body, body_len, otk);
         sodium_memzero(otk, sizeof otk);
         return;
@@ -50,7 +52,7 @@ bool open(const SecretKey& key, std::span<std::byte> packet) {
     const size_t body_len = packet.size() - kTransportHeaderSize - kTagSize;
     if (cleartext) {
         uint8_t otk[32];
-        one_time_key(key, nonce.data(), otk);
+        one_time_key(key.data(), nonce.data(), otk);
         const int rc = crypto_onetimeauth_poly1305_verify(tag, body, body_len, otk);
         sodium_memzero(otk, sizeof otk);
         return rc == 0;

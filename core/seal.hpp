@@ -22,6 +22,8 @@ namespace mlvpn::core {
 // Writes the tag and encrypts the inner part in place. packet.size() must be
 // at least header + tag.
 void seal(const SecretKey& key, std::span<std::byte> packet);
+// The same with the key's bytes (core/seal_queue.hpp keeps copies).
+void seal(std::span<const uint8_t, 32> key, std::span<std::byte> packet);
 // Verifies the tag and decrypts in place; false (contents unspecified) if the
 // packet does not authenticate under `key`.
 bool open(const SecretKey& key, std::span<std::byte> packet);

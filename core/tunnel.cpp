@@ -398,10 +398,14 @@ void Tunnel::seal_and_send(LinkIndex index, Session& s, wire::Type type, Buffer*
     h.counter = s.send.next(s.spaces && space < wire::kCounterSpaces ? space : 0);
     auto bytes = b->bytes();
     wire::encode(h, bytes.first<wire::kTransportHeaderSize>());
-    seal(s.send_key, bytes);
     ++link.stats.tx_packets;
     link.stats.tx_bytes += b->length;
     link.last_tx = now;
+    if (seal_queue_ != nullptr) {
+        seal_queue_->add(s.send_key, index, b, destination(link));
+        return;
+    }
+    seal(s.send_key, bytes);
     io.send(index, b, destination(link));
 }
 

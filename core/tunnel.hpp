@@ -29,6 +29,7 @@
 #include "core/reorder.hpp"
 #include "core/reorder_spaces.hpp"
 #include "core/scheduler.hpp"
+#include "core/seal_queue.hpp"
 #include "core/secret.hpp"
 #include "core/send_history.hpp"
 #include "core/wire.hpp"
@@ -193,6 +194,11 @@ public:
     // to `remote` now (LinkSettings::remote: the server's name may have
     // been resolved to another address).
     void socket_renewed(LinkIndex link, const Endpoint& remote);
+    // With a queue, transport packets (data and control) are left to it to
+    // seal and send (core/seal_queue.hpp): the caller flushes it after the
+    // calls it made with it set. nullptr (the default): sealed and queued on
+    // the Io at once. Handshake messages are always sent at once.
+    void set_seal_queue(SealQueue* queue) { seal_queue_ = queue; }
     // take_events() or take_socket_renewals() would give something.
     bool has_news() const { return !events_.empty() || !renewals_.empty(); }
 
@@ -340,6 +346,7 @@ private:
     HandshakeLimiter initiation_limit_;
     RateLimit auth_log_limit_;
     RateLimit send_error_limit_;
+    SealQueue* seal_queue_ = nullptr;  // set_seal_queue()
 };
 
 }  // namespace mlvpn::core

@@ -327,15 +327,24 @@ public:
         return control::error_response(r);
     }
 
+    // The packet paths seal after the lock (core/seal_queue.hpp).
     void on_tun(std::span<core::Buffer*> packets, core::Io& io) override {
-        const std::lock_guard lock(shared_.tunnel);
-        io_.bind(io);
-        tunnel_.on_tun_packets(packets, io_);
+        {
+            const std::lock_guard lock(shared_.tunnel);
+            const DeferSeals defer(tunnel_, seals_);
+            io_.bind(io);
+            tunnel_.on_tun_packets(packets, io_);
+        }
+        seals_.flush(io_);
     }
     void on_datagrams(core::LinkIndex link, std::span<core::Datagram> datagrams, core::Io& io) override {
-        const std::lock_guard lock(shared_.tunnel);
-        io_.bind(io);
-        tunnel_.on_datagrams(link, datagrams, io_);
+        {
+            const std::lock_guard lock(shared_.tunnel);
+            const DeferSeals defer(tunnel_, seals_);
+            io_.bind(io);
+            tunnel_.on_datagrams(link, datagrams, io_);
+        }
+        seals_.flush(io_);
     }
     void on_send_error(core::LinkIndex link, int error) override {
         const std::lock_guard lock(shared_.tunnel);
@@ -363,7 +372,10 @@ public:
         {
             const std::lock_guard lock(shared_.tunnel);
             io_.bind(io);
-            next = tunnel_.on_timer(io_, core::SpaceOwner{0, workers_});
+            {
+                const DeferSeals defer(tunnel_, seals_);
+                next = tunnel_.on_timer(io_, core::SpaceOwner{0, workers_});
+            }
             for (const core::LinkIndex i : tunnel_.take_socket_renewals()) ask_renewal(i);
             auto events = tunnel_.take_events();
             if (!events.empty()) {
@@ -371,6 +383,7 @@ public:
                 update_title();
             }
         }
+        seals_.flush(io_);
         if (control_ != nullptr) next = std::min(next, control_->on_timer());
         return next;
     }
@@ -733,6 +746,7 @@ private:
     WorkerShared& shared_;
     Mailbox& mailbox_;
     ThreadIo io_;  // thread 0's, bound to the loop's Io under the lock
+    core::SealQueue seals_;
     Channel& channel_;
     int signal_fd_;
     core::Logger& log_;

@@ -137,16 +137,22 @@ void ThreadHandler::install(core::LinkIndex link, int fd) {
 }
 
 void ThreadHandler::on_tun(std::span<core::Buffer*> packets, core::Io& io) {
-    Locked held(*this, io);
-    // In this thread's own counter space: its own nonces and data sequence,
-    // and the peer's steering brings the peer's answers in that space to its
-    // thread of the same number.
-    tunnel_.on_tun_packets(packets, io_, static_cast<uint8_t>(index_));
+    {
+        Locked held(*this, io);
+        // In this thread's own counter space: its own nonces and data
+        // sequence, and the peer's steering brings the peer's answers in
+        // that space to its thread of the same number.
+        tunnel_.on_tun_packets(packets, io_, static_cast<uint8_t>(index_));
+    }
+    seals_.flush(io_);
 }
 
 void ThreadHandler::on_datagrams(core::LinkIndex link, std::span<core::Datagram> datagrams, core::Io& io) {
-    Locked held(*this, io);
-    tunnel_.on_datagrams(link, datagrams, io_);
+    {
+        Locked held(*this, io);
+        tunnel_.on_datagrams(link, datagrams, io_);
+    }
+    seals_.flush(io_);
 }
 
 void ThreadHandler::on_send_error(core::LinkIndex link, int error) {
@@ -175,14 +181,19 @@ void ThreadHandler::on_gso_refused(core::LinkIndex link, int error) {
 
 core::Time ThreadHandler::on_timer(core::Io& io) {
     mailbox_.drain(io, false);
-    Locked held(*this, io);
-    shared_.loop_stats[index_] = loop_.stats();
-    shared_.cross_stats[index_] = io_.stats();
-    // The reorder timers of the peer's spaces that come to this thread: a
-    // packet a gap releases goes out by this thread's queue, as its flow's
-    // others do (another queue would move the flow, and its answers, to
-    // another thread and counter space).
-    return tunnel_.on_timer(io_, core::SpaceOwner{index_, static_cast<uint32_t>(shared_.peers.size())});
+    core::Time next;
+    {
+        Locked held(*this, io);
+        shared_.loop_stats[index_] = loop_.stats();
+        shared_.cross_stats[index_] = io_.stats();
+        // The reorder timers of the peer's spaces that come to this thread:
+        // a packet a gap releases goes out by this thread's queue, as its
+        // flow's others do (another queue would move the flow, and its
+        // answers, to another thread and counter space).
+        next = tunnel_.on_timer(io_, core::SpaceOwner{index_, static_cast<uint32_t>(shared_.peers.size())});
+    }
+    seals_.flush(io_);
+    return next;
 }
 
 void ThreadHandler::on_readable(int fd, core::Io& io) {

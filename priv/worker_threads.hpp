@@ -121,6 +121,20 @@ private:
     CrossStats stats_;
 };
 
+// For its scope, the Tunnel leaves sealing and sending to `queue`, which
+// the thread flushes once it has let go of the lock (core/seal_queue.hpp).
+// Made and ended under the lock.
+class DeferSeals {
+public:
+    DeferSeals(core::Tunnel& tunnel, core::SealQueue& queue) : tunnel_(tunnel) { tunnel.set_seal_queue(&queue); }
+    ~DeferSeals() { tunnel_.set_seal_queue(nullptr); }
+    DeferSeals(const DeferSeals&) = delete;
+    DeferSeals& operator=(const DeferSeals&) = delete;
+
+private:
+    core::Tunnel& tunnel_;
+};
+
 // What every thread of a worker reaches.
 struct WorkerShared {
     // Held for every call into the Tunnel, and for what is marked below.
@@ -164,11 +178,14 @@ public:
     bool running() const override { return shared_.running.load(std::memory_order_relaxed); }
 
 private:
-    // The lock, with the Io bound for this call; on the way out, thread 0 is
-    // woken if the Tunnel has news for it (link events, socket renewals).
+    // The lock, with the Io bound for this call and the sealing deferred to
+    // seals_ (flushed by the caller after the lock); on the way out, thread 0
+    // is woken if the Tunnel has news for it (link events, socket renewals).
     class Locked {
     public:
-        Locked(ThreadHandler& h, core::Io& io) : h_(h), lock_(h.shared_.tunnel) { h.io_.bind(io); }
+        Locked(ThreadHandler& h, core::Io& io) : h_(h), lock_(h.shared_.tunnel), defer_(h.tunnel_, h.seals_) {
+            h.io_.bind(io);
+        }
         ~Locked() {
             if (h_.tunnel_.has_news()) h_.shared_.peers[0].mailbox->wake();
         }
@@ -178,6 +195,7 @@ private:
     private:
         ThreadHandler& h_;
         std::lock_guard<std::recursive_mutex> lock_;
+        DeferSeals defer_;
     };
 
     uint32_t index_;
@@ -187,6 +205,7 @@ private:
     Mailbox& mailbox_;
     core::Logger& log_;
     ThreadIo io_;
+    core::SealQueue seals_;
     std::vector<bool> installed_;  // by link: this loop has a socket for it
 };
 

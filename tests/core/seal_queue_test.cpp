@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// SealQueue: sealing and sending after the Tunnel's lock, and a Tunnel that
+// leaves them to one.
+#include <doctest/doctest.h>
+#include <sodium.h>
+
+#include <cstring>
+#include <vector>
+
+#include "core/seal.hpp"
+#include "core/seal_queue.hpp"
+#include "tests/core/fake_io.hpp"
+
+using namespace mlvpn::test;
+
+namespace {
+
+// A transport packet with its header written, in a buffer of `io`, with a
+// body of `tag` bytes.
+Buffer* unsealed(FakeIo& io, uint64_t counter, uint8_t tag) {
+    std::vector<std::byte> p(wire::kOverhead + 64, std::byte{tag});
+    wire::TransportHeader h{wire::Type::Data, 0, 1, 0x01020304, counter};
+    wire::encode(h, std::span<std::byte, wire::kTransportHeaderSize>(p.data(), wire::kTransportHeaderSize));
+    return io.make(p, 0);
+}
+
+bool body_is(std::span<const std::byte> p, uint8_t tag) {
+    for (size_t i = wire::kTransportHeaderSize + wire::kTagSize; i < p.size(); ++i)
+        if (p[i] != std::byte{tag}) return false;
+    return true;
+}
+
+}  // namespace
+
+TEST_CASE("seal queue: sealed at the flush under each packet's own key, sent in the order added") {
+    FakeIo io;
+    SealQueue q;
+    // More keys than the queue has room for: the packets of the keys beyond
+    // are sealed when added, and still leave in their place.
+    const size_t n = SealQueue::kKeys + 4;
+    std::vector<SecretKey> keys;
+    for (size_t i = 0; i < n; ++i) {
+        keys.emplace_back();
+        randombytes_buf(keys.back().data(), keys.back().size());
+    }
+    std::vector<Buffer*> added;
+    for (size_t round = 0; round < 2; ++round) {
+        for (size_t i = 0; i < n; ++i) {
+            Buffer* b = unsealed(io, round * n + i, static_cast<uint8_t>(i));
+            added.push_back(b);
+            q.add(keys[i], static_cast<LinkIndex>(i), b, nullptr);
+        }
+    }
+    CHECK(io.sent.empty());
+    CHECK(q.size() == 2 * n);
+    for (size_t k = 0; k < added.size(); ++k) {
+        const size_t i = k % n;
+        CAPTURE(k);
+        // Keys with a slot wait; the others were sealed at once.
+        CHECK(body_is(added[k]->bytes(), static_cast<uint8_t>(i)) == (i < SealQueue::kKeys));
+    }
+    q.flush(io);
+    CHECK(q.empty());
+    REQUIRE(io.sent.size() == 2 * n);
+    for (size_t k = 0; k < io.sent.size(); ++k) {
+        const size_t i = k % n;
+        CAPTURE(k);
+        CHECK(io.sent[k].link == i);
+        auto bytes = io.sent[k].bytes;
+        CHECK_FALSE(body_is(bytes, static_cast<uint8_t>(i)));  // encrypted
+        REQUIRE(open(keys[i], bytes));
+        CHECK(body_is(bytes, static_cast<uint8_t>(i)));
+        CHECK(wire::load_be64(&bytes[8]) == k);
+    }
+    // The next flush starts with empty key slots.
+    Buffer* b = unsealed(io, 99, 7);
+    q.add(keys[n - 1], 0, b, nullptr);
+    CHECK(body_is(b->bytes(), 7));  // a slot again
+    q.flush(io);
+    auto last = io.sent.back().bytes;
+    CHECK(open(keys[n - 1], last));
+}
+
+TEST_CASE("seal queue: a Tunnel that leaves sealing to it sends nothing until the flush; the peer opens all") {
+    Pair p(2);
+    REQUIRE(p.establish());
+    SealQueue q;
+    p.client_io.sent.clear();
+    auto batch = packets(60, 400);
+    std::vector<Buffer*> bufs;
+    for (auto& x : batch) bufs.push_back(p.client_io.make(x, wire::kHeadroom));
+    p.client->set_seal_queue(&q);
+    p.client->on_tun_packets(bufs, p.client_io, 1);
+    p.client->set_seal_queue(nullptr);
+    CHECK(p.client_io.sent.empty());
+    CHECK(q.size() == batch.size());
+    // Counted already, as sent: the scheduler and the statistics do not wait.
+    uint64_t tx = 0;
+    for (LinkIndex i = 0; i < 2; ++i) tx += p.client->link(i).stats.tx_data;
+    CHECK(tx == batch.size());
+    q.flush(p.client_io);
+    CHECK(p.client_io.sent.size() == batch.size());
+    p.server_io.tun.clear();
+    p.deliver();
+    CHECK(p.server_io.tun == batch);
+    // Without the queue, as before.
+    p.send_from(true, batch, 1);
+    CHECK(p.server_io.tun.size() == 2 * batch.size());
+}
