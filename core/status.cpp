@@ -300,7 +300,7 @@ std::string to_prometheus(const Status& s) {
     family("worker_threads", "gauge", "Worker threads, each with its own TUN queue and socket per link.");
     sample("worker_threads", "", s.meta.workers);
     family("cross_thread_copies_total", "counter",
-           "Packets a worker thread sent or wrote for another (copied into its own buffer; reorder timeouts).");
+           "Packets a worker thread sent or wrote for another (copied into its own buffer; a reload's change of room).");
     sample("cross_thread_copies_total", "", s.meta.cross_thread_copies);
     family("device_offload_info", "gauge", "Constant 1, with the TUN offloads in use as a label (off, tcp, tcp,udp).");
     sample("device_offload_info", fmt::format(",offload=\"{}\"", prometheus_label(s.meta.offload)), 1);

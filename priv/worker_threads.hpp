@@ -7,8 +7,9 @@
 // thread calls only while it holds `WorkerShared::tunnel`. A buffer belongs
 // to the loop whose pool it came from, and only that loop may take it back;
 // but a thread may meet another's buffer: the Tunnel hands out whatever its
-// reorder buffers hold when a timer or a change of room releases them, and
-// those may have been received by another thread. ThreadIo, the Io a thread
+// reorder buffers hold when a change of room (a new space in use, a reload)
+// releases them, and those may have been received by another thread (each
+// thread runs only its own spaces' reorder timers). ThreadIo, the Io a thread
 // gives the Tunnel, makes this invisible to both: a foreign buffer to send or
 // write is copied into one of the thread's own, and goes back to its owner
 // through that thread's Mailbox, which also carries the commands one thread
