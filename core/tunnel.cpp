@@ -155,7 +155,7 @@ size_t Tunnel::reorder_ceiling(const TunnelSettings& settings) {
 }
 
 bool Tunnel::add_link(LinkIndex index, LinkSettings settings) {
-    if (index > links_.size() || (index < links_.size() && !links_[index].removed)) return false;
+    if (!can_add_link(index)) return false;
     const Time now = clock_.now();
     Link fresh;
     fresh.settings = std::move(settings);

@@ -246,6 +246,10 @@ public:
     // A new link at `index`: link_count() (appended) or a removed link's
     // index. Returns false (and changes nothing) for any other index.
     bool add_link(LinkIndex index, LinkSettings settings);
+    // Whether add_link(index, ...) would take it.
+    bool can_add_link(LinkIndex index) const {
+        return index == links_.size() || (index < links_.size() && links_[index].removed);
+    }
     // New settings for a link that keeps its socket and sessions.
     void update_link(LinkIndex link, LinkSettings settings);
     // The link's socket was replaced: sessions, peer and state start over.

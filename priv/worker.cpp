@@ -330,18 +330,14 @@ public:
     // The packet paths seal after the lock (core/seal_queue.hpp).
     void on_tun(std::span<core::Buffer*> packets, core::Io& io) override {
         {
-            const std::lock_guard lock(shared_.tunnel);
-            const DeferSeals defer(tunnel_, seals_);
-            io_.bind(io);
+            const TunnelCall call(shared_, tunnel_, io_, io, seals_);
             tunnel_.on_tun_packets(packets, io_);
         }
         seals_.flush(io_);
     }
     void on_datagrams(core::LinkIndex link, std::span<core::Datagram> datagrams, core::Io& io) override {
         {
-            const std::lock_guard lock(shared_.tunnel);
-            const DeferSeals defer(tunnel_, seals_);
-            io_.bind(io);
+            const TunnelCall call(shared_, tunnel_, io_, io, seals_);
             tunnel_.on_datagrams(link, datagrams, io_);
         }
         seals_.flush(io_);
@@ -370,12 +366,8 @@ public:
         mailbox_.drain(io, false);
         core::Time next;
         {
-            const std::lock_guard lock(shared_.tunnel);
-            io_.bind(io);
-            {
-                const DeferSeals defer(tunnel_, seals_);
-                next = tunnel_.on_timer(io_, core::SpaceOwner{0, workers_});
-            }
+            const TunnelCall call(shared_, tunnel_, io_, io, seals_);
+            next = tunnel_.on_timer(io_, core::SpaceOwner{0, workers_});
             for (const core::LinkIndex i : tunnel_.take_socket_renewals()) ask_renewal(i);
             auto events = tunnel_.take_events();
             if (!events.empty()) {
@@ -512,12 +504,14 @@ private:
             Status s;
             switch (u.op) {
             case msg::LinkUpdate::Add:
-                if (i < tunnel_.link_count() && !tunnel_.link(i).removed) {
+                // Checked before the sockets go to the loops, which would
+                // otherwise keep sockets for a link that is not there.
+                if (!tunnel_.can_add_link(i)) {
                     s = fail(fmt::format("link index {} is in use", i));
                     break;
                 }
                 s = install_socket(i, std::move(fd));
-                if (s && !tunnel_.add_link(i, settings)) s = fail(fmt::format("link index {} is in use", i));
+                if (s) (void)tunnel_.add_link(i, settings);
                 break;
             case msg::LinkUpdate::Replace:
                 s = install_socket(i, std::move(fd));

@@ -122,19 +122,6 @@ private:
     CrossStats stats_;
 };
 
-// For its scope, the Tunnel leaves sealing and sending to `queue`, which
-// the thread flushes once it has let go of the lock (core/seal_queue.hpp).
-// Made and ended under the lock.
-class DeferSeals {
-public:
-    DeferSeals(core::Tunnel& tunnel, core::SealQueue& queue) : tunnel_(tunnel) { tunnel.set_seal_queue(&queue); }
-    ~DeferSeals() { tunnel_.set_seal_queue(nullptr); }
-    DeferSeals(const DeferSeals&) = delete;
-    DeferSeals& operator=(const DeferSeals&) = delete;
-
-private:
-    core::Tunnel& tunnel_;
-};
 
 // What every thread of a worker reaches.
 struct WorkerShared {
@@ -153,6 +140,26 @@ struct WorkerShared {
 
     // Every thread leaves its loop at its next turn (woken for it).
     void stop();
+};
+
+// A handler's packet or timer call into the Tunnel, for its scope: the lock
+// held, the thread's ThreadIo bound to the loop's Io of this call, and
+// sealing and sending left to `seals` (core/seal_queue.hpp), which the
+// thread flushes once the scope has ended and the lock is free.
+class TunnelCall {
+public:
+    TunnelCall(WorkerShared& shared, core::Tunnel& tunnel, ThreadIo& thread_io, core::Io& io, core::SealQueue& seals)
+        : lock_(shared.tunnel), tunnel_(tunnel) {
+        thread_io.bind(io);
+        tunnel.set_seal_queue(&seals);
+    }
+    ~TunnelCall() { tunnel_.set_seal_queue(nullptr); }  // before the lock goes
+    TunnelCall(const TunnelCall&) = delete;
+    TunnelCall& operator=(const TunnelCall&) = delete;
+
+private:
+    std::lock_guard<std::recursive_mutex> lock_;
+    core::Tunnel& tunnel_;
 };
 
 // The handler of threads 1..N-1: the packets of their TUN queue and of their
@@ -179,14 +186,11 @@ public:
     bool running() const override { return shared_.running.load(std::memory_order_relaxed); }
 
 private:
-    // The lock, with the Io bound for this call and the sealing deferred to
-    // seals_ (flushed by the caller after the lock); on the way out, thread 0
-    // is woken if the Tunnel has news for it (link events, socket renewals).
+    // A TunnelCall that, on the way out and still under the lock, wakes
+    // thread 0 if the Tunnel has news for it (link events, socket renewals).
     class Locked {
     public:
-        Locked(ThreadHandler& h, core::Io& io) : h_(h), lock_(h.shared_.tunnel), defer_(h.tunnel_, h.seals_) {
-            h.io_.bind(io);
-        }
+        Locked(ThreadHandler& h, core::Io& io) : h_(h), call_(h.shared_, h.tunnel_, h.io_, io, h.seals_) {}
         ~Locked() {
             if (h_.tunnel_.has_news()) h_.shared_.peers[0].mailbox->wake();
         }
@@ -195,8 +199,7 @@ private:
 
     private:
         ThreadHandler& h_;
-        std::lock_guard<std::recursive_mutex> lock_;
-        DeferSeals defer_;
+        TunnelCall call_;
     };
 
     uint32_t index_;
