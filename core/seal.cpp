@@ -43,7 +43,9 @@ void seal(std::span<const uint8_t, 32> key, std::span<std::byte> packet) {
     crypto_secretbox_detached(body, tag, body, body_len, nonce.data(), key.data());
 }
 
-bool open(const SecretKey& key, std::span<std::byte> packet) {
+bool open(const SecretKey& key, std::span<std::byte> packet) { return open(key.span(), packet); }
+
+bool open(std::span<const uint8_t, 32> key, std::span<std::byte> packet) {
     if (packet.size() < kTransportHeaderSize + kTagSize) return false;
     const bool cleartext = is_cleartext(packet);
     const auto nonce = wire::nonce_for(packet.first<kTransportHeaderSize>());

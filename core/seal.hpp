@@ -27,5 +27,7 @@ void seal(std::span<const uint8_t, 32> key, std::span<std::byte> packet);
 // Verifies the tag and decrypts in place; false (contents unspecified) if the
 // packet does not authenticate under `key`.
 bool open(const SecretKey& key, std::span<std::byte> packet);
+// The same with the key's bytes (core/open_batch.hpp keeps copies).
+bool open(std::span<const uint8_t, 32> key, std::span<std::byte> packet);
 
 }  // namespace mlvpn::core

@@ -14,6 +14,7 @@
 // and still sent in order.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -32,9 +33,10 @@ public:
     SealQueue();
 
     // `b` holds a transport packet whose header is written (its counter
-    // reserved): sealed under `key` and sent on `link` to `to` (nullptr: the
-    // socket's peer) at the next flush(). Takes `b`.
-    void add(const SecretKey& key, LinkIndex link, Buffer* b, const Endpoint* to);
+    // reserved): sealed under `key`, the send key of session `serial`
+    // (Session::serial), and sent on `link` to `to` (nullptr: the socket's
+    // peer) at the next flush(). Takes `b`.
+    void add(const SecretKey& key, uint64_t serial, LinkIndex link, Buffer* b, const Endpoint* to);
     // Seals what was added and sends it through `io`, in the order added;
     // then wipes the keys.
     void flush(Io& io);
@@ -49,11 +51,13 @@ private:
         bool has_to;
         Endpoint to;
     };
-    // The slot holding `key`'s bytes, copied there if new; -1 when full.
-    int slot_for(const SecretKey& key);
+    // The slot holding the key of session `serial` (a session's keys never
+    // change), `key` copied there if new; -1 when full.
+    int slot_for(const SecretKey& key, uint64_t serial);
     std::span<const uint8_t, 32> slot(int i) const;
 
     Secret<32 * kKeys> keys_;
+    std::array<uint64_t, kKeys> serials_{};  // whose key each slot holds
     size_t used_ = 0;  // slots in use
     int last_ = -1;    // the slot found last: consecutive packets share a link
     std::vector<Job> jobs_;

@@ -38,6 +38,9 @@ private:
 };
 
 struct Session {
+    // Numbers the sessions of one Tunnel, from 1, never reused: tells a
+    // session from a later one that drew the same local_index.
+    uint64_t serial = 0;
     uint32_t local_index = 0;   // what the peer puts in receiver_index
     uint32_t remote_index = 0;  // what we put in receiver_index
     uint16_t link_id = 0;       // the initiator's index of the link

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include <sodium.h>
 
@@ -402,7 +403,7 @@ void Tunnel::seal_and_send(LinkIndex index, Session& s, wire::Type type, Buffer*
     link.stats.tx_bytes += b->length;
     link.last_tx = now;
     if (seal_queue_ != nullptr) {
-        seal_queue_->add(s.send_key, index, b, destination(link));
+        seal_queue_->add(s.send_key, s.serial, index, b, destination(link));
         return;
     }
     seal(s.send_key, bytes);
@@ -560,9 +561,29 @@ void Tunnel::size_history() {
     if (want != history_.enabled()) history_.resize(settings_.mtu, want);
 }
 
-void Tunnel::on_datagrams(LinkIndex index, std::span<Datagram> datagrams, Io& io) {
+void Tunnel::plan_open(LinkIndex index, std::span<const Datagram> datagrams, OpenBatch& batch) const {
+    batch.begin(datagrams.size());
+    if (index >= links_.size() || links_[index].admin == LinkAdmin::Down) return;
+    const Link& link = links_[index];
     const Time now = clock_.now();
-    for (Datagram& d : datagrams) {
+    // The checks on_datagrams() and on_transport() make before opening, in
+    // the same order; a datagram failing one is left for them to count.
+    for (size_t i = 0; i < datagrams.size(); ++i) {
+        const Datagram& d = datagrams[i];
+        if (d.buffer->length == 0 || !from_peer(link, d.from)) continue;
+        const auto header = wire::decode_transport(d.buffer->bytes());
+        if (!header) continue;
+        const Session* s = find_session(link, header->receiver_index);
+        if (s == nullptr || now - s->created >= timing::kRejectAfter) continue;
+        if (!s->replay.in_range(header->counter) || !s->replay.fresh(header->counter)) continue;
+        batch.plan(i, s->receive_key, s->serial);
+    }
+}
+
+void Tunnel::on_datagrams(LinkIndex index, std::span<Datagram> datagrams, Io& io, const OpenBatch* opened) {
+    const Time now = clock_.now();
+    for (size_t i = 0; i < datagrams.size(); ++i) {
+        Datagram& d = datagrams[i];
         if (index >= links_.size() || d.buffer->length == 0) {
             if (index < links_.size()) ++links_[index].stats.drop_malformed;
             io.release(d.buffer);
@@ -587,7 +608,7 @@ void Tunnel::on_datagrams(LinkIndex index, std::span<Datagram> datagrams, Io& io
             break;
         case static_cast<uint8_t>(wire::Type::Data):
         case static_cast<uint8_t>(wire::Type::Control):
-            on_transport(index, d, io, now);
+            on_transport(index, d, io, now, opened, i);
             break;
         default:
             ++links_[index].stats.drop_malformed;
@@ -596,14 +617,18 @@ void Tunnel::on_datagrams(LinkIndex index, std::span<Datagram> datagrams, Io& io
     }
 }
 
-Session* Tunnel::find_session(Link& link, uint32_t receiver_index) {
-    for (auto* s : {&link.current, &link.next, &link.previous}) {
+const Session* Tunnel::find_session(const Link& link, uint32_t receiver_index) {
+    for (const auto* s : {&link.current, &link.next, &link.previous}) {
         if (*s && (*s)->local_index == receiver_index) return &**s;
     }
     return nullptr;
 }
 
-void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now) {
+Session* Tunnel::find_session(Link& link, uint32_t receiver_index) {
+    return const_cast<Session*>(find_session(std::as_const(link), receiver_index));
+}
+
+void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now, const OpenBatch* opened, size_t i) {
     Link& link = links_[index];
     Buffer* b = d.buffer;
     const auto header = wire::decode_transport(b->bytes());
@@ -631,7 +656,24 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now) {
         io.release(b);
         return;
     }
-    if (!open(s->receive_key, b->bytes())) {
+    // Opened outside the lock if planned (core/open_batch.hpp), else here.
+    // A result for another session than this one (it went, and a new one
+    // drew its index) is no use: the bytes may be decrypted already.
+    bool authentic;
+    switch (opened != nullptr ? opened->outcome(i) : OpenBatch::Outcome::unplanned) {
+    case OpenBatch::Outcome::opened:
+    case OpenBatch::Outcome::failed:
+        if (opened->serial(i) != s->serial) {
+            ++link.stats.drop_no_session;
+            io.release(b);
+            return;
+        }
+        authentic = opened->outcome(i) == OpenBatch::Outcome::opened;
+        break;
+    default:
+        authentic = open(s->receive_key, b->bytes());
+    }
+    if (!authentic) {
         ++link.stats.drop_auth;
         if (auto n = auth_log_limit_.allow(now)) {
             log_.warn("link {}: packet from {} failed authentication; {} such", link.settings.name,

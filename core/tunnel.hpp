@@ -29,6 +29,7 @@
 #include "core/reorder.hpp"
 #include "core/reorder_spaces.hpp"
 #include "core/scheduler.hpp"
+#include "core/open_batch.hpp"
 #include "core/seal_queue.hpp"
 #include "core/secret.hpp"
 #include "core/send_history.hpp"
@@ -172,7 +173,14 @@ public:
     // must instead hand such packets to the one that owns space 0.
     void on_tun_packets(std::span<Buffer*> packets, Io& io, uint8_t space = 0);
     // Datagrams received on one link, each at offset 0. Takes every buffer.
-    void on_datagrams(LinkIndex link, std::span<Datagram> datagrams, Io& io);
+    // With `opened`, the batch plan_open() planned for these datagrams and
+    // opened since (core/open_batch.hpp): a result is taken where the
+    // datagram's session is still the one planned; the rest are opened here.
+    void on_datagrams(LinkIndex link, std::span<Datagram> datagrams, Io& io, const OpenBatch* opened = nullptr);
+    // Plans in `batch` the datagrams on_datagrams() would open, each with its
+    // session's receive key, so that the caller may open them without its
+    // lock (core/open_batch.hpp). Changes nothing here.
+    void plan_open(LinkIndex link, std::span<const Datagram> datagrams, OpenBatch& batch) const;
     // Runs due timers; returns the next deadline. `owner`: the reorder
     // buffers of only those of the peer's spaces (ReorderSpaces::on_timer);
     // every other timer runs whoever calls.
@@ -267,8 +275,10 @@ private:
     uint32_t new_index();
 
     // Transport (tunnel.cpp)
-    void on_transport(LinkIndex index, Datagram& d, Io& io, Time now);
+    // `opened`, `i`: on_datagrams()'s batch, if any, and d's place in it.
+    void on_transport(LinkIndex index, Datagram& d, Io& io, Time now, const OpenBatch* opened, size_t i);
     Session* find_session(Link& link, uint32_t receiver_index);
+    static const Session* find_session(const Link& link, uint32_t receiver_index);
     bool usable(const Link& link, Time now) const;
     void send_control(LinkIndex index, wire::ControlKind kind, Io& io, Time now);
     // Fills usable_scratch_ and path_scratch_: which links may carry data
@@ -351,6 +361,7 @@ private:
     RateLimit auth_log_limit_;
     RateLimit send_error_limit_;
     SealQueue* seal_queue_ = nullptr;  // set_seal_queue()
+    uint64_t session_serial_ = 0;      // the last Session::serial given
 };
 
 }  // namespace mlvpn::core

@@ -207,6 +207,7 @@ void Tunnel::on_initiation(LinkIndex index, Datagram& d, Io& io, Time now) {
     ++link.stats.handshakes_received;
 
     Session s;
+    s.serial = ++session_serial_;
     s.local_index = new_index();
     s.remote_index = wire::load_be32(&bytes[4]);
     s.link_id = ip->link_id;
@@ -272,6 +273,7 @@ void Tunnel::on_response(LinkIndex index, Datagram& d, Io& io, Time now) {
     ++link.stats.handshakes_completed;
 
     Session s;
+    s.serial = ++session_serial_;
     s.local_index = link.pending->local_index;
     s.remote_index = wire::load_be32(reinterpret_cast<const std::byte*>(payload.data()));
     s.link_id = static_cast<uint16_t>(index);

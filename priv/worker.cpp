@@ -336,9 +336,15 @@ public:
         seals_.flush(io_);
     }
     void on_datagrams(core::LinkIndex link, std::span<core::Datagram> datagrams, core::Io& io) override {
+        // Opened between two holds of the lock (core/open_batch.hpp).
+        {
+            const std::lock_guard lock(shared_.tunnel);
+            tunnel_.plan_open(link, datagrams, opens_);
+        }
+        opens_.open(datagrams);
         {
             const TunnelCall call(shared_, tunnel_, io_, io, seals_);
-            tunnel_.on_datagrams(link, datagrams, io_);
+            tunnel_.on_datagrams(link, datagrams, io_, &opens_);
         }
         seals_.flush(io_);
     }
@@ -741,6 +747,7 @@ private:
     Mailbox& mailbox_;
     ThreadIo io_;  // thread 0's, bound to the loop's Io under the lock
     core::SealQueue seals_;
+    core::OpenBatch opens_;
     Channel& channel_;
     int signal_fd_;
     core::Logger& log_;

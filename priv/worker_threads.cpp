@@ -148,9 +148,15 @@ void ThreadHandler::on_tun(std::span<core::Buffer*> packets, core::Io& io) {
 }
 
 void ThreadHandler::on_datagrams(core::LinkIndex link, std::span<core::Datagram> datagrams, core::Io& io) {
+    // Opened between two holds of the lock (core/open_batch.hpp).
+    {
+        const std::lock_guard lock(shared_.tunnel);
+        tunnel_.plan_open(link, datagrams, opens_);
+    }
+    opens_.open(datagrams);
     {
         Locked held(*this, io);
-        tunnel_.on_datagrams(link, datagrams, io_);
+        tunnel_.on_datagrams(link, datagrams, io_, &opens_);
     }
     seals_.flush(io_);
 }

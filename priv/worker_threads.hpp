@@ -210,6 +210,7 @@ private:
     core::Logger& log_;
     ThreadIo io_;
     core::SealQueue seals_;
+    core::OpenBatch opens_;
     std::vector<bool> installed_;  // by link: this loop has a socket for it
 };
 

@@ -48,7 +48,7 @@ TEST_CASE("seal queue: sealed at the flush under each packet's own key, sent in 
         for (size_t i = 0; i < n; ++i) {
             Buffer* b = unsealed(io, round * n + i, static_cast<uint8_t>(i));
             added.push_back(b);
-            q.add(keys[i], static_cast<LinkIndex>(i), b, nullptr);
+            q.add(keys[i], i + 1, static_cast<LinkIndex>(i), b, nullptr);
         }
     }
     CHECK(io.sent.empty());
@@ -74,7 +74,7 @@ TEST_CASE("seal queue: sealed at the flush under each packet's own key, sent in 
     }
     // The next flush starts with empty key slots.
     Buffer* b = unsealed(io, 99, 7);
-    q.add(keys[n - 1], 0, b, nullptr);
+    q.add(keys[n - 1], n, 0, b, nullptr);
     CHECK(body_is(b->bytes(), 7));  // a slot again
     q.flush(io);
     auto last = io.sent.back().bytes;
