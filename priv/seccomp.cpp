@@ -17,16 +17,23 @@
 #include <liburing.h>
 #include <seccomp.h>
 #include <signal.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <iterator>
 #include <memory>
 #include <span>
 #include <type_traits>
+#include <vector>
 
 #include <fmt/format.h>
+
+#include "priv/fd.hpp"
 
 namespace mlvpn::priv {
 
@@ -144,6 +151,38 @@ Status add(scmp_filter_ctx ctx, const char* name, int nr, std::initializer_list<
     return {};
 }
 
+// Loads a filter built with KILL_THREAD as its kill action through prctl(),
+// each kill turned into KILL_PROCESS. libseccomp writes the BPF program to
+// a memfd; in it, a kill is `ret #SECCOMP_RET_KILL_THREAD` (0), and no
+// other return of the filter is 0 (allow is SECCOMP_RET_ALLOW).
+Status load_killing_process(scmp_filter_ctx ctx) {
+    const Fd memfd(memfd_create("mlvpn-seccomp", MFD_CLOEXEC));
+    if (!memfd) return fail(fmt::format("seccomp: memfd_create: {}", std::strerror(errno)));
+    const int fd = memfd.get();
+    if (const int rc = seccomp_export_bpf(ctx, fd); rc < 0)
+        return fail(fmt::format("seccomp: cannot export the filter: {}", std::strerror(-rc)));
+    const off_t size = lseek(fd, 0, SEEK_END);
+    constexpr size_t kMaxInstructions = 4096;  // BPF_MAXINSNS
+    if (size <= 0 || size % static_cast<off_t>(sizeof(sock_filter)) != 0 ||
+        static_cast<size_t>(size) / sizeof(sock_filter) > kMaxInstructions)
+        return fail(fmt::format("seccomp: exported filter of {} bytes", static_cast<long long>(size)));
+    std::vector<sock_filter> code(static_cast<size_t>(size) / sizeof(sock_filter));
+    if (pread(fd, code.data(), static_cast<size_t>(size), 0) != size)
+        return fail(fmt::format("seccomp: cannot read the exported filter: {}", std::strerror(errno)));
+    size_t kills = 0;
+    for (sock_filter& insn : code) {
+        if (insn.code == (BPF_RET | BPF_K) && insn.k == SECCOMP_RET_KILL_THREAD) {
+            insn.k = SECCOMP_RET_KILL_PROCESS;
+            ++kills;
+        }
+    }
+    if (kills == 0) return fail("seccomp: exported filter has no kill action");
+    const sock_fprog prog{static_cast<unsigned short>(code.size()), code.data()};
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0)
+        return fail(fmt::format("seccomp: cannot load the filter: {}", std::strerror(errno)));
+    return {};
+}
+
 }  // namespace
 
 size_t worker_syscall_count(LoopBackend backend) {
@@ -154,11 +193,12 @@ size_t worker_syscall_count(LoopBackend backend) {
 Status install_worker_seccomp(LoopBackend backend, pid_t self) {
     // libseccomp asks the seccomp() system call whether KILL_PROCESS exists;
     // under a filter that denies seccomp() (systemd's SystemCallFilter=
-    // @system-service does) it answers no, and the filter is then loaded
-    // through prctl(). KILL_THREAD is the same thing for a worker of one
-    // thread, which cannot make another (clone is denied, RLIMIT_NPROC is 0).
-    // With several threads it kills only the offending one: the others go
-    // on without it, and the log says nothing (a limit of that fallback).
+    // @system-service does) it answers no and refuses the action, though
+    // the kernel has it (4.14) whichever call loads the filter. The filter
+    // is then built with KILL_THREAD and loaded by load_killing_process(),
+    // which makes every kill in it KILL_PROCESS again: a worker thread that
+    // made a forbidden call must take its siblings with it, not leave them
+    // serving without it.
     uint32_t kill = SCMP_ACT_KILL_PROCESS;
     FilterPtr filter(seccomp_init(kill), seccomp_release);
     if (!filter) {
@@ -215,6 +255,7 @@ Status install_worker_seccomp(LoopBackend backend, pid_t self) {
         }
     }
 
+    if (kill == SCMP_ACT_KILL_THREAD) return load_killing_process(ctx);
     if (const int rc = seccomp_load(ctx); rc < 0)
         return fail(fmt::format("seccomp: cannot load the filter: {}", std::strerror(-rc)));
     return {};

@@ -21,9 +21,10 @@
 
 #include <cerrno>
 #include <cstddef>
-#include <iterator>
 #include <functional>
+#include <iterator>
 #include <string>
+#include <thread>
 #include <vector>
 
 using mlvpn::priv::install_worker_seccomp;
@@ -196,6 +197,38 @@ TEST_CASE("seccomp: under a filter that denies seccomp() (systemd's @system-serv
     int status = 0;
     REQUIRE(waitpid(pid, &status, 0) == pid);
     INFO("exit status " << (WIFEXITED(status) ? WEXITSTATUS(status) : -1) << " (102: not loaded)");
+    REQUIRE(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGSYS);
+}
+
+TEST_CASE("seccomp: loaded through prctl(), a forbidden call in one thread still ends the whole process") {
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) _exit(100);
+        sock_filter code[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_seccomp, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        sock_fprog prog{static_cast<unsigned short>(std::size(code)), code};
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) _exit(101);
+        // As a worker thread: the filter on itself only, then a call it
+        // forbids. The main thread, under no worker filter, waits.
+        std::thread worker([] {
+            if (!install_worker_seccomp(LoopBackend::io_uring, getpid())) _exit(102);
+            (void)open("/dev/null", O_RDONLY);
+        });
+        worker.detach();
+        timespec wait{5, 0};
+        nanosleep(&wait, nullptr);
+        _exit(50);  // only the worker thread died (KILL_THREAD)
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    INFO("exit status " << (WIFEXITED(status) ? WEXITSTATUS(status) : -1) << " (50: the process went on)");
     REQUIRE(WIFSIGNALED(status));
     CHECK(WTERMSIG(status) == SIGSYS);
 }
