@@ -145,6 +145,9 @@ struct Link {
     // Acknowledgements: what of ours the peer hears, and what we owe it.
     Liveness liveness;
     bool ack_owed = false;  // received data or a keepalive since our last control packet
+    // When data (not a keepalive) first made ack_owed true; kNever: a
+    // keepalive did, or nothing is owed (timing::kAckDelay).
+    Time data_owed_since = kNever;
     Time last_control_tx{};
     Time last_elicit_tx{};  // last data or keepalive sent (what the peer acknowledges)
     Time next_probe{};      // while liveness.probing(): the next probe

@@ -209,6 +209,7 @@ void Tunnel::reset_link(LinkIndex index) {
     link.peer_ts = 0;
     link.liveness.reset();
     link.ack_owed = false;
+    link.data_owed_since = kNever;
     link.rx_loss.reset();
     link.tx_loss = 0;
     link.quality = LinkQuality::Good;
@@ -425,6 +426,7 @@ void Tunnel::send_control(LinkIndex index, wire::ControlKind kind, Io& io, Time 
     seal_and_send(index, *link.current, wire::Type::Control, b, io, now);
     // Whatever we owed the peer, this carries it (rx_ts).
     link.ack_owed = false;
+    link.data_owed_since = kNever;
     link.last_control_tx = now;
     link.delivery.sent(inner.ts, now, link.stats.tx_bytes, false);
     if (kind == wire::ControlKind::Ack) {
@@ -739,7 +741,10 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now, const 
             update_rtt(link, control->ts, control->echo, now);
             link.tx_loss = control->loss;
             if (control->rx_ts != 0) link.delivery.acknowledged(control->rx_ts, now, control->loss / 10000.0);
-            if (control->kind == wire::ControlKind::Keepalive) link.ack_owed = true;
+            if (control->kind == wire::ControlKind::Keepalive) {
+                link.ack_owed = true;
+                link.data_owed_since = kNever;  // a probe is answered at once
+            }
         }
         io.release(b);
         return;
@@ -748,6 +753,7 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now, const 
     const auto data = wire::decode_data_inner(inner);
     link.peer_ts = data.ts;
     link.peer_ts_at = now;
+    if (!link.ack_owed) link.data_owed_since = now;
     link.ack_owed = true;
     update_rtt(link, data.ts, data.echo, now);
     b->offset += wire::kOverhead;
@@ -962,7 +968,8 @@ Time Tunnel::link_timers(LinkIndex index, Io& io, Time now) {
             next = std::min(next, due);
         }
         if (link.ack_owed) {
-            const Time ack_due = link.last_control_tx + timing::kAckInterval;
+            Time ack_due = link.last_control_tx + timing::kAckInterval;
+            if (link.data_owed_since != kNever) ack_due = std::max(ack_due, link.data_owed_since + timing::kAckDelay);
             if (now >= ack_due) {
                 send_control(index, wire::ControlKind::Ack, io, now);
             } else {

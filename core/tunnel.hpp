@@ -78,6 +78,13 @@ static_assert(kRejectAfterMessages <= wire::kCounterNumberMask && kRekeyAfterMes
 // within a few tens of milliseconds, rare enough to cost nothing (at most 50
 // small packets a second per link).
 inline constexpr Duration kAckInterval = std::chrono::milliseconds(20);
+// An acknowledgement owed for data waits at least this long after the data
+// came, so that an answer the data brings at once (a ping's reply through a
+// local host, a TCP ACK) leaves first: the peer then wakes for the answer,
+// not for our acknowledgement ahead of it (one more turn, or one more wake-up
+// of its worker, on the answer's way). Small against every timer that reads
+// acknowledgements (kAckInterval, kStallMargin); a keepalive's is not held.
+inline constexpr Duration kAckDelay = std::chrono::microseconds(250);
 // A link whose traffic has gone unacknowledged for twice its smoothed RTT
 // plus four deviations plus kAckInterval is taken out of the aggregate, but
 // never sooner than the minimum (queueing spikes on a loaded link must not
