@@ -788,3 +788,35 @@ TEST_CASE("tunnel: the reorder buffer can be resized live; what it holds is deli
     CHECK(p.server_io.tun.size() == 9);
     check_no_leak(p);
 }
+
+TEST_CASE("tunnel: an ack owed for data waits kAckDelay, so that an answer the data brings goes first") {
+    Pair p(1);
+    REQUIRE(p.establish());
+    p.tick(std::chrono::seconds(2));  // past kAckInterval since any control packet
+    auto controls = [](const std::vector<Sent>& sent) {
+        size_t n = 0;
+        for (const Sent& m : sent)
+            if (!m.bytes.empty() && m.bytes[0] == std::byte(static_cast<uint8_t>(wire::Type::Control))) ++n;
+        return n;
+    };
+    const uint64_t acks = p.server->link(0).stats.acks_sent;
+    p.client_io.sent.clear();
+    std::vector<Buffer*> bufs{p.client_io.make(ip_packet(200, 1), wire::kHeadroom)};
+    p.client->on_tun_packets(bufs, p.client_io);
+    REQUIRE(p.client_io.sent.size() == 1);
+    Datagram d{p.server_io.make(p.client_io.sent[0].bytes, 0), p.client_addr[0]};
+    p.client_io.sent.clear();
+    p.server_io.sent.clear();
+    p.server->on_datagrams(0, std::span<Datagram>(&d, 1), p.server_io);
+    REQUIRE(p.server_io.tun.size() >= 1);
+    // The turn that wrote the packet to the device: no ack yet, and the
+    // timer asks to be called back for it.
+    const Time due = p.server->on_timer(p.server_io);
+    CHECK(controls(p.server_io.sent) == 0);
+    CHECK(due <= p.clock.now() + timing::kAckDelay);
+    // The answer goes out meanwhile; the ack after kAckDelay.
+    p.clock.advance(timing::kAckDelay);
+    p.server->on_timer(p.server_io);
+    CHECK(controls(p.server_io.sent) == 1);
+    CHECK(p.server->link(0).stats.acks_sent == acks + 1);
+}
