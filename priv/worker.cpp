@@ -371,17 +371,20 @@ public:
     core::Time on_timer(core::Io& io) override {
         mailbox_.drain(io, false);
         core::Time next;
+        std::vector<core::LinkIndex> renewals;
+        std::vector<core::LinkEvent> events;
         {
             const TunnelCall call(shared_, tunnel_, io_, io, seals_);
             next = tunnel_.on_timer(io_, core::SpaceOwner{0, workers_});
-            for (const core::LinkIndex i : tunnel_.take_socket_renewals()) ask_renewal(i);
-            auto events = tunnel_.take_events();
-            if (!events.empty()) {
-                for (const auto& e : events) report(e);
-                update_title();
-            }
+            renewals = tunnel_.take_socket_renewals();
+            events = tunnel_.take_events();
+            if (!events.empty()) update_title();
         }
         seals_.flush(io_);
+        // What goes to priv goes after the lock: a priv slow to read would
+        // otherwise hold up every thread's packets, not only this one's.
+        for (const core::LinkIndex i : renewals) ask_renewal(i);
+        for (const auto& e : events) report(e);
         if (control_ != nullptr) next = std::min(next, control_->on_timer());
         return next;
     }
