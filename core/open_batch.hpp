@@ -21,7 +21,6 @@
 // not seen, a batch is one link's) is left unplanned and opened in step 3.
 #pragma once
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -29,6 +28,7 @@
 
 #include "core/buffer.hpp"
 #include "core/io.hpp"
+#include "core/key_slots.hpp"
 #include "core/secret.hpp"
 
 namespace mlvpn::core {
@@ -68,16 +68,7 @@ private:
         int8_t key = -1;  // slot in keys_
         uint64_t serial = 0;
     };
-    // The slot holding the key of session `serial` (a session's keys never
-    // change), `key` copied there if new; -1 when full.
-    int slot_for(const SecretKey& key, uint64_t serial);
-    std::span<const uint8_t, 32> slot(int i) const;
-    void wipe();
-
-    Secret<32 * kKeys> keys_;
-    std::array<uint64_t, kKeys> serials_{};  // whose key each slot holds
-    size_t used_ = 0;  // slots in use
-    int last_ = -1;    // the slot found last: a batch is mostly one session's
+    KeySlots<kKeys> keys_;
     size_t planned_ = 0;
     std::vector<Entry> entries_;
 };

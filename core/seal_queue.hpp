@@ -14,13 +14,13 @@
 // and still sent in order.
 #pragma once
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
 #include "core/buffer.hpp"
 #include "core/io.hpp"
+#include "core/key_slots.hpp"
 #include "core/secret.hpp"
 
 namespace mlvpn::core {
@@ -51,15 +51,7 @@ private:
         bool has_to;
         Endpoint to;
     };
-    // The slot holding the key of session `serial` (a session's keys never
-    // change), `key` copied there if new; -1 when full.
-    int slot_for(const SecretKey& key, uint64_t serial);
-    std::span<const uint8_t, 32> slot(int i) const;
-
-    Secret<32 * kKeys> keys_;
-    std::array<uint64_t, kKeys> serials_{};  // whose key each slot holds
-    size_t used_ = 0;  // slots in use
-    int last_ = -1;    // the slot found last: consecutive packets share a link
+    KeySlots<kKeys> keys_;
     std::vector<Job> jobs_;
 };
 

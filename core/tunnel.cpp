@@ -573,12 +573,8 @@ void Tunnel::plan_open(LinkIndex index, std::span<const Datagram> datagrams, Ope
     for (size_t i = 0; i < datagrams.size(); ++i) {
         const Datagram& d = datagrams[i];
         if (d.buffer->length == 0 || !from_peer(link, d.from)) continue;
-        const auto header = wire::decode_transport(d.buffer->bytes());
-        if (!header) continue;
-        const Session* s = find_session(link, header->receiver_index);
-        if (s == nullptr || now - s->created >= timing::kRejectAfter) continue;
-        if (!s->replay.in_range(header->counter) || !s->replay.fresh(header->counter)) continue;
-        batch.plan(i, s->receive_key, s->serial);
+        const Admission a = admit_transport(link, d.buffer->bytes(), now);
+        if (a.verdict == Admit::ok) batch.plan(i, a.session->receive_key, a.session->serial);
     }
 }
 
@@ -626,6 +622,24 @@ const Session* Tunnel::find_session(const Link& link, uint32_t receiver_index) {
     return nullptr;
 }
 
+Tunnel::Admission Tunnel::admit_transport(const Link& link, std::span<const std::byte> packet, Time now) {
+    Admission a;
+    const auto header = wire::decode_transport(packet);
+    if (!header) return a;  // malformed
+    a.header = *header;
+    a.session = find_session(link, header->receiver_index);
+    if (a.session == nullptr || now - a.session->created >= timing::kRejectAfter) {
+        a.verdict = Admit::no_session;
+        return a;
+    }
+    // Cheap checks first; the window itself moves only after the tag verifies.
+    // A space the session does not allow (any but 0 without negotiation,
+    // none beyond wire::kCounterSpaces) is malformed, not a replay.
+    if (!a.session->replay.in_range(header->counter)) return a;
+    a.verdict = a.session->replay.fresh(header->counter) ? Admit::ok : Admit::replay;
+    return a;
+}
+
 Session* Tunnel::find_session(Link& link, uint32_t receiver_index) {
     return const_cast<Session*>(find_session(std::as_const(link), receiver_index));
 }
@@ -633,31 +647,26 @@ Session* Tunnel::find_session(Link& link, uint32_t receiver_index) {
 void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now, const OpenBatch* opened, size_t i) {
     Link& link = links_[index];
     Buffer* b = d.buffer;
-    const auto header = wire::decode_transport(b->bytes());
-    if (!header) {
+    const Admission a = admit_transport(link, b->bytes(), now);
+    switch (a.verdict) {
+    case Admit::ok:
+        break;
+    case Admit::malformed:
         ++link.stats.drop_malformed;
         io.release(b);
         return;
-    }
-    Session* s = find_session(link, header->receiver_index);
-    if (s == nullptr || now - s->created >= timing::kRejectAfter) {
+    case Admit::no_session:
         ++link.stats.drop_no_session;
         io.release(b);
         return;
-    }
-    // Cheap checks first; the window itself moves only after the tag verifies.
-    // A space the session does not allow (any but 0 without negotiation,
-    // none beyond wire::kCounterSpaces) is malformed, not a replay.
-    if (!s->replay.in_range(header->counter)) {
-        ++link.stats.drop_malformed;
-        io.release(b);
-        return;
-    }
-    if (!s->replay.fresh(header->counter)) {
+    case Admit::replay:
         ++link.stats.drop_replay;
         io.release(b);
         return;
     }
+    const auto& header = a.header;
+    // The link is ours to change (not const here): so is its session.
+    Session* s = const_cast<Session*>(a.session);
     // Opened outside the lock if planned (core/open_batch.hpp), else here.
     // A result for another session than this one (it went, and a new one
     // drew its index) is no use: the bytes may be decrypted already.
@@ -684,7 +693,7 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now, const 
         io.release(b);
         return;
     }
-    if (header->link_id != s->link_id || !s->replay.accept(header->counter)) {
+    if (header.link_id != s->link_id || !s->replay.accept(header.counter)) {
         ++link.stats.drop_malformed;
         io.release(b);
         return;
@@ -712,12 +721,12 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now, const 
     link.last_rx = now;
     ++link.stats.rx_packets;
     link.stats.rx_bytes += b->length;
-    link.rx_loss.received(s->local_index, header->counter, now);
+    link.rx_loss.received(s->local_index, header.counter, now);
 
     auto inner_bytes = b->bytes().subspan(wire::kTransportHeaderSize + wire::kTagSize);
     const auto inner = inner_bytes.first<wire::kInnerHeaderSize>();
     std::optional<wire::ControlInner> control;
-    if (header->type == wire::Type::Control) {
+    if (header.type == wire::Type::Control) {
         control = wire::decode_control_inner(inner);
         // What the peer has heard of us: after a failure, the proof that it
         // hears us again.
@@ -732,7 +741,7 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now, const 
         set_state(index, LinkState::Up, now, "traffic");
     }
 
-    if (header->type == wire::Type::Control) {
+    if (header.type == wire::Type::Control) {
         if (!control) {
             ++link.stats.drop_malformed;
         } else {
@@ -767,10 +776,10 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now, const 
         return;
     }
     ++link.stats.rx_data;
-    const bool resent = (header->flags & wire::kFlagResent) != 0;
+    const bool resent = (header.flags & wire::kFlagResent) != 0;
     // In order within the peer's space (the session allowed the space, and
     // the counter carrying it is authentic): each space is its own sequence.
-    const uint8_t space = wire::counter_space(header->counter);
+    const uint8_t space = wire::counter_space(header.counter);
     if (!reorder_.push(space, data.seq, b, now, deliverable_, resent)) io.release(b);  // a copy we have delivered
     deliver(io);
 }

@@ -284,6 +284,15 @@ private:
     // Transport (tunnel.cpp)
     // `opened`, `i`: on_datagrams()'s batch, if any, and d's place in it.
     void on_transport(LinkIndex index, Datagram& d, Io& io, Time now, const OpenBatch* opened, size_t i);
+    // What a transport packet on `link` must pass before it is opened, in
+    // order, for on_transport() (which counts each failure) and plan_open().
+    enum class Admit : uint8_t { ok, malformed, no_session, replay };
+    struct Admission {
+        Admit verdict = Admit::malformed;
+        wire::TransportHeader header{};  // when decoded
+        const Session* session = nullptr;  // when found and live
+    };
+    static Admission admit_transport(const Link& link, std::span<const std::byte> packet, Time now);
     Session* find_session(Link& link, uint32_t receiver_index);
     static const Session* find_session(const Link& link, uint32_t receiver_index);
     bool usable(const Link& link, Time now) const;

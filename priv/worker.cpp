@@ -336,12 +336,7 @@ public:
         seals_.flush(io_);
     }
     void on_datagrams(core::LinkIndex link, std::span<core::Datagram> datagrams, core::Io& io) override {
-        // Opened between two holds of the lock (core/open_batch.hpp).
-        {
-            const std::lock_guard lock(shared_.tunnel);
-            tunnel_.plan_open(link, datagrams, opens_);
-        }
-        opens_.open(datagrams);
+        open_unlocked(shared_, tunnel_, opens_, link, datagrams);
         {
             const TunnelCall call(shared_, tunnel_, io_, io, seals_);
             tunnel_.on_datagrams(link, datagrams, io_, &opens_);

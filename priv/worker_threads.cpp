@@ -147,13 +147,17 @@ void ThreadHandler::on_tun(std::span<core::Buffer*> packets, core::Io& io) {
     seals_.flush(io_);
 }
 
-void ThreadHandler::on_datagrams(core::LinkIndex link, std::span<core::Datagram> datagrams, core::Io& io) {
-    // Opened between two holds of the lock (core/open_batch.hpp).
+void open_unlocked(WorkerShared& shared, core::Tunnel& tunnel, core::OpenBatch& batch, core::LinkIndex link,
+                   std::span<core::Datagram> datagrams) {
     {
-        const std::lock_guard lock(shared_.tunnel);
-        tunnel_.plan_open(link, datagrams, opens_);
+        const std::lock_guard lock(shared.tunnel);
+        tunnel.plan_open(link, datagrams, batch);
     }
-    opens_.open(datagrams);
+    batch.open(datagrams);
+}
+
+void ThreadHandler::on_datagrams(core::LinkIndex link, std::span<core::Datagram> datagrams, core::Io& io) {
+    open_unlocked(shared_, tunnel_, opens_, link, datagrams);
     {
         Locked held(*this, io);
         tunnel_.on_datagrams(link, datagrams, io_, &opens_);

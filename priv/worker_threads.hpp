@@ -122,7 +122,6 @@ private:
     CrossStats stats_;
 };
 
-
 // What every thread of a worker reaches.
 struct WorkerShared {
     // Held for every call into the Tunnel, and for what is marked below.
@@ -161,6 +160,12 @@ private:
     std::lock_guard<std::recursive_mutex> lock_;
     core::Tunnel& tunnel_;
 };
+
+// A link's datagrams opened outside the lock (core/open_batch.hpp): planned
+// in `batch` while the lock is held, then opened without it. The caller then
+// hands them to Tunnel::on_datagrams with `batch`, under the lock again.
+void open_unlocked(WorkerShared& shared, core::Tunnel& tunnel, core::OpenBatch& batch, core::LinkIndex link,
+                   std::span<core::Datagram> datagrams);
 
 // The handler of threads 1..N-1: the packets of their TUN queue and of their
 // socket of each link, and the Tunnel's timers, all under the lock. Thread 0

@@ -172,25 +172,30 @@ TEST_CASE("seccomp: each loop gets its own calls and not the other's") {
 }
 
 #ifndef MLVPN_SANITIZE
+// In a forked child: default signal actions, no new privileges, and what
+// SystemCallFilter=@system-service with SystemCallErrorNumber=EPERM does to
+// seccomp(), loaded as raw BPF (libseccomp caches what it learns about the
+// kernel, and must first meet seccomp() denied). Exits 100 or 101 if refused.
+static void deny_seccomp_call() {
+    for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) _exit(100);
+    sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_seccomp, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog prog{static_cast<unsigned short>(std::size(code)), code};
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) _exit(101);
+}
+
 // (Not in sanitizer builds: the ASan runtime's own calls under the outer
 // filter make the child fail before the point under test.)
 TEST_CASE("seccomp: under a filter that denies seccomp() (systemd's @system-service) it still loads") {
     const pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
-        for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) _exit(100);
-        // What SystemCallFilter=@system-service with SystemCallErrorNumber=EPERM
-        // does to seccomp(). Loaded as raw BPF: libseccomp caches what it
-        // learns about the kernel, and must first meet seccomp() denied.
-        sock_filter code[] = {
-            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_seccomp, 0, 1),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        };
-        sock_fprog prog{static_cast<unsigned short>(std::size(code)), code};
-        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) _exit(101);
+        deny_seccomp_call();
         if (!install_worker_seccomp(LoopBackend::io_uring, getpid())) _exit(102);
         _exit(errno_of(open("/dev/null", O_RDONLY)));  // must not return
     }
@@ -205,16 +210,7 @@ TEST_CASE("seccomp: loaded through prctl(), a forbidden call in one thread still
     const pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
-        for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) _exit(100);
-        sock_filter code[] = {
-            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_seccomp, 0, 1),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        };
-        sock_fprog prog{static_cast<unsigned short>(std::size(code)), code};
-        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) _exit(101);
+        deny_seccomp_call();
         // As a worker thread: the filter on itself only, then a call it
         // forbids. The main thread, under no worker filter, waits.
         std::thread worker([] {
