@@ -194,11 +194,14 @@ def _check_tests(items, where):
             if "rate_mbit" not in t:
                 _fail(w, "a udp test needs rate_mbit")
             test["rate_mbit"] = _number(t["rate_mbit"], f"{w}.rate_mbit", 0.01, 100000)
+        elif kind == "tcp" and "rate_mbit" in t:  # paced (iperf3 -b): CPU per Gbit below saturation
+            test["rate_mbit"] = _number(t["rate_mbit"], f"{w}.rate_mbit", 0.01, 100000)
         elif "rate_mbit" in t:
-            _fail(f"{w}.rate_mbit", "only for udp tests")
+            _fail(f"{w}.rate_mbit", "only for udp and tcp tests")
         if "duration" in t:
             test["duration"] = _number(t["duration"], f"{w}.duration", 1, 3600)
-        default = {"tcp": f"tcp-{test.get('streams', 1)}", "udp": f"udp-{t.get('rate_mbit', 0):g}",
+        default = {"tcp": f"tcp-{test.get('streams', 1)}" + (f"-{t['rate_mbit']:g}" if "rate_mbit" in t else ""),
+                   "udp": f"udp-{t.get('rate_mbit', 0):g}",
                    "ping": "ping"}[kind]
         if test["direction"] == "down":
             default += "-down"

@@ -39,6 +39,8 @@ def iperf_argv(test, server_ip, duration, udp_payload, congestion=None):
             str(duration), "-i", "1", "-J", "--connect-timeout", "3000", "--get-server-output"]
     if test["kind"] == "tcp":
         argv += ["-P", str(test["streams"])]
+        if "rate_mbit" in test:  # iperf3 paces each stream to this rate: the total is streams times it
+            argv += ["-b", f"{test['rate_mbit'] / test['streams']:g}M"]
         if congestion:
             argv += ["-C", congestion]  # the sending side's, in either direction
     else:
