@@ -29,7 +29,10 @@ void OpenBatch::open(std::span<Datagram> datagrams) {
     for (size_t i = 0; i < n; ++i) {
         Entry& e = entries_[i];
         if (e.outcome != Outcome::planned) continue;
-        e.outcome = core::open(keys_.key(e.key), datagrams[i].buffer->bytes()) ? Outcome::opened : Outcome::failed;
+        const auto bytes = datagrams[i].buffer->bytes();
+        const bool ok = bytes.size() >= wire::kTransportHeaderSize + wire::kTagSize &&
+                        open_with_subkey(keys_.subkey(e.key, bytes.first<wire::kTransportHeaderSize>()), bytes);
+        e.outcome = ok ? Outcome::opened : Outcome::failed;
     }
     keys_.wipe();
 }

@@ -3,7 +3,8 @@
 
 #include <sodium.h>
 
-#include "core/wire.hpp"
+#include <algorithm>
+#include <cstring>
 
 namespace mlvpn::core {
 
@@ -12,54 +13,103 @@ namespace {
 using wire::kTagSize;
 using wire::kTransportHeaderSize;
 
-uint8_t* u8(std::byte* p) { return reinterpret_cast<uint8_t*>(p); }
+// Keystream bytes in front of the message in secretbox's layout: the
+// Poly1305 one-time key is keystream 0..31, the message starts at 32.
+constexpr size_t kZeroBytes = crypto_secretbox_ZEROBYTES;
+static_assert(kZeroBytes == 32);
 
-void one_time_key(const uint8_t* key, const uint8_t* nonce, uint8_t out[32]) {
-    crypto_stream_xsalsa20(out, 32, nonce, key);
-}
+uint8_t* u8(std::byte* p) { return reinterpret_cast<uint8_t*>(p); }
 
 bool is_cleartext(std::span<const std::byte> packet) {
     return (std::to_integer<uint8_t>(packet[1]) & wire::kFlagCleartext) != 0;
 }
+
+// Salsa20's 8-byte nonce: the counter, the header's last 8 bytes (wire::nonce_for).
+const uint8_t* salsa_nonce(std::span<std::byte> packet) { return u8(packet.data() + wire::kNoncePrefixSize); }
+
+// Salsa20 keystream block 0 for the packet: the one-time key, then the
+// stream for the body's first 32 bytes.
+struct Block0 {
+    uint8_t bytes[64];
+    Block0(std::span<const uint8_t, 32> subkey, const uint8_t* nonce) {
+        crypto_stream_salsa20(bytes, sizeof bytes, nonce, subkey.data());
+    }
+    ~Block0() { sodium_memzero(bytes, sizeof bytes); }
+    Block0(const Block0&) = delete;
+    Block0& operator=(const Block0&) = delete;
+    const uint8_t* one_time_key() const { return bytes; }
+    // XORs the body's first min(len, 32) bytes; returns how many.
+    size_t crypt_head(uint8_t* body, size_t len) const {
+        const size_t n = std::min(len, sizeof bytes - kZeroBytes);
+        for (size_t i = 0; i < n; ++i) body[i] ^= bytes[kZeroBytes + i];
+        return n;
+    }
+};
+
+void crypt_tail(std::span<const uint8_t, 32> subkey, const uint8_t* nonce, uint8_t* body, size_t len, size_t head) {
+    if (len > head) crypto_stream_salsa20_xor_ic(body + head, body + head, len - head, nonce, 1, subkey.data());
+}
+
+}  // namespace
+
+void derive_subkey(std::span<const uint8_t, 32> key, std::span<const std::byte, kTransportHeaderSize> header,
+                   std::span<uint8_t, 32> subkey) {
+    const auto nonce = wire::nonce_for(header);
+    crypto_core_hsalsa20(subkey.data(), nonce.data(), key.data(), nullptr);
+}
+
+void seal_with_subkey(std::span<const uint8_t, 32> subkey, std::span<std::byte> packet) {
+    const uint8_t* nonce = salsa_nonce(packet);
+    uint8_t* tag = u8(packet.data() + kTransportHeaderSize);
+    uint8_t* body = tag + kTagSize;
+    const size_t len = packet.size() - kTransportHeaderSize - kTagSize;
+    const Block0 block0(subkey, nonce);
+    if (!is_cleartext(packet)) crypt_tail(subkey, nonce, body, len, block0.crypt_head(body, len));
+    crypto_onetimeauth_poly1305(tag, body, len, block0.one_time_key());
+}
+
+bool open_with_subkey(std::span<const uint8_t, 32> subkey, std::span<std::byte> packet) {
+    if (packet.size() < kTransportHeaderSize + kTagSize) return false;
+    const uint8_t* nonce = salsa_nonce(packet);
+    const uint8_t* tag = u8(packet.data() + kTransportHeaderSize);
+    uint8_t* body = u8(packet.data() + kTransportHeaderSize + kTagSize);
+    const size_t len = packet.size() - kTransportHeaderSize - kTagSize;
+    const Block0 block0(subkey, nonce);
+    if (crypto_onetimeauth_poly1305_verify(tag, body, len, block0.one_time_key()) != 0) return false;
+    if (!is_cleartext(packet)) crypt_tail(subkey, nonce, body, len, block0.crypt_head(body, len));
+    return true;
+}
+
+namespace {
+
+// A subkey for one packet, on the stack (a Secret's sodium_malloc per packet
+// would cost more than the derivation), wiped when done.
+struct Subkey {
+    uint8_t bytes[32];
+    Subkey(std::span<const uint8_t, 32> key, std::span<std::byte> packet) {
+        derive_subkey(key, packet.first<kTransportHeaderSize>(), std::span<uint8_t, 32>(bytes));
+    }
+    ~Subkey() { sodium_memzero(bytes, sizeof bytes); }
+    Subkey(const Subkey&) = delete;
+    Subkey& operator=(const Subkey&) = delete;
+    std::span<const uint8_t, 32> span() const { return std::span<const uint8_t, 32>(bytes); }
+};
 
 }  // namespace
 
 void seal(const SecretKey& key, std::span<std::byte> packet) { seal(key.span(), packet); }
 
 void seal(std::span<const uint8_t, 32> key, std::span<std::byte> packet) {
-    const bool cleartext = is_cleartext(packet);
-    const auto nonce = wire::nonce_for(packet.first<kTransportHeaderSize>());
-    uint8_t* tag = u8(packet.data() + kTransportHeaderSize);
-    uint8_t* body = tag + kTagSize;
-    const size_t body_len = packet.size() - kTransportHeaderSize - kTagSize;
-    if (cleartext) {
-        uint8_t otk[32];
-        one_time_key(key.data(), nonce.data(), otk);
-        crypto_onetimeauth_poly1305(tag, body, body_len, otk);
-        sodium_memzero(otk, sizeof otk);
-        return;
-    }
-    // Same pointer for input and output: libsodium encrypts in place.
-    crypto_secretbox_detached(body, tag, body, body_len, nonce.data(), key.data());
+    const Subkey subkey(key, packet);
+    seal_with_subkey(subkey.span(), packet);
 }
 
 bool open(const SecretKey& key, std::span<std::byte> packet) { return open(key.span(), packet); }
 
 bool open(std::span<const uint8_t, 32> key, std::span<std::byte> packet) {
     if (packet.size() < kTransportHeaderSize + kTagSize) return false;
-    const bool cleartext = is_cleartext(packet);
-    const auto nonce = wire::nonce_for(packet.first<kTransportHeaderSize>());
-    const uint8_t* tag = u8(packet.data() + kTransportHeaderSize);
-    uint8_t* body = u8(packet.data() + kTransportHeaderSize + kTagSize);
-    const size_t body_len = packet.size() - kTransportHeaderSize - kTagSize;
-    if (cleartext) {
-        uint8_t otk[32];
-        one_time_key(key.data(), nonce.data(), otk);
-        const int rc = crypto_onetimeauth_poly1305_verify(tag, body, body_len, otk);
-        sodium_memzero(otk, sizeof otk);
-        return rc == 0;
-    }
-    return crypto_secretbox_open_detached(body, body, tag, body_len, nonce.data(), key.data()) == 0;
+    const Subkey subkey(key, packet);
+    return open_with_subkey(subkey.span(), packet);
 }
 
 }  // namespace mlvpn::core

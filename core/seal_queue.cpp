@@ -15,7 +15,10 @@ void SealQueue::add(const SecretKey& key, uint64_t serial, LinkIndex link, Buffe
 
 void SealQueue::flush(Io& io) {
     for (Job& j : jobs_) {
-        if (j.key >= 0) seal(keys_.key(j.key), j.buffer->bytes());
+        if (j.key >= 0) {
+            const auto bytes = j.buffer->bytes();
+            seal_with_subkey(keys_.subkey(j.key, bytes.first<wire::kTransportHeaderSize>()), bytes);
+        }
         io.send(j.link, j.buffer, j.has_to ? &j.to : nullptr);
     }
     jobs_.clear();

@@ -54,7 +54,8 @@ std::optional<TransportHeader> decode_transport(std::span<const std::byte> d) {
 
 std::array<uint8_t, kNonceSize> nonce_for(std::span<const std::byte, kTransportHeaderSize> header) {
     std::array<uint8_t, kNonceSize> nonce{};
-    std::memcpy(nonce.data(), header.data(), kTransportHeaderSize);
+    std::memcpy(nonce.data(), header.data(), kNoncePrefixSize);
+    std::memcpy(nonce.data() + 16, header.data() + kNoncePrefixSize, kTransportHeaderSize - kNoncePrefixSize);
     return nonce;
 }
 

@@ -84,6 +84,13 @@ void encode(const TransportHeader& h, std::span<std::byte, kTransportHeaderSize>
 // Accepts only Data/Control types and known flag bits; needs at least
 // kTransportHeaderSize + kTagSize + kInnerHeaderSize bytes.
 std::optional<TransportHeader> decode_transport(std::span<const std::byte> datagram);
+// The XSalsa20 nonce of a packet: the header's first kNoncePrefixSize bytes
+// (type, flags, link id, receiver index) and 8 zero bytes, then the counter
+// (header bytes 8-15). XSalsa20 derives its subkey from the first 16 bytes
+// (HSalsa20) and uses the last 8 as Salsa20's nonce, so the subkey is the same
+// for all of a link's packets of one type and flags under one key and can be
+// kept (core/key_slots.hpp), while every header byte is still in the nonce.
+inline constexpr size_t kNoncePrefixSize = 8;
 std::array<uint8_t, kNonceSize> nonce_for(std::span<const std::byte, kTransportHeaderSize> header);
 
 // ---- Inner header (inside the seal) -----------------------------------------
@@ -138,7 +145,9 @@ std::optional<ControlInner> decode_control_inner(std::span<const std::byte, kInn
 //   encrypted payload (4) + tag (16)
 //   payload: sender index (4) of the responder
 
-inline constexpr char kPrologue[] = "mlvpn v3 NNpsk0";
+// v4: the transport nonce's layout of nonce_for(); a v3 peer's handshake fails
+// as one with another password would, rather than its packets after it.
+inline constexpr char kPrologue[] = "mlvpn v4 NNpsk0";
 inline constexpr size_t kInitSize = 72;
 inline constexpr size_t kResponseSize = 60;
 inline constexpr size_t kInitPayloadSize = 16;

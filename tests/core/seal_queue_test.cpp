@@ -81,6 +81,41 @@ TEST_CASE("seal queue: sealed at the flush under each packet's own key, sent in 
     CHECK(open(keys[n - 1], last));
 }
 
+TEST_CASE("seal queue: one session's packets of other links, types and flags, interleaved, all open") {
+    // A slot keeps the subkey of the last header prefix only; each change of
+    // link, type or flag must derive it afresh.
+    FakeIo io;
+    SealQueue q;
+    SecretKey key;
+    randombytes_buf(key.data(), key.size());
+    struct Kind {
+        wire::Type type;
+        uint8_t flags;
+        uint16_t link;
+    };
+    const Kind kinds[] = {{wire::Type::Data, 0, 1},
+                          {wire::Type::Data, 0, 2},
+                          {wire::Type::Control, 0, 1},
+                          {wire::Type::Data, wire::kFlagResent, 1},
+                          {wire::Type::Data, 0, 1}};
+    uint64_t counter = 0;
+    for (int round = 0; round < 3; ++round) {
+        for (const Kind& k : kinds) {
+            std::vector<std::byte> p(wire::kOverhead + 64, std::byte{9});
+            wire::TransportHeader h{k.type, k.flags, k.link, 0x01020304, counter++};
+            wire::encode(h, std::span<std::byte, wire::kTransportHeaderSize>(p.data(), wire::kTransportHeaderSize));
+            q.add(key, 1, 0, io.make(p, 0), nullptr);
+        }
+    }
+    q.flush(io);
+    REQUIRE(io.sent.size() == 15);
+    for (auto& s : io.sent) {
+        auto bytes = s.bytes;
+        CHECK(open(key, bytes));
+        CHECK(body_is(bytes, 9));
+    }
+}
+
 TEST_CASE("seal queue: a Tunnel that leaves sealing to it sends nothing until the flush; the peer opens all") {
     Pair p(2);
     REQUIRE(p.establish());

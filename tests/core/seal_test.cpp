@@ -78,3 +78,78 @@ TEST_CASE("transport header flags: cleartext and resent on data only, nothing el
     CHECK(decode(wire::Type::Control, 0x00));
     for (uint8_t flags : {0x01, 0x02}) CHECK_FALSE(decode(wire::Type::Control, flags));
 }
+
+TEST_CASE("nonce: the header's first 8 bytes, 8 zero bytes, then the counter") {
+    const auto p = make_packet(0);
+    const auto n = wire::nonce_for(std::span<const std::byte, wire::kTransportHeaderSize>(p.data(), 16));
+    for (size_t i = 0; i < 8; ++i) CHECK(n[i] == std::to_integer<uint8_t>(p[i]));
+    for (size_t i = 8; i < 16; ++i) CHECK(n[i] == 0);
+    for (size_t i = 16; i < 24; ++i) CHECK(n[i] == std::to_integer<uint8_t>(p[i - 8]));
+}
+
+TEST_CASE("seal is crypto_secretbox_detached with the whole nonce, and open takes what it seals") {
+    SecretKey key;
+    randombytes_buf(key.data(), key.size());
+    const size_t body = wire::kTransportHeaderSize + wire::kTagSize;
+    // Lengths around secretbox's first block (the body's first 32 bytes use
+    // keystream block 0, the rest blocks 1 onwards) and a full packet.
+    for (size_t payload : {0, 1, 15, 16, 17, 31, 32, 33, 47, 48, 49, 100, 1400, 1500}) {
+        for (bool cleartext : {false, true}) {
+            CAPTURE(payload);
+            CAPTURE(cleartext);
+            auto ours = make_packet(payload, wire::Type::Data, cleartext ? wire::kFlagCleartext : 0);
+            randombytes_buf(ours.data() + body, ours.size() - body);
+            const auto original = ours;
+            const auto nonce = wire::nonce_for(std::span<const std::byte, wire::kTransportHeaderSize>(ours.data(), 16));
+            auto theirs = ours;
+            auto* t = reinterpret_cast<uint8_t*>(theirs.data());
+            if (cleartext) {
+                uint8_t otk[32];
+                crypto_stream_xsalsa20(otk, sizeof otk, nonce.data(), key.data());
+                crypto_onetimeauth_poly1305(t + 16, t + body, theirs.size() - body, otk);
+            } else {
+                crypto_secretbox_detached(t + body, t + 16, t + body, theirs.size() - body, nonce.data(), key.data());
+            }
+            seal(key, ours);
+            CHECK(ours == theirs);
+
+            // The same through a kept subkey, and opened both ways.
+            auto cached = original;
+            uint8_t subkey[32];
+            derive_subkey(key.span(), std::span<const std::byte, 16>(cached.data(), 16), std::span<uint8_t, 32>(subkey));
+            seal_with_subkey(std::span<const uint8_t, 32>(subkey), cached);
+            CHECK(cached == theirs);
+            // Opened both ways: the body is the original again (the tag stays).
+            const auto same_body = [&](const std::vector<std::byte>& p) {
+                return std::memcmp(p.data() + body, original.data() + body, p.size() - body) == 0;
+            };
+            REQUIRE(open_with_subkey(std::span<const uint8_t, 32>(subkey), cached));
+            CHECK(same_body(cached));
+            REQUIRE(open(key, theirs));
+            CHECK(same_body(theirs));
+        }
+    }
+}
+
+TEST_CASE("a subkey belongs to its header prefix: another link, receiver or flag does not open") {
+    SecretKey key;
+    randombytes_buf(key.data(), key.size());
+    auto p = make_packet(64);
+    uint8_t subkey[32];
+    derive_subkey(key.span(), std::span<const std::byte, 16>(p.data(), 16), std::span<uint8_t, 32>(subkey));
+    for (size_t i : {0, 1, 2, 3, 4, 7}) {  // the prefix's bytes: type, flags, link id, receiver index
+        CAPTURE(i);
+        auto other = make_packet(64);
+        other[i] ^= std::byte(0x02);
+        seal(key, other);
+        CHECK_FALSE(open_with_subkey(std::span<const uint8_t, 32>(subkey), other));
+    }
+    // The counter is outside it: any counter opens with the same subkey.
+    for (uint64_t counter : {0ULL, 1ULL, 0x0100000000000007ULL, ~0ULL}) {
+        auto q = make_packet(64);
+        wire::TransportHeader h{wire::Type::Data, 0, 3, 0xdeadbeef, counter};
+        wire::encode(h, std::span<std::byte, wire::kTransportHeaderSize>(q.data(), 16));
+        seal(key, q);
+        CHECK(open_with_subkey(std::span<const uint8_t, 32>(subkey), q));
+    }
+}
