@@ -46,6 +46,19 @@ struct Block0 {
     }
 };
 
+// A subkey for one packet, on the stack (a Secret's sodium_malloc per packet
+// would cost more than the derivation), wiped when done.
+struct Subkey {
+    uint8_t bytes[32];
+    Subkey(std::span<const uint8_t, 32> key, std::span<std::byte> packet) {
+        derive_subkey(key, packet.first<kTransportHeaderSize>(), std::span<uint8_t, 32>(bytes));
+    }
+    ~Subkey() { sodium_memzero(bytes, sizeof bytes); }
+    Subkey(const Subkey&) = delete;
+    Subkey& operator=(const Subkey&) = delete;
+    std::span<const uint8_t, 32> span() const { return std::span<const uint8_t, 32>(bytes); }
+};
+
 void crypt_tail(std::span<const uint8_t, 32> subkey, const uint8_t* nonce, uint8_t* body, size_t len, size_t head) {
     if (len > head) crypto_stream_salsa20_xor_ic(body + head, body + head, len - head, nonce, 1, subkey.data());
 }
@@ -79,23 +92,6 @@ bool open_with_subkey(std::span<const uint8_t, 32> subkey, std::span<std::byte> 
     if (!is_cleartext(packet)) crypt_tail(subkey, nonce, body, len, block0.crypt_head(body, len));
     return true;
 }
-
-namespace {
-
-// A subkey for one packet, on the stack (a Secret's sodium_malloc per packet
-// would cost more than the derivation), wiped when done.
-struct Subkey {
-    uint8_t bytes[32];
-    Subkey(std::span<const uint8_t, 32> key, std::span<std::byte> packet) {
-        derive_subkey(key, packet.first<kTransportHeaderSize>(), std::span<uint8_t, 32>(bytes));
-    }
-    ~Subkey() { sodium_memzero(bytes, sizeof bytes); }
-    Subkey(const Subkey&) = delete;
-    Subkey& operator=(const Subkey&) = delete;
-    std::span<const uint8_t, 32> span() const { return std::span<const uint8_t, 32>(bytes); }
-};
-
-}  // namespace
 
 void seal(const SecretKey& key, std::span<std::byte> packet) { seal(key.span(), packet); }
 
