@@ -178,7 +178,8 @@ void Tunnel::on_initiation(LinkIndex index, Datagram& d, Io& io, Time now) {
     if (!hs.read_message_1(u8(bytes.subspan(8)), payload)) {
         ++link.stats.drop_auth;
         if (auto n = auth_log_limit_.allow(now)) {
-            log_.warn("link {}: initiation from {} failed authentication (wrong password?); {} such",
+            log_.warn("link {}: initiation from {} failed authentication (wrong password, or a peer of another "
+                      "protocol version?); {} such",
                       link.settings.name, d.from.to_string(), *n);
         }
         io.release(d.buffer);
