@@ -237,10 +237,13 @@ inline std::vector<std::vector<std::byte>> packets(size_t count, size_t size, ui
     return out;
 }
 
-// Whether a datagram on the wire is a data packet (type byte and a whole header).
-inline bool is_data(const std::vector<std::byte>& d) {
-    return d.size() >= 16 && d[0] == std::byte(static_cast<uint8_t>(wire::Type::Data));
+// Whether a datagram on the wire is a transport packet of `type` (type byte
+// and a whole header); is_data and is_control for the two kinds.
+inline bool is_type(const std::vector<std::byte>& d, wire::Type type) {
+    return d.size() >= 16 && d[0] == std::byte(static_cast<uint8_t>(type));
 }
+inline bool is_data(const std::vector<std::byte>& d) { return is_type(d, wire::Type::Data); }
+inline bool is_control(const std::vector<std::byte>& d) { return is_type(d, wire::Type::Control); }
 
 // The receiver learns where the sender's data sequence starts (at random)
 // from its first packet: one packet each way, so that what a test sends next

@@ -794,10 +794,7 @@ TEST_CASE("tunnel: an ack owed for data waits kAckDelay, so that an answer the d
     REQUIRE(p.establish());
     p.tick(std::chrono::seconds(2));  // past kAckInterval since any control packet
     auto controls = [](const std::vector<Sent>& sent) {
-        size_t n = 0;
-        for (const Sent& m : sent)
-            if (!m.bytes.empty() && m.bytes[0] == std::byte(static_cast<uint8_t>(wire::Type::Control))) ++n;
-        return n;
+        return std::count_if(sent.begin(), sent.end(), [](const Sent& m) { return is_control(m.bytes); });
     };
     const uint64_t acks = p.server->link(0).stats.acks_sent;
     p.client_io.sent.clear();
