@@ -57,7 +57,20 @@ void DeliveryRate::acknowledged(uint32_t rx_ts, Time now, double loss) {
         anchor_ack_at_ = newest_at_;
         return;
     }
-    if (e->ts == anchor_ts_ || newest_at_ - anchor_ack_at_ < kMinInterval) return;  // gather more
+    if (e->ts == anchor_ts_) return;
+    const Duration send_elapsed = e->first_at - anchor_sent_at_;
+    const Duration ack_elapsed = newest_at_ - anchor_ack_at_;
+    const double seconds = std::chrono::duration<double>(std::max(send_elapsed, ack_elapsed)).count();
+    const uint64_t delivered = e->bytes - anchor_bytes_;
+    const double kept = 1.0 - std::clamp(loss, 0.0, 1.0);
+    if (ack_elapsed < kMinInterval) {
+        // Gather more. While the estimate rises, what is gathered so far may
+        // raise it, from kStartupInterval on; it never lowers it.
+        if (ack_elapsed >= kStartupInterval && rising(now) && seconds > 0) {
+            add_sample(static_cast<double>(delivered) * kept / seconds, false, now, false);
+        }
+        return;
+    }
 
     // The entries after the anchor up to e: were they sent while the link
     // was busy? A sample of an idle stretch says little about the link.
@@ -73,21 +86,16 @@ void DeliveryRate::acknowledged(uint32_t rx_ts, Time now, double loss) {
         later = x.first_at;
     }
     paused = paused || later - anchor_sent_at_ > kMaxGap;
-    const Duration send_elapsed = e->first_at - anchor_sent_at_;
-    const Duration ack_elapsed = newest_at_ - anchor_ack_at_;
-    const double seconds = std::chrono::duration<double>(std::max(send_elapsed, ack_elapsed)).count();
-    const uint64_t delivered = e->bytes - anchor_bytes_;
     anchor_ts_ = e->ts;
     anchor_bytes_ = e->bytes;
     anchor_sent_at_ = e->first_at;
     anchor_ack_at_ = newest_at_;
     if (seconds <= 0) return;
-    const double kept = 1.0 - std::clamp(loss, 0.0, 1.0);
     add_sample(static_cast<double>(delivered) * kept / seconds, entries > 0 && 2 * busy >= entries && !paused, now);
 }
 
-void DeliveryRate::add_sample(double sample, bool busy, Time now) {
-    ++samples_;
+void DeliveryRate::add_sample(double sample, bool busy, Time now, bool counted) {
+    if (counted) ++samples_;
     // Age the buckets: each holds the largest sample of its kBucketSpan.
     if (bucket_start_ == Time{} || now - bucket_start_ >= kBucketSpan * static_cast<int>(kBuckets)) {
         bucket_max_.fill(0);
@@ -123,10 +131,12 @@ void DeliveryRate::add_sample(double sample, bool busy, Time now) {
     estimate_ = next;
 }
 
+bool DeliveryRate::rising(Time now) const {
+    return estimate_ == 0 || (raised_ && now - raised_at_ < kBucketSpan * static_cast<int>(kBuckets));
+}
+
 double DeliveryRate::gain(Time now, size_t phase) const {
-    if (estimate_ == 0 || (raised_ && now - raised_at_ < kBucketSpan * static_cast<int>(kBuckets))) {
-        return kStartupGain;
-    }
+    if (rising(now)) return kStartupGain;
     const auto span = static_cast<uint64_t>(now.time_since_epoch() / kBucketSpan);
     return (span + phase) % kBuckets == 0 ? kProbeGain : 1.0;
 }
