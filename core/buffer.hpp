@@ -26,6 +26,10 @@ struct Buffer {
     uint32_t offset = 0;        // first valid byte
     uint32_t length = 0;        // number of valid bytes
     uint32_t index = 0;         // the I/O loop's slot number
+    // The IP packet's TCP or UDP checksum is partial (the field holds the
+    // pseudo-header sum; core/checksum_partial.hpp): set by the TUN reader
+    // and by a Data packet's flag, reset by whoever puts a new packet here.
+    bool checksum_partial = false;
 
     std::span<std::byte> bytes() { return {data + offset, length}; }
     std::span<const std::byte> bytes() const { return {data + offset, length}; }

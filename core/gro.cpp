@@ -5,6 +5,7 @@
 #include <bit>
 #include <cstring>
 
+#include "core/checksum_partial.hpp"
 #include "core/inet_checksum.hpp"
 #include "core/ip_packet.hpp"
 
@@ -32,6 +33,7 @@ struct Gro::Packet {
     bool v6 = false;
     bool tcp = false;
     bool psh = false;
+    bool partial = false;  // the buffer's checksum_partial: nothing to verify
     uint8_t l4 = 0;
     uint8_t headers = 0;
     uint16_t ip_id = 0;
@@ -63,6 +65,7 @@ void Gro::classify(const Buffer& b, Packet& p) {
     p = Packet{};
     p.bytes = d;
     p.size = n;
+    p.partial = b.checksum_partial;
     if (n < 1) return;
     uint8_t protocol = 0;
     size_t l4 = 0;
@@ -127,7 +130,7 @@ void Gro::classify(const Buffer& b, Packet& p) {
         if (flags != kTcpAckFlag && flags != (kTcpAckFlag | kTcpPsh)) return;
         p.psh = (flags & kTcpPsh) != 0;
         p.seq = be32(d + l4 + kTcpSeq);
-    } else if (be16(d + l4 + kUdpChecksum) == 0) {
+    } else if (!p.partial && be16(d + l4 + kUdpChecksum) == 0) {
         return;  // IPv4 "no checksum" (and invalid in IPv6): nothing to verify
     }
     p.candidate = true;
@@ -288,6 +291,7 @@ void Gro::move_to_spare(Group& g, std::span<Buffer*> batch, std::span<Buffer*> s
     Buffer* s = spares[used];
     std::memcpy(s->data + s->offset, g.head->data + g.head->offset, g.head->length);
     s->length = g.head->length;
+    s->checksum_partial = g.head->checksum_partial;
     spares[used++] = g.head;
     batch[g.head_index] = s;
     g.head = s;
@@ -337,7 +341,7 @@ tl::expected<GroResult, GroError> Gro::coalesce(std::span<Buffer*> batch, std::s
                 if (!g->verified) g->verified = verify(g->head->data + g->head->offset, g->head->length, *g);
                 if (!g->verified) {
                     ++stats_.bad_checksum;  // the head stays a plain packet; this one may start a run
-                } else if (!verify(p.bytes, p.size, *g)) {
+                } else if (!p.partial && !verify(p.bytes, p.size, *g)) {
                     ++stats_.bad_checksum;  // passes through, and the run ends before it
                     continue;
                 } else {
@@ -365,6 +369,7 @@ tl::expected<GroResult, GroError> Gro::coalesce(std::span<Buffer*> batch, std::s
         ng.v6 = p.v6;
         ng.tcp = p.tcp;
         ng.psh = p.psh;
+        ng.verified = p.partial;  // its sum is the kernel's to make, over what is there
         groups_.push_back(ng);
         insert(p.key, static_cast<uint32_t>(groups_.size() - 1));
     }
@@ -386,7 +391,12 @@ tl::expected<GroResult, GroError> Gro::coalesce(std::span<Buffer*> batch, std::s
         }
         b->offset -= static_cast<uint32_t>(VirtioNetHdr::kSize);
         b->length += static_cast<uint32_t>(VirtioNetHdr::kSize);
-        if (absorbed_[i] == 0) plain.encode(b->bytes());
+        if (absorbed_[i] == 0) {
+            // A partial checksum stays partial; the kernel finishes it.
+            const auto at = b->checksum_partial ? partial_checksum_at(b->bytes().subspan(VirtioNetHdr::kSize))
+                                                : std::nullopt;
+            (at ? partial_checksum_hdr(*at) : plain).encode(b->bytes());
+        }
         batch[n++] = b;
     }
     std::copy(scratch_.begin(), scratch_.end(), batch.begin() + static_cast<ptrdiff_t>(n));

@@ -8,10 +8,14 @@
 // and wireguard-go's tun/tcp_offload_linux.go.
 //
 // The packets come from an authenticated peer but are not trusted: a packet
-// merges only if it is well formed, its checksums verify and it is exactly
-// what the kernel's segmentation of the result would give back (so a merged
-// run splits back into the original packets byte for byte). Anything else is written as it came, behind a
-// plain header (kGsoNone, no flags), for the kernel to judge.
+// merges only if it is well formed, its checksums verify (or its transport
+// checksum is partial, Buffer::checksum_partial: the sending kernel left it
+// so, core/checksum_partial.hpp, and there is nothing to verify) and it is
+// exactly what the kernel's segmentation of the result would give back (so a
+// merged run splits back into the original packets byte for byte, their
+// checksums finished). Anything else is written as it came, behind a plain
+// header (kGsoNone, no flags) for the kernel to judge, or, with a partial
+// checksum, one with kNeedsCsum at its checksum for the kernel to finish.
 #pragma once
 
 #include <cstddef>

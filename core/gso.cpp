@@ -123,7 +123,7 @@ tl::expected<void, GsoError> complete_checksum(const VirtioNetHdr& hdr, std::spa
 
 tl::expected<size_t, GsoError> gso_split(const VirtioNetHdr& hdr, std::span<const std::byte> packet,
                                          std::span<const std::span<std::byte>> out, std::span<size_t> sizes,
-                                         size_t max_segments) {
+                                         size_t max_segments, bool leave_partial) {
     if (hdr.gso_type == VirtioNetHdr::kGsoNone) {
         if (packet.empty()) return tl::unexpected(GsoError::TooShort);
         if (out.empty() || sizes.empty() || out[0].size() < packet.size()) {
@@ -195,8 +195,13 @@ tl::expected<size_t, GsoError> gso_split(const VirtioNetHdr& hdr, std::span<cons
         // The length's share of the pseudo-header is added to the address
         // sum; the fold takes care of the carries.
         const uint64_t pseudo = addr_sum + pseudo_header_sum({}, {}, 0, static_cast<uint32_t>(l4_length));
-        uint16_t sum = checksum_finish(checksum_add({l4, l4_length}, pseudo));
-        if (!l.tcp && sum == 0) sum = 0xffff;  // 0 would mean "no checksum"
+        uint16_t sum;
+        if (leave_partial) {
+            sum = checksum_fold(pseudo);  // what CHECKSUM_PARTIAL leaves in the field
+        } else {
+            sum = checksum_finish(checksum_add({l4, l4_length}, pseudo));
+            if (!l.tcp && sum == 0) sum = 0xffff;  // 0 would mean "no checksum"
+        }
         put_be16(l4 + (l.tcp ? kTcpChecksum : kUdpChecksum), sum);
         sizes[i] = total;
     }

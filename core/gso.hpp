@@ -75,8 +75,13 @@ tl::expected<void, GsoError> complete_checksum(const VirtioNetHdr& hdr, std::spa
 // Every out[i] must be able to hold its segment (headers + payload); `sizes`
 // must be at least as long as the number of segments. On error the contents
 // of `out` and `sizes` are unspecified. No allocation.
+//
+// `leave_partial`, for the GSO types: each segment's transport checksum is
+// left partial (the folded pseudo-header sum, core/checksum_partial.hpp)
+// instead of finished, which saves a pass over its bytes. kGsoNone is
+// unaffected (the caller checks can_leave_partial() and does not copy).
 tl::expected<size_t, GsoError> gso_split(const VirtioNetHdr& hdr, std::span<const std::byte> packet,
                                          std::span<const std::span<std::byte>> out, std::span<size_t> sizes,
-                                         size_t max_segments = kMaxGsoSegments);
+                                         size_t max_segments = kMaxGsoSegments, bool leave_partial = false);
 
 }  // namespace mlvpn::core

@@ -18,26 +18,26 @@ void SendHistory::resize(uint32_t mtu, bool enabled) {
 }
 
 void SendHistory::record(uint64_t seq, uint8_t space, LinkIndex link, uint32_t ts,
-                         std::span<const std::byte> packet) {
+                         std::span<const std::byte> packet, bool checksum_partial) {
     if (slots_ == 0) return;
     Entry& e = entries_[head_];
     if (packet.size() > mtu_) {
         e.valid = false;  // the slot's older packet is overwritten all the same: order is kept
     } else {
-        e = Entry{seq, ts, static_cast<uint32_t>(packet.size()), link, space, true};
+        e = Entry{seq, ts, static_cast<uint32_t>(packet.size()), link, space, checksum_partial, true};
         std::memcpy(&bytes_[head_ * mtu_], packet.data(), packet.size());
     }
     head_ = (head_ + 1) % slots_;
 }
 
 void SendHistory::take(LinkIndex link, uint32_t after_ts, uint32_t not_before_ts,
-                       const std::function<void(uint64_t, uint8_t, std::span<const std::byte>)>& fn) {
+                       const std::function<void(uint64_t, uint8_t, std::span<const std::byte>, bool)>& fn) {
     for (size_t k = 0; k < slots_; ++k) {
         const size_t i = (head_ + k) % slots_;
         Entry& e = entries_[i];
         if (!e.valid || e.link != link || ms32_diff(e.ts, after_ts) <= 0 || ms32_diff(e.ts, not_before_ts) < 0) continue;
         e.valid = false;
-        fn(e.seq, e.space, std::span<const std::byte>(&bytes_[i * mtu_], e.length));
+        fn(e.seq, e.space, std::span<const std::byte>(&bytes_[i * mtu_], e.length), e.checksum_partial);
     }
 }
 

@@ -39,16 +39,18 @@ public:
     size_t slots() const { return slots_; }
 
     // Packet `seq` of counter space `space`'s data sequence, `packet.size()`
-    // <= mtu bytes, went out on `link` with timestamp `ts` (ms32). Longer
+    // <= mtu bytes, went out on `link` with timestamp `ts` (ms32), its
+    // transport checksum partial or not (Buffer::checksum_partial). Longer
     // packets are not kept.
-    void record(uint64_t seq, uint8_t space, LinkIndex link, uint32_t ts, std::span<const std::byte> packet);
+    void record(uint64_t seq, uint8_t space, LinkIndex link, uint32_t ts, std::span<const std::byte> packet,
+                bool checksum_partial = false);
 
-    // Calls `fn(seq, space, bytes)` for each packet kept that went out on `link`
+    // Calls `fn(seq, space, bytes, checksum_partial)` for each packet kept that went out on `link`
     // with a timestamp after `after_ts` and not before `not_before_ts`
     // (wrapping milliseconds), oldest first, and forgets each one (a packet
     // is taken back at most once).
     void take(LinkIndex link, uint32_t after_ts, uint32_t not_before_ts,
-              const std::function<void(uint64_t, uint8_t, std::span<const std::byte>)>& fn);
+              const std::function<void(uint64_t, uint8_t, std::span<const std::byte>, bool)>& fn);
 
 private:
     struct Entry {
@@ -57,6 +59,7 @@ private:
         uint32_t length = 0;
         LinkIndex link = 0;
         uint8_t space = 0;
+        bool checksum_partial = false;
         bool valid = false;
     };
     std::unique_ptr<Entry[]> entries_;

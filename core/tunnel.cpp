@@ -480,7 +480,9 @@ void Tunnel::send_data(LinkIndex index, uint64_t seq, Buffer* b, Io& io, Time no
     wire::DataInner inner{seq, ms32(now), echo_for(link, now)};
     wire::encode(inner, b->bytes().first<wire::kInnerHeaderSize>());
     ++link.stats.tx_data;
-    seal_and_send(index, *link.current, wire::Type::Data, b, io, now, resent ? wire::kFlagResent : 0, space);
+    // The flag goes in the header, which the tag covers.
+    const uint8_t flags = (resent ? wire::kFlagResent : 0) | (b->checksum_partial ? wire::kFlagChecksumPartial : 0);
+    seal_and_send(index, *link.current, wire::Type::Data, b, io, now, flags, space);
     link.last_elicit_tx = now;
     link.liveness.sent(inner.ts, now);
     link.delivery.sent(inner.ts, now, link.stats.tx_bytes, scheduler_.busy(index));
@@ -518,7 +520,7 @@ void Tunnel::on_tun_packets(std::span<Buffer*> packets, Io& io, uint8_t space) {
         // spaces takes space 0's next number, which is all that peer orders.
         const uint8_t sealed = sealing_space(links_[index], space);
         const uint64_t seq = data_seq_[sealed]++;
-        history_.record(seq, sealed, index, ts, b->bytes());
+        history_.record(seq, sealed, index, ts, b->bytes(), b->checksum_partial);
         send_data(index, seq, b, io, now, false, sealed);
     }
 }
@@ -538,7 +540,8 @@ void Tunnel::resend_unconfirmed(LinkIndex index, Io& io, Time now) {
     // with none confirmed yet, everything within the horizon.
     const uint32_t horizon = ms32(now - timing::kResendHorizon);
     const uint32_t after = failing.liveness.newest_confirmed().value_or(horizon - 1);
-    history_.take(index, after, horizon, [&](uint64_t seq, uint8_t space, std::span<const std::byte> packet) {
+    history_.take(index, after, horizon, [&](uint64_t seq, uint8_t space, std::span<const std::byte> packet,
+                                             bool checksum_partial) {
         const auto to = scheduler_.pick(usable_now, packet.size() + wire::kOverhead + 28, now, path_now);
         // In its own space again, with its own number, so that the peer's
         // buffer for that space fills the gap or knows the copy. A link whose
@@ -552,6 +555,7 @@ void Tunnel::resend_unconfirmed(LinkIndex index, Io& io, Time now) {
         }
         std::memcpy(b->data + b->offset, packet.data(), packet.size());
         b->length = static_cast<uint32_t>(packet.size());
+        b->checksum_partial = checksum_partial;
         ++failing.stats.resent;
         send_data(static_cast<LinkIndex>(*to), seq, b, io, now, true, space);
     });
@@ -776,6 +780,11 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now, const 
         return;
     }
     ++link.stats.rx_data;
+    // Finished by the kernel, or by the loop for a device without offloads
+    // (core/checksum_partial.hpp). A TAP device's frames are not IP packets:
+    // no peer of ours sends them so.
+    b->checksum_partial =
+        (header.flags & wire::kFlagChecksumPartial) != 0 && settings_.tuntap == TunType::Tun;
     const bool resent = (header.flags & wire::kFlagResent) != 0;
     // In order within the peer's space (the session allowed the space, and
     // the counter carrying it is authentic): each space is its own sequence.

@@ -44,7 +44,7 @@ std::optional<TransportHeader> decode_transport(std::span<const std::byte> d) {
     }
     h.type = static_cast<Type>(type);
     h.flags = std::to_integer<uint8_t>(d[1]);
-    const uint8_t allowed = h.type == Type::Data ? kFlagCleartext | kFlagResent : 0;
+    const uint8_t allowed = h.type == Type::Data ? kFlagCleartext | kFlagResent | kFlagChecksumPartial : 0;
     if ((h.flags & ~allowed) != 0) return std::nullopt;
     h.link_id = load_be16(&d[2]);
     h.receiver_index = load_be32(&d[4]);

@@ -55,9 +55,14 @@ inline constexpr size_t kNonceSize = 24;
 // flags bit 0 on Data: the payload travels in clear (cleartext_data = 1); the
 // inner header and payload are still covered by the tag. Bit 1 on Data: a
 // copy sent again because the link it first went on failed (its lateness
-// says nothing about the links' skew). Other bits must be 0.
+// says nothing about the links' skew). Bit 2 on Data: the packet's TCP or UDP
+// checksum is partial, as the sender's kernel left it (CHECKSUM_PARTIAL): the
+// field holds the pseudo-header sum, and the sum over the transport header
+// and payload is still to be added (core/checksum_partial.hpp). Other bits
+// must be 0.
 inline constexpr uint8_t kFlagCleartext = 0x01;
 inline constexpr uint8_t kFlagResent = 0x02;
+inline constexpr uint8_t kFlagChecksumPartial = 0x04;
 
 inline constexpr unsigned kCounterSpaceShift = 56;
 inline constexpr uint64_t kCounterNumberMask = (uint64_t{1} << kCounterSpaceShift) - 1;
@@ -147,7 +152,7 @@ std::optional<ControlInner> decode_control_inner(std::span<const std::byte, kInn
 
 // v4: the transport nonce's layout of nonce_for(); a v3 peer's handshake fails
 // as one with another password would, rather than its packets after it.
-inline constexpr char kPrologue[] = "mlvpn v4 NNpsk0";
+inline constexpr char kPrologue[] = "mlvpn v5 NNpsk0";
 inline constexpr size_t kInitSize = 72;
 inline constexpr size_t kResponseSize = 60;
 inline constexpr size_t kInitPayloadSize = 16;

@@ -82,6 +82,7 @@ core::Buffer* ThreadIo::adopt(core::Buffer* buffer) {
         buffer->length <= buffer->capacity - buffer->offset) {
         copy->offset = buffer->offset;
         copy->length = buffer->length;
+        copy->checksum_partial = buffer->checksum_partial;
         std::memcpy(copy->data + copy->offset, buffer->data + buffer->offset, buffer->length);
         ++stats_.copied;
     } else {

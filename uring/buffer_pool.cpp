@@ -80,6 +80,7 @@ core::Buffer* BufferPool::acquire() {
     b.offset = static_cast<uint32_t>(core::wire::kHeadroom);
     b.length = 0;
     b.index = index;
+    b.checksum_partial = false;
     return &b;
 }
 

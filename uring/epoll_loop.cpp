@@ -323,6 +323,8 @@ int EpollLoop::queue_tun_write(uint32_t index, const Buffer& buffer) {
     if (writer_) {
         if (const int error = writer_->add(index, buffer); error != 0) return error;
     } else {
+        // A device without offloads takes only finished checksums.
+        if (buffer.checksum_partial) finish_partial_checksum(pool_, index, buffer);
         tun_writes_.push_back(index);
     }
     queued_[index] = true;

@@ -13,6 +13,7 @@
 #include "core/io.hpp"
 #include "core/result.hpp"
 #include "core/wire.hpp"
+#include "uring/buffer_pool.hpp"
 #include "uring/loop.hpp"
 
 namespace mlvpn::uring {
@@ -27,6 +28,12 @@ inline constexpr uint32_t kMaxBatch = 1024;
 // negative watch fd. tun_fd may be -1 (no device); slot_size and slot_count
 // are BufferPool::create's to judge.
 Status check_config(const LoopConfig& config);
+
+// Finishes the partial transport checksum of the packet in pool slot `index`
+// (its offset and length in `buffer`) in place, for a TUN device without
+// offloads (core/checksum_partial.hpp). A layout it does not know is left as
+// it is: the kernel drops such a packet for its checksum.
+void finish_partial_checksum(BufferPool& pool, uint32_t index, const core::Buffer& buffer);
 
 // Whether a failed read or receive with `error` (a positive errno) means the
 // descriptor itself is unusable, so that reading it again would fail the same

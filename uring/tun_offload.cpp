@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/checksum_partial.hpp"
 #include "uring/loop_common.hpp"
 
 namespace mlvpn::uring {
@@ -69,9 +70,16 @@ void TunReader::complete(Buffer* slot, Buffer* overflow, uint32_t bytes) {
         return;
     }
     if (bytes <= first && hdr.gso_type == VirtioNetHdr::kGsoNone) {
-        // One packet, already where the handler wants it: finish a checksum
-        // the kernel left to the device, in place.
-        if (!core::complete_checksum(hdr, {at + kHdr, bytes - kHdr})) {
+        // One packet, already where the handler wants it. A checksum the
+        // kernel left to the device goes as it is, for the peer's kernel to
+        // finish (core/checksum_partial.hpp), where its place is the usual
+        // one; otherwise it is finished here, in place.
+        const std::span<std::byte> packet{at + kHdr, bytes - kHdr};
+        if (core::can_leave_partial(hdr, packet)) {
+            batches_.add_tun(slot, bytes - kHdr, true);
+            return;
+        }
+        if (!core::complete_checksum(hdr, packet)) {
             ++stats_.tun_bad_reads;
             pool_.release(slot);
             return;
@@ -107,7 +115,9 @@ void TunReader::split(const VirtioNetHdr& hdr, std::span<const std::byte> packet
     }
     for (size_t i = 0; i < got; ++i)
         spans_[i] = {pool_.slot_data(out_[i]->index) + kHeadroom, pool_.slot_size() - kHeadroom};
-    const auto n = core::gso_split(hdr, packet, std::span(spans_).first(got), sizes_);
+    // Segments leave their checksums partial, as the super-packet's was.
+    const bool partial = hdr.gso_type != VirtioNetHdr::kGsoNone;
+    const auto n = core::gso_split(hdr, packet, std::span(spans_).first(got), sizes_, core::kMaxGsoSegments, partial);
     if (!n) {
         if (n.error() == core::GsoError::OutputTooSmall && got < want)
             ++stats_.tun_split_no_buffer;
@@ -116,7 +126,7 @@ void TunReader::split(const VirtioNetHdr& hdr, std::span<const std::byte> packet
         for (size_t i = 0; i < got; ++i) pool_.release(out_[i]);
         return;
     }
-    for (size_t i = 0; i < *n; ++i) batches_.add_tun(out_[i], static_cast<uint32_t>(sizes_[i]));
+    for (size_t i = 0; i < *n; ++i) batches_.add_tun(out_[i], static_cast<uint32_t>(sizes_[i]), partial);
     for (size_t i = *n; i < got; ++i) pool_.release(out_[i]);
 }
 
@@ -141,7 +151,8 @@ TunWriter::TunWriter(BufferPool& pool, LoopStats& stats, BufferPool spares, bool
 int TunWriter::add(uint32_t index, const Buffer& buffer) {
     if (buffer.offset < kHdr) return EINVAL;
     // From the pool's own bookkeeping, the handler's offset and length.
-    pending_.push_back(Buffer{pool_.slot_data(index), pool_.slot_size(), buffer.offset, buffer.length, index});
+    pending_.push_back(
+        Buffer{pool_.slot_data(index), pool_.slot_size(), buffer.offset, buffer.length, index, buffer.checksum_partial});
     return 0;
 }
 

@@ -19,10 +19,11 @@ TurnBatches::TurnBatches(BufferPool& pool, LoopStats& stats, uint32_t batch, siz
     readable_.reserve(watch_fds);
 }
 
-void TurnBatches::add_tun(Buffer* buffer, uint32_t length) {
+void TurnBatches::add_tun(Buffer* buffer, uint32_t length, bool checksum_partial) {
     // Where core seals the packet in place; the read put it there.
     buffer->offset = kHeadroom;
     buffer->length = length;
+    buffer->checksum_partial = checksum_partial;
     tun_.push_back(buffer);
     ++stats_.tun_reads;
 }
@@ -36,6 +37,7 @@ void TurnBatches::add_datagram(LinkIndex link, Buffer* buffer, uint32_t length, 
     }
     buffer->offset = 0;
     buffer->length = length;
+    buffer->checksum_partial = false;  // the Data flag says, once opened
     Datagram d{buffer, {}};
     if (header.msg_name != nullptr && header.msg_namelen <= sizeof(d.from.addr)) {
         std::memcpy(&d.from.addr, header.msg_name, header.msg_namelen);

@@ -37,7 +37,7 @@ public:
 
     // Takes `buffer`, a pool slot the TUN device wrote `length` bytes into at
     // kHeadroom. Counted in stats.tun_reads.
-    void add_tun(core::Buffer* buffer, uint32_t length);
+    void add_tun(core::Buffer* buffer, uint32_t length, bool checksum_partial = false);
 
     // Takes `buffer`, a pool slot a recvmsg on `link` (< the links given at
     // construction) wrote `length` bytes into at offset 0, with `header` the

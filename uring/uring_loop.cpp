@@ -321,6 +321,8 @@ int UringLoop::queue_tun_write(uint32_t index, const Buffer& buffer) {
     }
     io_uring_sqe* sqe = ring_->get_sqe();
     if (sqe == nullptr) return EAGAIN;
+    // A device without offloads takes only finished checksums.
+    if (buffer.checksum_partial) finish_partial_checksum(pool_, index, buffer);
     io_uring_prep_write(sqe, static_cast<int>(tun_->file), pool_.slot_data(index) + buffer.offset, buffer.length, 0);
     start(sqe, Op::tun_write, index);
     return 0;

@@ -45,6 +45,7 @@ public:
         free_.pop_back();
         b->offset = wire::kHeadroom;
         b->length = 0;
+        b->checksum_partial = false;
         return b;
     }
     void release(Buffer* b) override { free_.push_back(b); }
@@ -56,6 +57,7 @@ public:
     void write_tun(Buffer* b) override {
         auto bytes = b->bytes();
         tun.emplace_back(bytes.begin(), bytes.end());
+        tun_partial.push_back(b->checksum_partial);
         release(b);
     }
     // A buffer holding `bytes` at `offset`.
@@ -73,6 +75,7 @@ public:
 
     std::vector<Sent> sent;
     std::vector<std::vector<std::byte>> tun;
+    std::vector<bool> tun_partial;  // each write_tun buffer's checksum_partial
 
 private:
     uint32_t slot_size_;
@@ -220,11 +223,16 @@ struct Pair {
     }
 
     // Sends packets into one side's TUN path, sealed in counter space
-    // `space` where the session allows it, and delivers them.
-    void send_from(bool from_client, const std::vector<std::vector<std::byte>>& packets, uint8_t space = 0) {
+    // `space` where the session allows it, and delivers them; `partial`:
+    // as the TUN reader marks a packet whose checksum it left partial.
+    void send_from(bool from_client, const std::vector<std::vector<std::byte>>& packets, uint8_t space = 0,
+                   bool partial = false) {
         FakeIo& io = from_client ? client_io : server_io;
         std::vector<Buffer*> bufs;
-        for (auto& p : packets) bufs.push_back(io.make(p, wire::kHeadroom));
+        for (auto& p : packets) {
+            bufs.push_back(io.make(p, wire::kHeadroom));
+            bufs.back()->checksum_partial = partial;
+        }
         (from_client ? client : server)->on_tun_packets(bufs, io, space);
         deliver();
     }

@@ -333,6 +333,80 @@ TEST_CASE("gro: bad checksums are never merged") {
     }
 }
 
+TEST_CASE("gro: partial checksums merge unverified, and one left alone keeps NEEDS_CSUM") {
+    Spec s;
+    auto full = run(s, {1000, 1000, 1000});
+    // As the peer's TUN reader sends them: checksum fields hold the
+    // pseudo-header sum, flagged partial.
+    std::vector<Bytes> partial;
+    for (const auto& p : full) {
+        Bytes q = p;
+        test::wr16(q, 36, test::ref_fold(test::ref_pseudo(q, 6)));
+        partial.push_back(q);
+    }
+    SUBCASE("a run merges, and splits back into the packets, checksums finished") {
+        Batch b;
+        for (const auto& p : partial) b.add(p)->checksum_partial = true;
+        Gro gro;
+        REQUIRE(coalesce(gro, b) == 1);
+        const VirtioNetHdr h = header_of(b.ptrs[0]);
+        CHECK(h.gso_type == VirtioNetHdr::kGsoTcpV4);
+        CHECK(h.flags == VirtioNetHdr::kNeedsCsum);
+        CHECK(split_all(std::span(b.ptrs).first(1)) == full);
+        CHECK(gro.stats().bad_checksum == 0);
+    }
+    SUBCASE("unflagged, the same bytes are bad checksums and merge with nothing") {
+        Batch b;
+        for (const auto& p : partial) b.add(p);
+        Gro gro;
+        REQUIRE(coalesce(gro, b) == 3);
+        CHECK(gro.stats().bad_checksum >= 1);
+    }
+    SUBCASE("a partial packet and full ones of one flow merge") {
+        Batch b;
+        b.add(full[0]);
+        b.add(partial[1])->checksum_partial = true;
+        b.add(full[2]);
+        Gro gro;
+        REQUIRE(coalesce(gro, b) == 1);
+        CHECK(split_all(std::span(b.ptrs).first(1)) == full);
+    }
+    SUBCASE("alone, it goes with NEEDS_CSUM at its checksum, its bytes untouched") {
+        Spec u;
+        u.udp = true;
+        Bytes other = test::make_packet(u, test::pattern(300));
+        test::wr16(other, 26, test::ref_fold(test::ref_pseudo(other, 17)));
+        Batch b;
+        b.add(partial[0])->checksum_partial = true;
+        b.add(other)->checksum_partial = true;  // UDP, and no USO: not merged
+        Gro gro;
+        REQUIRE(coalesce(gro, b) == 2);
+        const VirtioNetHdr h0 = header_of(b.ptrs[0]);
+        CHECK(h0.flags == VirtioNetHdr::kNeedsCsum);
+        CHECK(h0.gso_type == VirtioNetHdr::kGsoNone);
+        CHECK(h0.csum_start == 20);
+        CHECK(h0.csum_offset == 16);
+        CHECK(packet_of(b.ptrs[0]) == partial[0]);
+        const VirtioNetHdr h1 = header_of(b.ptrs[1]);
+        CHECK(h1.flags == VirtioNetHdr::kNeedsCsum);
+        CHECK(h1.csum_start == 20);
+        CHECK(h1.csum_offset == 6);
+        CHECK(packet_of(b.ptrs[1]) == other);
+        // What the kernel makes of them: the packets with their checksums.
+        CHECK(split_all(std::span(b.ptrs).first(1)) == std::vector<Bytes>{full[0]});
+    }
+    SUBCASE("flagged but of no layout a checksum can be found in: a plain header") {
+        Bytes icmp = partial[0];
+        icmp[9] = std::byte{1};
+        Batch b;
+        b.add(icmp)->checksum_partial = true;
+        Gro gro;
+        REQUIRE(coalesce(gro, b) == 1);
+        CHECK(is_plain(b.ptrs[0]));
+        CHECK(packet_of(b.ptrs[0]) == icmp);
+    }
+}
+
 TEST_CASE("gro: sizes: a short segment ends a run, the first sets the size") {
     Spec s;
     SUBCASE("short middle") {

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: BSD-2-Clause
+#include "core/checksum_partial.hpp"
 #include "core/gso.hpp"
 
 #include <doctest/doctest.h>
@@ -139,6 +140,46 @@ TEST_CASE("gso: TCPv4 super-packet splits into checksummed segments, flags on fi
         check_split(s, 9000, 1348);
     }
     SUBCASE("64 KB") { check_split(s, 65535 - 40, 1448); }
+}
+
+TEST_CASE("gso: segments may leave their checksums partial, and finished they are the full split") {
+    struct Case {
+        const char* name;
+        Spec spec;
+        size_t payload;
+        uint16_t gso;
+    };
+    Spec v4;
+    v4.tcp_options = {0x01, 0x01, 0x08, 0x0a, 0, 0, 0, 1, 0, 0, 0, 2};
+    Spec v6 = v4;
+    v6.v6 = true;
+    Spec udp;
+    udp.udp = true;
+    Spec opts = v4;
+    opts.ip_options = {0x94, 0x04, 0x00, 0x00};
+    for (const Case& c : {Case{"TCPv4", v4, 9000, 1388}, Case{"TCPv6", v6, 5000, 1368}, Case{"UDP", udp, 4000, 1200},
+                          Case{"IPv4 options", opts, 3000, 1000}}) {
+        CAPTURE(c.name);
+        Bytes super = test::make_packet(c.spec, test::pattern(c.payload));
+        const auto h = super_header(super, c.spec.udp, c.gso);
+        Out full, partial;
+        const auto n = core::gso_split(h, super, full.spans, full.sizes);
+        const auto m = core::gso_split(h, super, partial.spans, partial.sizes, core::kMaxGsoSegments, true);
+        REQUIRE(n);
+        REQUIRE(m);
+        REQUIRE(*n == *m);
+        for (size_t i = 0; i < *n; ++i) {
+            Bytes seg = partial.segment(i);
+            const auto at = core::partial_checksum_at(seg);
+            REQUIRE(at);
+            // The field holds the segment's own pseudo-header sum.
+            CHECK(test::rd16(seg, at->start + at->offset) ==
+                  test::ref_fold(test::ref_pseudo(seg, c.spec.udp ? 17 : 6)));
+            CHECK(test::ipv4_header_ok(seg) == !c.spec.v6);  // the IP header is finished all the same
+            REQUIRE(core::finish_partial_checksum(seg));
+            CHECK(seg == full.segment(i));
+        }
+    }
 }
 
 TEST_CASE("gso: TCPv6 and UDP (USO) super-packets") {

@@ -15,12 +15,15 @@ struct Taken {
     std::vector<uint64_t> seqs;
     std::vector<uint8_t> spaces;
     std::vector<std::vector<std::byte>> packets;
+    std::vector<bool> partial;
 };
 
 Taken take(SendHistory& h, LinkIndex link, uint32_t after_ts, uint32_t not_before_ts) {
     Taken t;
-    h.take(link, after_ts, not_before_ts, [&](uint64_t seq, uint8_t space, std::span<const std::byte> bytes) {
+    h.take(link, after_ts, not_before_ts, [&](uint64_t seq, uint8_t space, std::span<const std::byte> bytes,
+                                              bool checksum_partial) {
         t.seqs.push_back(seq);
+        t.partial.push_back(checksum_partial);
         t.spaces.push_back(space);
         t.packets.emplace_back(bytes.begin(), bytes.end());
     });

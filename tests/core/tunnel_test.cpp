@@ -373,6 +373,48 @@ TEST_CASE("tunnel: what a failing link swallowed is sent again on another link a
     }
 }
 
+TEST_CASE("tunnel: a partial checksum crosses flagged, its resent copy too, and a tap device ignores the flag") {
+    Pair p(2);
+    REQUIRE(p.establish());
+    std::vector<bool> flagged;  // each data packet on the wire, client to server
+    p.filter = [&](bool up, LinkIndex, const std::vector<std::byte>& d) {
+        if (up && is_data(d)) flagged.push_back((std::to_integer<uint8_t>(d[1]) & wire::kFlagChecksumPartial) != 0);
+        return true;
+    };
+    p.send_from(true, packets(4, 500), 0, true);
+    p.send_from(true, packets(4, 500, 0x40), 0, false);
+    REQUIRE(flagged.size() == 8);
+    CHECK(flagged == std::vector<bool>{true, true, true, true, false, false, false, false});
+    REQUIRE(p.server_io.tun_partial.size() == 8);
+    CHECK(p.server_io.tun_partial == flagged);
+
+    SUBCASE("what a failing link swallowed goes again with its flag") {
+        steady_traffic_until(p, 2s, [] { return false; });
+        const size_t before = p.server_io.tun.size();
+        p.filter = [&](bool, LinkIndex link, const std::vector<std::byte>&) { return link != 1; };
+        for (int i = 0; i < 8; ++i) {
+            p.send_from(true, packets(4, 500, static_cast<uint8_t>(0x60 + 4 * i)), 0, true);
+            p.tick(10ms);
+        }
+        p.tick(10ms, 10);
+        CHECK(p.client->link(1).stats.resent > 0);
+        REQUIRE(p.server_io.tun.size() == before + 32);
+        for (size_t i = before; i < p.server_io.tun.size(); ++i) CHECK(p.server_io.tun_partial[i]);
+    }
+}
+
+TEST_CASE("tunnel: a tap device takes no partial checksum from the peer") {
+    Pair p(1, 1, 1, [](TunnelSettings& c, TunnelSettings& s) {
+        c.tuntap = TunType::Tap;
+        s.tuntap = TunType::Tap;
+    });
+    REQUIRE(p.establish());
+    p.send_from(true, packets(2, 500), 0, true);
+    REQUIRE(p.server_io.tun_partial.size() == 2);
+    CHECK_FALSE(p.server_io.tun_partial[0]);
+    CHECK_FALSE(p.server_io.tun_partial[1]);
+}
+
 TEST_CASE("tunnel: copies of packets that did arrive, resent because their acknowledgements were lost, are refused") {
     for (uint32_t reorder : {0u, 64u}) {
         CAPTURE(reorder);

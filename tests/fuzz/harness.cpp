@@ -167,6 +167,7 @@ core::Buffer* PoolIo::acquire() {
     out_[b->index] = true;
     b->offset = core::wire::kHeadroom;
     b->length = 0;
+    b->checksum_partial = false;
     return b;
 }
 

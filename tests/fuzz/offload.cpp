@@ -8,6 +8,9 @@
 //             bit 2  every GRO buffer has only as much tailroom as its packet
 //             bit 3  no tailroom at all, and 4 spare buffers (coalesce(batch,
 //                    spares), as the TUN writer uses it)
+//             bit 4  a GSO packet's segments go to GRO with their checksums
+//                    left partial (gso_split's leave_partial) and flagged so
+//                    (Buffer::checksum_partial), as they cross the tunnel
 //   bytes 1-10: a virtio_net_hdr, then the packet it describes,
 // which is split (gso_split, and complete_checksum on a copy). Its segments,
 // then every further chunk as a raw packet, make a batch for Gro::coalesce.
@@ -18,11 +21,15 @@
 // leaves the absorbed ones untouched, and what it writes, split again as the
 // kernel would, gives back exactly the batch's packets, with each written
 // buffer starting with the packet that was at its place. With spares: every
-// spare used takes the place of a buffer it hands back untouched.
+// spare used takes the place of a buffer it hands back untouched. Partial
+// segments, finished, are the full ones; GRO writes a partial one alone with
+// NEEDS_CSUM at its checksum, and what it writes gives back the packets with
+// their checksums finished.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 
+#include "core/checksum_partial.hpp"
 #include "core/gro.hpp"
 #include "core/gso.hpp"
 #include "tests/core/offload_packets.hpp"
@@ -47,6 +54,7 @@ struct Scratch {
     std::vector<Bytes> out = std::vector<Bytes>(kSegments, Bytes(kSegmentSize));
     std::vector<std::span<std::byte>> spans{out.begin(), out.end()};
     std::vector<size_t> sizes = std::vector<size_t>(kSegments);
+    std::vector<size_t> partial_sizes = std::vector<size_t>(kSegments);
     std::vector<Bytes> again = std::vector<Bytes>(kSegments, Bytes(kSegmentSize));
     std::vector<std::span<std::byte>> again_spans{again.begin(), again.end()};
     std::vector<Bytes> slots = std::vector<Bytes>(128, Bytes(kHeadroom + 2 * kMaxPacket));
@@ -78,7 +86,7 @@ void check_segments(const VirtioNetHdr& h, size_t n) {
     }
 }
 
-void run_gro(uint8_t mode, const std::vector<Bytes>& packets) {
+void run_gro(uint8_t mode, const std::vector<Bytes>& packets, const std::vector<bool>& partial) {
     Scratch& s = scratch();
     core::GroOptions options;
     options.udp = (mode & 1) != 0;
@@ -94,8 +102,13 @@ void run_gro(uint8_t mode, const std::vector<Bytes>& packets) {
         std::copy(p.begin(), p.end(), slot.begin() + kHeadroom);
         const size_t tailroom = with_spares ? 0 : (mode & 4) != 0 ? p.size() : kMaxPacket;
         buffers[i] = {slot.data(), static_cast<uint32_t>(kHeadroom + p.size() + tailroom), kHeadroom,
-                      static_cast<uint32_t>(p.size()), static_cast<uint32_t>(i)};
+                      static_cast<uint32_t>(p.size()), static_cast<uint32_t>(i), partial[i]};
         batch.push_back(&buffers[i]);
+    }
+    // What the kernel is to end up with: partial checksums finished.
+    std::vector<Bytes> expected = packets;
+    for (size_t i = 0; i < packets.size(); ++i) {
+        if (partial[i]) FUZZ_CHECK(core::finish_partial_checksum(expected[i]), "partial packet {} of no layout", i);
     }
     std::vector<core::Buffer> spare_buffers(with_spares ? kSpares : 0);
     std::vector<core::Buffer*> spares;
@@ -155,19 +168,29 @@ void run_gro(uint8_t mode, const std::vector<Bytes>& packets) {
             // drops it; an empty one would not even split).
             written.emplace_back(packet.begin(), packet.end());
             FUZZ_CHECK(written.back() == packets[b->index], "plain buffer {} was changed", b->index);
+            FUZZ_CHECK(!partial[b->index], "partial buffer {} written with a plain header", b->index);
             continue;
+        }
+        if (h->gso_type == VirtioNetHdr::kGsoNone) {
+            // Alone with a partial checksum: the kernel finishes it where
+            // the header says, which must be where the packet has it.
+            FUZZ_CHECK(partial[b->index], "buffer {} alone with a header, not partial", b->index);
+            const auto at = core::partial_checksum_at(packets[b->index]);
+            FUZZ_CHECK(at && *h == core::partial_checksum_hdr(*at), "partial buffer {}: header not at its checksum",
+                       b->index);
+            FUZZ_CHECK(std::ranges::equal(packet, packets[b->index]), "partial buffer {} was changed", b->index);
         }
         const auto segs = core::gso_split(*h, packet, s.again_spans, s.sizes);
         FUZZ_CHECK(segs.has_value(), "written buffer {} does not split: {}", b->index, core::to_string(segs.error()));
-        FUZZ_CHECK(h->gso_type != VirtioNetHdr::kGsoNone && *segs >= 2, "buffer {}: a merged packet of {} segments",
+        FUZZ_CHECK(h->gso_type == VirtioNetHdr::kGsoNone || *segs >= 2, "buffer {}: a merged packet of {} segments",
                    b->index, *segs);
         for (size_t k = 0; k < *segs; ++k) {
             written.emplace_back(s.again[k].begin(), s.again[k].begin() + static_cast<long>(s.sizes[k]));
         }
-        FUZZ_CHECK(Bytes(written[written.size() - *segs]) == packets[b->index],
+        FUZZ_CHECK(Bytes(written[written.size() - *segs]) == expected[b->index],
                    "written buffer {} does not start with its own packet", b->index);
     }
-    std::vector<Bytes> want = packets;
+    std::vector<Bytes> want = expected;
     std::sort(want.begin(), want.end());
     std::sort(written.begin(), written.end());
     FUZZ_CHECK(written == want, "GRO then GSO gives {} packets for {}, or other bytes", written.size(), want.size());
@@ -194,20 +217,39 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const auto n = core::gso_split(*h, packet, s.spans, s.sizes);
     Bytes copy(packet.begin(), packet.end());
     const auto done = core::complete_checksum(*h, copy);
+    std::vector<bool> partial;
     if (n) {
         check_segments(*h, *n);
         for (size_t i = 0; i < *n; ++i) batch.emplace_back(s.out[i].begin(), s.out[i].begin() + static_cast<long>(s.sizes[i]));
         if (h->gso_type == VirtioNetHdr::kGsoNone) {
             FUZZ_CHECK(done.has_value() && batch[0] == copy, "gso_split and complete_checksum disagree");
         }
+        partial.assign(*n, false);
+        if ((mode & 16) != 0 && h->gso_type != VirtioNetHdr::kGsoNone) {
+            // The same split, leaving the checksums partial: finished, the
+            // very segments; those go to GRO instead, flagged.
+            const auto m = core::gso_split(*h, packet, s.again_spans, s.partial_sizes, core::kMaxGsoSegments, true);
+            FUZZ_CHECK(m.has_value() && *m == *n, "the partial split differs from the full one");
+            for (size_t i = 0; i < *n; ++i) {
+                Bytes seg(s.again[i].begin(), s.again[i].begin() + static_cast<long>(s.partial_sizes[i]));
+                Bytes finished = seg;
+                FUZZ_CHECK(core::finish_partial_checksum(finished) && finished == batch[i],
+                           "partial segment {}, finished, is not the full one", i);
+                batch[i] = std::move(seg);
+                partial[i] = true;
+            }
+        }
     }
     if (fuzz::tracing()) {
         fmt::print(stderr, "gso: {}\n", n ? fmt::format("{} segments", *n) : core::to_string(n.error()));
     }
     for (size_t i = 1; i < chunks.size() && batch.size() < 128; ++i) {
-        if (chunks[i].size() <= kMaxPacket) batch.push_back(fuzz::to_bytes(chunks[i]));
+        if (chunks[i].size() <= kMaxPacket) {
+            batch.push_back(fuzz::to_bytes(chunks[i]));
+            partial.push_back(false);
+        }
     }
-    run_gro(mode, batch);
+    run_gro(mode, batch, partial);
     return 0;
 }
 
@@ -270,6 +312,10 @@ std::vector<fuzz::Seed> fuzz::seeds() {
     add("udp6-uso", 1, super(udp6, 3000, 1232));
     add("udp4-no-uso", 0, super(udp4, 4000, 1200));
     add("tcp4-ip-options", 0, super(opts, 3000, 1000));
+    add("tcp4-partial", 16, super(tcp4, 6000, 1400));
+    add("tcp6-partial-spares", 16 | 8, super(tcp6, 5000, 1208));
+    add("udp4-partial-uso", 16 | 1, super(udp4, 4000, 1200));
+    add("udp4-partial-alone", 16, super(udp4, 2400, 1200));  // no USO: each written alone, NEEDS_CSUM
 
     auto none = super(udp4, 500, 0);
     none.first.gso_type = VirtioNetHdr::kGsoNone;

@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/checksum_partial.hpp"
 #include "core/gro.hpp"
 #include "core/gso.hpp"
 #include "core/virtio_net.hpp"
@@ -128,15 +129,28 @@ std::pair<Bytes, VirtioNetHdr> partial_udp(size_t payload) {
     return {p, h};
 }
 
+// `packets` with the checksum of each one flagged in `partial` finished; every
+// one must be flagged (`all`) or none.
+std::vector<Bytes> finished(std::vector<Bytes> packets, const std::vector<bool>& partial, bool all) {
+    REQUIRE(packets.size() == partial.size());
+    for (size_t i = 0; i < packets.size(); ++i) {
+        CHECK(partial[i] == all);
+        if (partial[i]) CHECK(core::finish_partial_checksum(packets[i]));
+    }
+    return packets;
+}
+
 // Records what the batches deliver, then hands every buffer back.
 struct Recorder : uring::Handler {
     std::vector<Bytes> packets;
     std::vector<Buffer*> buffers;
+    std::vector<bool> partial;  // each packet's checksum_partial
     void on_tun(std::span<Buffer*> got, core::Io& io) override {
         for (Buffer* b : got) {
             CHECK(b->offset == kHeadroom);
             packets.emplace_back(b->bytes().begin(), b->bytes().end());
             buffers.push_back(b);
+            partial.push_back(b->checksum_partial);
             io.release(b);
         }
     }
@@ -198,7 +212,7 @@ struct ReadBench {
 
 }  // namespace
 
-TEST_CASE("tun reader: an ordinary packet stays in its slot, its checksum finished in place") {
+TEST_CASE("tun reader: an ordinary packet stays in its slot, its checksum left partial for the peer") {
     ReadBench t;
     const auto [p, h] = partial_udp(300);
     CHECK_FALSE(test::l4_checksum_ok(p, 17));
@@ -206,15 +220,45 @@ TEST_CASE("tun reader: an ordinary packet stays in its slot, its checksum finish
     t.deliver();
     REQUIRE(t.rec.packets.size() == 1);
     CHECK(t.rec.buffers[0] == slot);  // no copy
-    const Bytes& got = t.rec.packets[0];
-    CHECK(test::l4_checksum_ok(got, 17));
-    Bytes want = p;
-    want[26] = got[26];
-    want[27] = got[27];
-    CHECK(got == want);  // nothing else changed
+    CHECK(t.rec.packets[0] == p);     // untouched
+    CHECK(t.rec.partial[0]);
+    Bytes finished = p;
+    REQUIRE(core::finish_partial_checksum(finished));
+    CHECK(test::l4_checksum_ok(finished, 17));
     CHECK(t.stats.tun_reads == 1);
     CHECK(t.stats.tun_super_reads == 0);
     CHECK(t.pool.available() == t.pool.slot_count());
+
+    SUBCASE("one whose checksum is not where a peer would look is finished in place") {
+        // UDP-Lite (136) is not one of the layouts a peer takes partial:
+        // the reader finishes it where the header says, as a device would.
+        Bytes lite = p;
+        lite[9] = std::byte{136};
+        t.read(with_header(h, lite));
+        t.rec.packets.clear();
+        t.rec.partial.clear();
+        t.deliver();
+        REQUIRE(t.rec.packets.size() == 1);
+        CHECK_FALSE(t.rec.partial[0]);
+        const Bytes& got = t.rec.packets[0];
+        CHECK(got != lite);
+        Bytes want = lite;
+        want[26] = got[26];
+        want[27] = got[27];
+        CHECK(got == want);  // only the checksum changed
+        CHECK(test::l4_checksum_ok(got, 17));  // over the pseudo-header sum the field held
+    }
+
+    SUBCASE("a packet without NEEDS_CSUM goes as it is, not partial") {
+        Bytes full = finished;
+        t.read(with_header(VirtioNetHdr{}, full));
+        t.rec.packets.clear();
+        t.rec.partial.clear();
+        t.deliver();
+        REQUIRE(t.rec.packets.size() == 1);
+        CHECK(t.rec.packets[0] == full);
+        CHECK_FALSE(t.rec.partial[0]);
+    }
 }
 
 TEST_CASE("tun reader: a super-packet is split into fresh slots, the read's own first") {
@@ -224,7 +268,10 @@ TEST_CASE("tun reader: a super-packet is split into fresh slots, the read's own 
     const auto packets = tcp_run(s, 45, 1388, 700);  // about 62 KB: most of it in the overflow buffer
     Buffer* slot = t.read(super_packet(packets));
     t.deliver();
-    CHECK(t.rec.packets == packets);
+    // Each segment's checksum is left partial, for the peer's kernel to
+    // finish: finished, they are the packets the kernel would have made.
+    CHECK(t.rec.packets != packets);
+    CHECK(finished(t.rec.packets, t.rec.partial, true) == packets);
     REQUIRE(!t.rec.buffers.empty());
     CHECK(t.rec.buffers[0] == slot);
     CHECK(t.stats.tun_reads == packets.size());
@@ -246,10 +293,11 @@ TEST_CASE("tun reader: a super-packet is split into fresh slots, the read's own 
         }
         t.read(super_packet(udp));
         t.rec.packets.clear();
+        t.rec.partial.clear();
         t.deliver();
         std::vector<Bytes> want = tcp6;
         want.insert(want.end(), udp.begin(), udp.end());
-        CHECK(t.rec.packets == want);
+        CHECK(finished(t.rec.packets, t.rec.partial, true) == want);
         CHECK(t.stats.tun_super_reads == 3);
     }
 }
@@ -562,14 +610,14 @@ void echo_through_loop() {
     CHECK(VirtioNetHdr::decode(back)->gso_type == VirtioNetHdr::kGsoUdpL4);
     CHECK(split(back) == udp);
 
-    // An ordinary packet comes back alone, its checksum finished, behind a
-    // zero header.
+    // An ordinary packet comes back alone, its checksum still partial,
+    // behind a header that says where to finish it.
     const Bytes m3 = with_header(partial_hdr, partial);
     REQUIRE(write(far.get(), m3.data(), m3.size()) == static_cast<ssize_t>(m3.size()));
     back = next_message(far.get());
     REQUIRE(back.size() == kHdr + partial.size());
-    CHECK(*VirtioNetHdr::decode(back) == VirtioNetHdr{});
-    CHECK(test::l4_checksum_ok(std::span<const std::byte>(back).subspan(kHdr), 17));
+    CHECK(*VirtioNetHdr::decode(back) == partial_hdr);
+    CHECK(Bytes(back.begin() + kHdr, back.end()) == partial);
 
     // A bad one is dropped and counted; the loop goes on.
     Bytes bad = m1;
