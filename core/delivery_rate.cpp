@@ -58,19 +58,11 @@ void DeliveryRate::acknowledged(uint32_t rx_ts, Time now, double loss) {
         return;
     }
     if (e->ts == anchor_ts_) return;
-    const Duration send_elapsed = e->first_at - anchor_sent_at_;
     const Duration ack_elapsed = newest_at_ - anchor_ack_at_;
-    const double seconds = std::chrono::duration<double>(std::max(send_elapsed, ack_elapsed)).count();
-    const uint64_t delivered = e->bytes - anchor_bytes_;
-    const double kept = 1.0 - std::clamp(loss, 0.0, 1.0);
-    if (ack_elapsed < kMinInterval) {
-        // Gather more. While the estimate rises, what is gathered so far may
-        // raise it, from kStartupInterval on; it never lowers it.
-        if (ack_elapsed >= kStartupInterval && rising(now) && seconds > 0) {
-            add_sample(static_cast<double>(delivered) * kept / seconds, false, now, false);
-        }
-        return;
-    }
+    // Gather more (kMinInterval); while the estimate rises, what is gathered
+    // so far may be looked at from kStartupInterval on.
+    const bool look = ack_elapsed < kMinInterval;
+    if (look && (ack_elapsed < kStartupInterval || !rising(now))) return;
 
     // The entries after the anchor up to e: were they sent while the link
     // was busy? A sample of an idle stretch says little about the link.
@@ -86,12 +78,24 @@ void DeliveryRate::acknowledged(uint32_t rx_ts, Time now, double loss) {
         later = x.first_at;
     }
     paused = paused || later - anchor_sent_at_ > kMaxGap;
+    const bool busy_sample = entries > 0 && 2 * busy >= entries && !paused;
+    const Duration send_elapsed = e->first_at - anchor_sent_at_;
+    const double seconds = std::chrono::duration<double>(std::max(send_elapsed, ack_elapsed)).count();
+    const double kept = 1.0 - std::clamp(loss, 0.0, 1.0);
+    const double sample = seconds > 0 ? static_cast<double>(e->bytes - anchor_bytes_) * kept / seconds : 0;
+    if (look) {
+        // Only for a link our packets did not queue on: one that queues is
+        // sent all it can carry, and its full samples measure it; a look
+        // there could only be the acks' jitter, and would have it overrun.
+        if (!busy_sample && sample > 0) add_sample(sample, false, now, false);
+        return;
+    }
     anchor_ts_ = e->ts;
     anchor_bytes_ = e->bytes;
     anchor_sent_at_ = e->first_at;
     anchor_ack_at_ = newest_at_;
     if (seconds <= 0) return;
-    add_sample(static_cast<double>(delivered) * kept / seconds, entries > 0 && 2 * busy >= entries && !paused, now);
+    add_sample(sample, busy_sample, now);
 }
 
 void DeliveryRate::add_sample(double sample, bool busy, Time now, bool counted) {
@@ -124,7 +128,10 @@ void DeliveryRate::add_sample(double sample, bool busy, Time now, bool counted) 
     // down to nothing, and a link that really slowed down is kept in check
     // by its round trips meanwhile.
     const double next = std::max({best, kMinRate, before * kMaxDrop});
-    if (next > before * kRise) {
+    // A look raises the estimate but does not make it "rising" for longer
+    // (only full samples do, so looks cannot keep themselves going), unless
+    // it is the first estimate: that starts the rising as any would.
+    if ((counted || estimate_ == 0) && next > before * kRise) {
         raised_ = true;
         raised_at_ = now;
     }

@@ -114,11 +114,13 @@ private:
     // While the estimate is rising (gain() is kStartupGain), a sample being
     // gathered is also looked at from this long on, at every
     // acknowledgement, and may raise the estimate (never lower it; the
-    // sample itself still ends after kMinInterval). The acks' rounding can
-    // make such a look up to a third too slow, never faster than what was
-    // sent and acknowledged. A link found faster than thought gets there
-    // sooner: each step is at most the gain over the last, and steps come
-    // every acknowledgement instead of every kMinInterval.
+    // sample itself still ends after kMinInterval). Only on a link our
+    // packets did not queue on (a busy one is measured by its full samples),
+    // and a look does not extend the rising (only a full sample does), so
+    // the jitter of the acks over a short span cannot feed itself. A link
+    // found faster than thought gets there sooner: each step is at most the
+    // gain over the last, and steps come every acknowledgement instead of
+    // every kMinInterval.
     static constexpr Duration kStartupInterval = std::chrono::milliseconds(60);
     // A stretch with a pause in sending longer than this (the scheduler held
     // the link back, or had nothing for it) says nothing of the link's

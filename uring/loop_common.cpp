@@ -22,14 +22,14 @@ Status check_config(const LoopConfig& config) {
     return {};
 }
 
-// Everything not listed is read again: a UDP socket reports each ICMP error
-// (ECONNREFUSED, EHOSTUNREACH, EMSGSIZE, ...) once, ENOBUFS/ENOMEM pass, and a
-// TUN packet larger than the slot fails its read with EFAULT and is gone.
 void finish_partial_checksum(BufferPool& pool, uint32_t index, const core::Buffer& buffer) {
     if (buffer.offset > pool.slot_size() || buffer.length > pool.slot_size() - buffer.offset) return;
     (void)core::finish_partial_checksum({pool.slot_data(index) + buffer.offset, buffer.length});
 }
 
+// Everything not listed is read again: a UDP socket reports each ICMP error
+// (ECONNREFUSED, EHOSTUNREACH, EMSGSIZE, ...) once, ENOBUFS/ENOMEM pass, and a
+// TUN packet larger than the slot fails its read with EFAULT and is gone.
 bool is_fatal_read_error(int error) {
     switch (error) {
         case EBADF:

@@ -115,8 +115,9 @@ void TunReader::split(const VirtioNetHdr& hdr, std::span<const std::byte> packet
     }
     for (size_t i = 0; i < got; ++i)
         spans_[i] = {pool_.slot_data(out_[i]->index) + kHeadroom, pool_.slot_size() - kHeadroom};
-    // Segments leave their checksums partial, as the super-packet's was.
-    const bool partial = hdr.gso_type != VirtioNetHdr::kGsoNone;
+    // Segments of a super-packet whose checksum the kernel left to the
+    // device leave theirs partial too (gso_split checked where it is).
+    const bool partial = hdr.gso_type != VirtioNetHdr::kGsoNone && (hdr.flags & VirtioNetHdr::kNeedsCsum) != 0;
     const auto n = core::gso_split(hdr, packet, std::span(spans_).first(got), sizes_, core::kMaxGsoSegments, partial);
     if (!n) {
         if (n.error() == core::GsoError::OutputTooSmall && got < want)

@@ -279,6 +279,16 @@ TEST_CASE("tun reader: a super-packet is split into fresh slots, the read's own 
     CHECK(t.stats.tun_bad_reads == 0);
     CHECK(t.pool.available() == t.pool.slot_count());
 
+    SUBCASE("without NEEDS_CSUM, the segments' checksums are finished") {
+        Bytes m = super_packet(packets);
+        m[0] = std::byte{VirtioNetHdr::kDataValid};  // the header's flags
+        t.read(m);
+        t.rec.packets.clear();
+        t.rec.partial.clear();
+        t.deliver();
+        CHECK(finished(t.rec.packets, t.rec.partial, false) == packets);
+    }
+
     SUBCASE("IPv6, and UDP (USO)") {
         Spec v6 = s;
         v6.v6 = true;
