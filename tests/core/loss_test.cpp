@@ -8,13 +8,13 @@ using mlvpn::core::Time;
 using namespace std::chrono_literals;
 
 namespace {
-Time at(int ms) { return Time{std::chrono::milliseconds(1'000'000 + ms)}; }
+Time loss_at(int ms) { return Time{std::chrono::milliseconds(1'000'000 + ms)}; }
 
 // `count` packets 1 ms apart from counter `first`, every `keep`-th of each
 // `of` kept (keep == of: none lost).
 uint64_t feed(LossMeter& m, uint32_t session, uint64_t first, int count, int& t, int keep = 1, int of = 1) {
     for (int i = 0; i < count; ++i) {
-        if (i % of < keep) m.received(session, first + static_cast<uint64_t>(i), at(t));
+        if (i % of < keep) m.received(session, first + static_cast<uint64_t>(i), loss_at(t));
         ++t;
     }
     return first + static_cast<uint64_t>(count);
@@ -42,10 +42,10 @@ TEST_CASE("loss: a period needs enough packets; an idle link does not swing the 
     // expected packets (or 5 s), so a single loss is one in twenty at most.
     uint64_t c = 0;
     for (int s = 0; s < 20; ++s) {
-        m.received(1, c, at(t));
+        m.received(1, c, loss_at(t));
         c += (s == 3) ? 2 : 1;  // one counter skipped: lost
         t += 500;
-        m.received(1, c++, at(t));
+        m.received(1, c++, loss_at(t));
         t += 500;
     }
     CHECK(m.loss() <= LossMeter::kScale / 10);
@@ -60,8 +60,8 @@ TEST_CASE("loss: a new session starts the count again, reordering is not loss") 
     CHECK(m.loss() == 0);
     // Pairs swapped in flight.
     for (uint64_t c = 1000; c < 3000; c += 2) {
-        m.received(2, c + 1, at(t++));
-        m.received(2, c, at(t++));
+        m.received(2, c + 1, loss_at(t++));
+        m.received(2, c, loss_at(t++));
     }
     CHECK(m.loss() < 50);
 }
@@ -76,7 +76,7 @@ TEST_CASE("loss: counter spaces are measured each on its own, and summed") {
     // Four senders interleaved, each counting from 0 in its space, nothing
     // lost: no gap between spaces is taken for loss.
     for (uint64_t n = 0; n < 2000; ++n) {
-        for (uint8_t s = 0; s < 4; ++s) m.received(9, counter_make(s, n), at(t));
+        for (uint8_t s = 0; s < 4; ++s) m.received(9, counter_make(s, n), loss_at(t));
         ++t;
     }
     CHECK(m.loss() == 0);
@@ -84,7 +84,7 @@ TEST_CASE("loss: counter spaces are measured each on its own, and summed") {
     uint64_t n = 2000;
     for (; n < 8000; ++n) {
         for (uint8_t s = 0; s < 4; ++s) {
-            if (s != 2 || n % 2 == 0) m.received(9, counter_make(s, n), at(t));
+            if (s != 2 || n % 2 == 0) m.received(9, counter_make(s, n), loss_at(t));
         }
         ++t;
     }
@@ -93,15 +93,15 @@ TEST_CASE("loss: counter spaces are measured each on its own, and summed") {
     // A space that starts late starts at its first number: what it sent
     // before is not counted lost.
     for (; n < 12000; ++n) {
-        for (uint8_t s = 0; s < 4; ++s) m.received(9, counter_make(s, n), at(t));
-        m.received(9, counter_make(5, n + 1'000'000), at(t));
+        for (uint8_t s = 0; s < 4; ++s) m.received(9, counter_make(s, n), loss_at(t));
+        m.received(9, counter_make(5, n + 1'000'000), loss_at(t));
         ++t;
     }
     CHECK(m.loss() < 100);
     // A space beyond the cap is ignored.
-    m.received(9, counter_make(mlvpn::core::wire::kCounterSpaces, 1'000'000'000), at(t));
+    m.received(9, counter_make(mlvpn::core::wire::kCounterSpaces, 1'000'000'000), loss_at(t));
     for (; n < 14000; ++n) {
-        m.received(9, counter_make(0, n), at(t));
+        m.received(9, counter_make(0, n), loss_at(t));
         ++t;
     }
     CHECK(m.loss() < 100);

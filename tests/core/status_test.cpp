@@ -142,7 +142,7 @@ TEST_CASE("status: the reorder buffer's capacity, its cap and whether it adapts,
             s.reorder_buffer_size = c.configured;
             s.pool_slots = 4096;
         });
-        const Status s = snapshot(*p.server, meta(), p.clock);
+        const mlvpn::core::Status s = snapshot(*p.server, meta(), p.clock);
         const auto doc = nlohmann::json::parse(to_json(s));
         CHECK(doc["reorder"]["capacity"] == c.capacity);
         CHECK(doc["reorder"]["capacity_max"] == c.max);
@@ -165,7 +165,7 @@ TEST_CASE("status: the reorder figures are summed over the peer's counter spaces
     REQUIRE(p.establish());
     CHECK(nlohmann::json::parse(to_json(snapshot(*p.server, meta(), p.clock)))["reorder"]["spaces"] == 0);
     for (uint8_t space : {0, 2, 5}) p.send_from(true, packets(3, 200, 1), space);
-    const Status s = snapshot(*p.server, meta(), p.clock);
+    const mlvpn::core::Status s = snapshot(*p.server, meta(), p.clock);
     const auto doc = nlohmann::json::parse(to_json(s));
     CHECK(doc["reorder"]["spaces"] == 3);
     CHECK(doc["reorder"]["in_order"] == 9);

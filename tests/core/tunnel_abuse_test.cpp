@@ -219,7 +219,7 @@ TEST_CASE("abuse: the rate-limit drops show in status JSON and metrics") {
     flood(p, 0, 0, 1000, garbage_initiation, forged);
     const auto dropped = p.server->link(0).stats.drop_ratelimit;
     REQUIRE(dropped == 1000 - limits::kInitiationBurstGlobal);
-    const Status s = snapshot(*p.server, StatusMeta{}, p.clock);
+    const mlvpn::core::Status s = snapshot(*p.server, StatusMeta{}, p.clock);
     const std::string json = to_json(s);
     CHECK(json.find(fmt::format("\"ratelimit\": {}", dropped)) != std::string::npos);
     const std::string metrics = to_prometheus(s);
