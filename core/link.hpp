@@ -10,6 +10,7 @@
 
 #include "core/buffer.hpp"
 #include "core/clock.hpp"
+#include "core/data_chain.hpp"
 #include "core/delivery_rate.hpp"
 #include "core/liveness.hpp"
 #include "core/loss.hpp"
@@ -84,6 +85,7 @@ struct LinkStats {
     uint64_t unanswered = 0;        // times taken out because the peer stopped acknowledging
     uint64_t acks_sent = 0;
     uint64_t resent = 0;            // data it was sent but not acknowledged, sent again on another link
+    uint64_t rx_out_of_order = 0;   // the peer's data that came after data sent later (core/data_chain.hpp)
     uint64_t socket_renewals = 0;   // fresh sockets from [priv] (core/renewal.hpp)
 };
 
@@ -168,6 +170,11 @@ struct Link {
     uint16_t tx_loss = 0;  // 1/10000
     LinkQuality quality = LinkQuality::Good;
     Time quality_since{};
+
+    // The data chain (core/data_chain.hpp): per counter space, the data we
+    // sent on it last, and the peer's data that came on it last.
+    ChainOut chain_out;
+    ChainIn chain_in;
 
     // Throughput, bytes/s on the wire, over the last whole window of about a
     // second (for status; the scheduler works from its own model).

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <bit>
 
+#include "core/wire.hpp"
+
 namespace mlvpn::core {
 
 namespace {
@@ -11,6 +13,11 @@ namespace {
 // packet but a sender that started over (it restarted): follow it.
 constexpr uint64_t kResyncDistance = uint64_t{1} << 20;
 }  // namespace
+
+Buffer* Reorder::lost_mark() {
+    static Buffer mark;
+    return &mark;
+}
 
 Reorder::Reorder(size_t capacity, Duration max_wait)
     : slots_(capacity, nullptr), limit_(capacity), max_wait_(max_wait) {}
@@ -60,6 +67,13 @@ void Reorder::drain(std::vector<Buffer*>& out) {
     while (held_ > 0) {
         Buffer*& s = slot(next_);
         if (s == nullptr) return;
+        if (s == lost_mark()) {
+            s = nullptr;
+            ++stats_.gaps_skipped;
+            ++stats_.gaps_lost;
+            pass_skipped();
+            continue;
+        }
         out.push_back(s);
         s = nullptr;
         --held_;
@@ -183,7 +197,8 @@ bool Reorder::push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>&
         return true;
     }
     Buffer*& s = slot(seq);
-    if (s != nullptr) {  // the same sequence twice: keep the first
+    // A slot known lost takes the packet all the same (its link reordered).
+    if (s != nullptr && s != lost_mark()) {  // the same sequence twice: keep the first
         ++stats_.duplicates;
         return false;
     }
@@ -197,6 +212,38 @@ bool Reorder::push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>&
         std::erase_if(arrivals_, [this](const auto& a) { return a.first < next_; });
     }
     return true;
+}
+
+void Reorder::lost(uint64_t seq, std::vector<Buffer*>& out) {
+    if (slots_.empty() || !started_ || seq < next_ || seq - next_ >= slots_.size()) return;
+    if (seq == next_) {
+        // What waits behind it goes now.
+        pass_skipped();
+        ++stats_.gaps_skipped;
+        ++stats_.gaps_lost;
+        drain(out);
+        return;
+    }
+    Buffer*& s = slot(seq);
+    // Held, or known already; or nothing after it is held (the packet that
+    // told is pushed first, so this is not that case): no mark is ever left
+    // without a packet held after it, which delivery reaches.
+    if (s != nullptr || held_ == 0 || seq > top_) return;
+    s = lost_mark();
+}
+
+uint64_t Reorder::extend(uint64_t wire_seq) const {
+    constexpr uint64_t kSpan = uint64_t{1} << wire::kDataSeqBits;
+    constexpr uint64_t kHalf = kSpan / 2;
+    wire_seq &= wire::kDataSeqMask;
+    if (!started_) return wire_seq;
+    uint64_t seq = (next_ & ~wire::kDataSeqMask) | wire_seq;
+    if (seq > next_ && seq - next_ > kHalf && seq >= kSpan) {
+        seq -= kSpan;
+    } else if (seq < next_ && next_ - seq > kHalf) {
+        seq += kSpan;
+    }
+    return seq;
 }
 
 Time Reorder::expire(Time now, std::vector<Buffer*>& out) {

@@ -42,6 +42,7 @@ struct ReorderStats {
     uint64_t reordered = 0;   // waited, then delivered in order
     uint64_t late = 0;        // arrived after its gap was given up
     uint64_t gaps_skipped = 0;  // sequence numbers given up on (lost or too slow)
+    uint64_t gaps_lost = 0;     // of those, given up without waiting: known lost (lost())
     uint64_t overflows = 0;   // packets pushed out because the buffer was full
     uint64_t resyncs = 0;     // the sender's sequence restarted (jumped by more than 2^20)
     uint64_t duplicates = 0;  // refused: delivered already
@@ -53,6 +54,7 @@ struct ReorderStats {
         reordered += o.reordered;
         late += o.late;
         gaps_skipped += o.gaps_skipped;
+        gaps_lost += o.gaps_lost;
         overflows += o.overflows;
         resyncs += o.resyncs;
         duplicates += o.duplicates;
@@ -77,6 +79,20 @@ public:
     // `resent`: a copy the sender sent again after a link failed (its delay
     // is not the links' skew, see measured_skew()).
     [[nodiscard]] bool push(uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>& out, bool resent = false);
+    // Packet `seq` will not come: lost on the link it was sent on, which has
+    // delivered a packet sent after it (core/data_chain.hpp; call this after
+    // pushing that packet). Its gap is
+    // given up at once when it is the next one due (appending what that
+    // frees), else as soon as delivery reaches it; should it come all the
+    // same before then, it is taken as any packet. Ignored when reordering
+    // is off, when `seq` was delivered or given up already, is held, or lies
+    // beyond the capacity or the furthest packet held.
+    void lost(uint64_t seq, std::vector<Buffer*>& out);
+    // The data sequence from its low wire::kDataSeqBits as they travel: the
+    // number with those bits nearest the next one due (the first one as it
+    // is, before any).
+    uint64_t extend(uint64_t wire_seq) const;
+
     // Gives up gaps that waited max_wait; appends what that frees. Returns the
     // next time this needs calling (kNever when nothing waits).
     Time expire(Time now, std::vector<Buffer*>& out);
@@ -119,6 +135,9 @@ public:
 
 private:
     Buffer*& slot(uint64_t seq) { return slots_[seq % slots_.size()]; }
+    // What a slot known lost holds (lost()): no packet, but not empty either;
+    // there is always a packet held after it.
+    static Buffer* lost_mark();
     // Delivers next_, next_+1, ... while present.
     void drain(std::vector<Buffer*>& out);
     // Gives up everything before the first held packet; at `now` unless at

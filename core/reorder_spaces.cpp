@@ -23,6 +23,15 @@ bool ReorderSpaces::push(uint8_t space, uint64_t seq, Buffer* packet, Time now, 
     return s->reorder.push(seq, packet, now, out, resent);
 }
 
+uint64_t ReorderSpaces::extend(uint8_t space, uint64_t wire_seq) const {
+    const Reorder* r = this->space(space);
+    return r != nullptr ? r->extend(wire_seq) : wire_seq & wire::kDataSeqMask;
+}
+
+void ReorderSpaces::lost(uint8_t space, uint64_t seq, std::vector<Buffer*>& out) {
+    if (space < spaces_.size() && spaces_[space]) spaces_[space]->reorder.lost(seq, out);
+}
+
 ReorderSpaces::Space& ReorderSpaces::start_using(uint8_t space, Time now, std::vector<Buffer*>& out) {
     auto& slot = spaces_[space];
     ++in_use_;

@@ -66,6 +66,12 @@ public:
     // `out`; false (nothing taken) for a packet delivered or held already.
     [[nodiscard]] bool push(uint8_t space, uint64_t seq, Buffer* packet, Time now, std::vector<Buffer*>& out,
                             bool resent = false);
+    // Reorder::extend in space `space`'s buffer (before its first packet:
+    // the number as it travels).
+    uint64_t extend(uint8_t space, uint64_t wire_seq) const;
+    // Reorder::lost in space `space`'s buffer (nothing before its first
+    // packet).
+    void lost(uint8_t space, uint64_t seq, std::vector<Buffer*>& out);
     // The timer: sets every space's wait to `max_wait`, sizes each to its
     // traffic within its share, lets idle ones go, gives up gaps that waited
     // long enough (appending what that frees to `out`). Returns when it

@@ -69,6 +69,7 @@ Status snapshot(const Tunnel& tunnel, const StatusMeta& meta, const Clock& clock
             ls.last_packet_unix = s.now_unix - static_cast<uint64_t>(ls.last_packet_age_s);
         }
         ls.stats = l.stats;
+        ls.stats.rx_out_of_order = l.chain_in.out_of_order();
         s.links.push_back(std::move(ls));
     }
     return s;
@@ -131,6 +132,7 @@ std::string to_json(const Status& s) {
             {"send_errors", st.send_errors},
             {"unanswered", st.unanswered},
             {"resent", st.resent},
+            {"data_out_of_order", st.rx_out_of_order},
             {"socket_renewals", st.socket_renewals},
             {"acks_sent", st.acks_sent},
             {"ups", st.ups},
@@ -180,6 +182,7 @@ std::string to_json(const Status& s) {
                      {"reordered", s.reorder.reordered},
                      {"late", s.reorder.late},
                      {"gaps_skipped", s.reorder.gaps_skipped},
+                     {"gaps_lost", s.reorder.gaps_lost},
                      {"overflows", s.reorder.overflows},
                      {"duplicates", s.reorder.duplicates}}},
         {"tunnels", links},
@@ -340,6 +343,9 @@ std::string to_prometheus(const Status& s) {
     sample("reorder_held_packets", "", s.reorder_held);
     family("reorder_gaps_skipped_total", "counter", "Sequence numbers given up on (lost, or later than the wait).");
     sample("reorder_gaps_skipped_total", "", s.reorder.gaps_skipped);
+    family("reorder_gaps_lost_total", "counter",
+           "Sequence numbers given up on without waiting: lost on their link, which delivered a later one.");
+    sample("reorder_gaps_lost_total", "", s.reorder.gaps_lost);
     family("reorder_wait_seconds", "gauge", "How long an early packet may wait for the ones before it.");
     sample("reorder_wait_seconds", "", s.reorder_wait_ms / 1000);
     family("reorder_capacity_packets", "gauge",

@@ -74,7 +74,9 @@ Tunnel::Tunnel(TunnelSettings settings, SecretKey psk, const Clock& clock, Logge
         links_[i].next_handshake = now;
     }
     randombytes_buf(data_seq_.data(), sizeof data_seq_);
-    for (auto& seq : data_seq_) seq >>= 2;
+    // Below 2^46: the wire carries 48 bits (wire::kDataSeqBits); the
+    // receiver extends them, so even passing 2^48 changes nothing.
+    for (auto& seq : data_seq_) seq >>= 64 - (wire::kDataSeqBits - 2);
     size_history();
 }
 
@@ -477,7 +479,10 @@ void Tunnel::send_data(LinkIndex index, uint64_t seq, Buffer* b, Io& io, Time no
     Link& link = links_[index];
     b->offset -= wire::kInnerHeaderSize;
     b->length += wire::kInnerHeaderSize;
-    wire::DataInner inner{seq, ms32(now), echo_for(link, now)};
+    // A resent copy is in no chain: the peer takes its chain for the link's
+    // order, and this one was numbered for another link.
+    const uint16_t chain = resent ? 0 : link.chain_out.next(space, seq);
+    wire::DataInner inner{seq, chain, ms32(now), echo_for(link, now)};
     wire::encode(inner, b->bytes().first<wire::kInnerHeaderSize>());
     ++link.stats.tx_data;
     // The flag goes in the header, which the tag covers.
@@ -789,7 +794,15 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now, const 
     // In order within the peer's space (the session allowed the space, and
     // the counter carrying it is authentic): each space is its own sequence.
     const uint8_t space = wire::counter_space(header.counter);
-    if (!reorder_.push(space, data.seq, b, now, deliverable_, resent)) io.release(b);  // a copy we have delivered
+    const uint64_t seq = reorder_.extend(space, data.seq);
+    if (!reorder_.push(space, seq, b, now, deliverable_, resent)) io.release(b);  // a copy we have delivered
+    // The one sent before it on this link did not come: it will not, and
+    // what waits for it need not (core/data_chain.hpp).
+    if (!resent) {
+        if (const auto lost = link.chain_in.received(space, seq, data.chain, now)) {
+            reorder_.lost(space, *lost, deliverable_);
+        }
+    }
     deliver(io);
 }
 

@@ -364,10 +364,10 @@ private:
     ReorderSpaces reorder_;  // per peer space, within reorder_ceiling() together
     std::vector<Buffer*> deliverable_;  // scratch: packets leaving the reorder buffer
     // The next data sequence number per counter space we seal in. Each
-    // starts at random (below 2^62, so it never wraps): a peer that restarts
-    // is then far from where it was in every space, and the receiver follows
-    // it at once (Reorder) rather than taking its packets for ones delivered
-    // already.
+    // starts at random (below 2^46; the low 48 bits travel and the receiver
+    // extends them, Reorder::extend): a peer that restarts is then far from
+    // where it was in every space, and the receiver follows it at once
+    // (Reorder) rather than taking its packets for ones delivered already.
     std::array<uint64_t, wire::kCounterSpaces> data_seq_{};
     SendHistory history_;
     TunnelStats stats_;

@@ -60,7 +60,7 @@ std::array<uint8_t, kNonceSize> nonce_for(std::span<const std::byte, kTransportH
 }
 
 void encode(const DataInner& h, std::span<std::byte, kInnerHeaderSize> out) {
-    store_be64(&out[0], h.seq);
+    store_be64(&out[0], (h.seq & kDataSeqMask) << 16 | h.chain);
     store_be32(&out[8], h.ts);
     store_be32(&out[12], h.echo);
 }
@@ -75,7 +75,8 @@ void encode(const ControlInner& h, std::span<std::byte, kInnerHeaderSize> out) {
 }
 
 DataInner decode_data_inner(std::span<const std::byte, kInnerHeaderSize> in) {
-    return DataInner{load_be64(&in[0]), load_be32(&in[8]), load_be32(&in[12])};
+    const uint64_t first = load_be64(&in[0]);
+    return DataInner{first >> 16, static_cast<uint16_t>(first & 0xffff), load_be32(&in[8]), load_be32(&in[12])};
 }
 
 std::optional<ControlInner> decode_control_inner(std::span<const std::byte, kInnerHeaderSize> in) {

@@ -100,8 +100,11 @@ std::array<uint8_t, kNonceSize> nonce_for(std::span<const std::byte, kTransportH
 
 // ---- Inner header (inside the seal) -----------------------------------------
 //
-// Data:    seq (8) = the data sequence of the counter space the packet is
-//          sealed in, across links; ts (4), echo (4)
+// Data:    seq (6) = the data sequence of the counter space the packet is
+//          sealed in, across links (its low 48 bits: the receiver extends
+//          it from where its sequence is, Reorder::extend); chain (2) = how
+//          far back in that sequence the packet sent before it on the same
+//          link is (0 = unknown, core/data_chain.hpp); ts (4), echo (4)
 // Control: kind (1), loss (2), 1 zero byte, ts (4), echo (4), rx_ts (4);
 //          then the kind's body.
 // ts is the sender's monotonic clock in milliseconds (wrapping); echo is the
@@ -116,8 +119,12 @@ enum class ControlKind : uint8_t {
     Ack = 2,        // no body; answers data and keepalives (timing::kAckInterval), never answered
 };
 
+inline constexpr unsigned kDataSeqBits = 48;
+inline constexpr uint64_t kDataSeqMask = (uint64_t{1} << kDataSeqBits) - 1;
+
 struct DataInner {
-    uint64_t seq = 0;
+    uint64_t seq = 0;  // only the low kDataSeqBits travel
+    uint16_t chain = 0;
     uint32_t ts = 0;
     uint32_t echo = 0;
 };
@@ -150,9 +157,11 @@ std::optional<ControlInner> decode_control_inner(std::span<const std::byte, kInn
 //   encrypted payload (4) + tag (16)
 //   payload: sender index (4) of the responder
 
-// v4: the transport nonce's layout of nonce_for(); a v3 peer's handshake fails
-// as one with another password would, rather than its packets after it.
-inline constexpr char kPrologue[] = "mlvpn v5 NNpsk0";
+// v4: the transport nonce's layout of nonce_for(); v5: Data flag bit 2
+// (partial checksums); v6: the Data inner header's 48-bit seq and chain. A
+// peer of another version fails the handshake as one with another password
+// would, rather than its packets after it.
+inline constexpr char kPrologue[] = "mlvpn v6 NNpsk0";
 inline constexpr size_t kInitSize = 72;
 inline constexpr size_t kResponseSize = 60;
 inline constexpr size_t kInitPayloadSize = 16;

@@ -10,6 +10,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -272,6 +273,21 @@ inline void drop_first_data_up(Pair& p) {
             return false;
         }
         return true;
+    };
+}
+
+// The first data packet from the client to the server goes missing, and so
+// does every later one on the same link (the filter keeps them in p.dropped,
+// in order): a link gone quiet, so that no later packet on it tells the
+// receiver the first was lost (core/data_chain.hpp), and the gap waits.
+// `space`: only data of that counter space (any: -1).
+inline void drop_link_of_first_data_up(Pair& p, int space = -1) {
+    p.filter = [space, link = std::optional<LinkIndex>()](bool up, LinkIndex l,
+                                                          const std::vector<std::byte>& d) mutable {
+        // Byte 8: the counter's space.
+        if (!up || !is_data(d) || (space >= 0 && std::to_integer<int>(d[8]) != space)) return true;
+        if (!link) link = l;
+        return l != *link;
     };
 }
 

@@ -264,3 +264,112 @@ TEST_CASE("reorder: memory stays within the limit whatever the peer sends") {
     r.flush(out);
     CHECK(out.size() == taken);
 }
+
+TEST_CASE("reorder: a packet known lost is given up without waiting") {
+    Packets p;
+    Reorder r(64, 10ms);
+    std::vector<Buffer*> out;
+    CHECK(r.push(0, p(0), t0, out));
+    CHECK(r.push(3, p(3), t0, out));
+    CHECK(r.push(4, p(4), t0, out));
+    // 2 will not come: marked, but 1 is still due.
+    r.lost(2, out);
+    CHECK(seqs(out) == std::vector<uint32_t>{0});
+    CHECK(r.push(1, p(1), t0 + 1ms, out));
+    CHECK(seqs(out) == std::vector<uint32_t>{0, 1, 3, 4});
+    CHECK(r.stats().gaps_skipped == 1);
+    CHECK(r.stats().gaps_lost == 1);
+    CHECK(r.held() == 0);
+    // The next one due, known lost: what waits goes at once.
+    CHECK(r.push(7, p(7), t0 + 2ms, out));
+    r.lost(6, out);  // marked: 5 is still due
+    r.lost(5, out);
+    CHECK(seqs(out) == std::vector<uint32_t>{0, 1, 3, 4, 7});
+    CHECK(r.stats().gaps_lost == 3);
+    CHECK(r.expire(t0 + 2ms, out) == kNever);
+}
+
+TEST_CASE("reorder: a packet known lost that comes all the same is delivered") {
+    Packets p;
+    Reorder r(64, 10ms);
+    std::vector<Buffer*> out;
+    CHECK(r.push(0, p(0), t0, out));
+    CHECK(r.push(3, p(3), t0, out));
+    r.lost(2, out);
+    CHECK(r.push(2, p(2), t0 + 1ms, out));  // its link reordered
+    CHECK(r.held() == 2);
+    CHECK(r.push(1, p(1), t0 + 1ms, out));
+    CHECK(seqs(out) == std::vector<uint32_t>{0, 1, 2, 3});
+    CHECK(r.stats().gaps_lost == 0);
+    // Given up already: delivered as late.
+    CHECK(r.push(6, p(6), t0 + 2ms, out));
+    r.lost(4, out);
+    CHECK(r.push(5, p(5), t0 + 2ms, out));
+    CHECK(r.push(4, p(4), t0 + 3ms, out));
+    CHECK(seqs(out) == std::vector<uint32_t>{0, 1, 2, 3, 5, 6, 4});
+    CHECK(r.stats().late == 1);
+}
+
+TEST_CASE("reorder: what lost() ignores") {
+    Packets p;
+    std::vector<Buffer*> out;
+    SUBCASE("off") {
+        Reorder r(0, 10ms);
+        CHECK(r.push(0, p(0), t0, out));
+        r.lost(1, out);
+        CHECK(r.push(1, p(1), t0, out));
+        CHECK(seqs(out) == std::vector<uint32_t>{0, 1});
+        CHECK(r.stats().gaps_lost == 0);
+    }
+    SUBCASE("before the first packet, delivered, held, beyond the furthest held or the capacity") {
+        Reorder r(16, 10ms);
+        r.lost(5, out);
+        CHECK(r.push(0, p(0), t0, out));
+        r.lost(0, out);   // delivered
+        CHECK(r.push(2, p(2), t0, out));
+        r.lost(2, out);   // held
+        r.lost(3, out);   // nothing after it waits
+        r.lost(40, out);  // beyond the capacity
+        CHECK(r.stats().gaps_lost == 0);
+        CHECK(r.push(1, p(1), t0, out));
+        CHECK(r.push(3, p(3), t0, out));
+        CHECK(seqs(out) == std::vector<uint32_t>{0, 1, 2, 3});
+    }
+}
+
+TEST_CASE("reorder: marks survive a resize and a flush passes them") {
+    Packets p;
+    Reorder r(16, 10ms);
+    std::vector<Buffer*> out;
+    CHECK(r.push(0, p(0), t0, out));
+    CHECK(r.push(9, p(9), t0, out));
+    r.lost(5, out);
+    CHECK(r.resize(64));
+    CHECK(r.push(7, p(7), t0, out));
+    r.flush(out);
+    CHECK(seqs(out) == std::vector<uint32_t>{0, 7, 9});
+    CHECK(r.held() == 0);
+    // After the flush the mark is gone: 10 on is as before.
+    CHECK(r.push(10, p(10), t0, out));
+    CHECK(out.back()->index == 10);
+}
+
+TEST_CASE("reorder: the 48 bits on the wire extend to the sequence near the next one due") {
+    constexpr uint64_t span = uint64_t{1} << 48;
+    Packets p;
+    Reorder r(64, 10ms);
+    std::vector<Buffer*> out;
+    CHECK(r.extend(span + 5) == 5);  // before any: as it travels
+    const uint64_t start = span - 3;
+    CHECK(r.push(start, p(0), t0, out));
+    CHECK(r.extend(span - 2) == span - 2);
+    CHECK(r.extend(1) == span + 1);       // past the wrap
+    CHECK(r.extend(span - 10) == span - 10);  // a little behind
+    for (uint64_t s = start + 1; s < span + 3; ++s) {
+        CHECK(r.push(r.extend(s & (span - 1)), p(s), t0, out));
+    }
+    CHECK(out.size() == 6);
+    CHECK(r.held() == 0);
+    CHECK(r.extend(span - 1) == span - 1);  // behind the wrap, seen from after it
+    CHECK_FALSE(r.push(r.extend(span - 1), p(span - 1), t0, out));  // delivered already
+}

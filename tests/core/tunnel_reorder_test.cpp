@@ -149,32 +149,36 @@ TEST_CASE("tunnel: a reload's smaller reorder_buffer_size keeps what still fits 
     Pair p(2, 1, 1, [](TunnelSettings&, TunnelSettings& s) { s.reorder_buffer_size = kReorderCapacityMax; });
     REQUIRE(p.establish());
     start_sequences(p);
-    drop_first_data_up(p);  // the first is late
+    drop_link_of_first_data_up(p);  // the first and its link's others are late
     std::vector<std::vector<std::byte>> sent;
     for (uint32_t i = 0; i < 100; ++i) sent.push_back(numbered(i));
     p.send_from(true, sent);
     p.filter = {};
     auto late = std::exchange(p.dropped, {});
-    REQUIRE(p.server->reorder().held() == 99);
+    const size_t held = 100 - late.size();
+    REQUIRE(held >= 10);  // half, as the links take turns
+    REQUIRE(p.server->reorder().held() == held);
     // Still room for them all: nothing moves.
     p.server->set_general(false, 1400, 128, p.server_io);
-    CHECK(p.server->reorder().held() == 99);
+    CHECK(p.server->reorder().held() == held);
     CHECK(p.server->reorder().limit() == 128);
     CHECK(p.server_io.tun.empty());
     // No longer: handed over, in order.
     p.server->set_general(false, 1400, 50, p.server_io);
     CHECK(p.server->reorder().held() == 0);
     CHECK(p.server->reorder().capacity() == 50);
-    REQUIRE(p.server_io.tun.size() == 99);
-    for (uint32_t i = 0; i < 99; ++i) CHECK(number_of(p.server_io.tun[i]) == i + 1);
+    REQUIRE(p.server_io.tun.size() == held);
+    for (size_t i = 1; i < held; ++i) CHECK(number_of(p.server_io.tun[i]) > number_of(p.server_io.tun[i - 1]));
     // Off, and on again.
     p.server->set_general(false, 1400, 0, p.server_io);
     CHECK(p.server->reorder().capacity() == 0);
     p.server->set_general(false, 1400, kReorderCapacityMax, p.server_io);
     CHECK(p.server->reorder().capacity() == ReorderSizer::kFloor);
     CHECK(p.server->reorder().limit() == kReorderCapacityMax);
-    Datagram d{p.server_io.make(late[0].bytes, 0), p.client_addr[late[0].link]};
-    p.server->on_datagrams(late[0].link, std::span<Datagram>(&d, 1), p.server_io);
+    for (auto& m : late) {
+        Datagram d{p.server_io.make(m.bytes, 0), p.client_addr[m.link]};
+        p.server->on_datagrams(m.link, std::span<Datagram>(&d, 1), p.server_io);
+    }
     CHECK(p.server_io.tun.size() == 100);
     check_no_leak(p);
 }
