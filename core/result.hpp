@@ -4,6 +4,8 @@
 // should see ("file:line: message", "socket: Address in use", ...).
 #pragma once
 
+#include <cerrno>
+#include <cstring>
 #include <string>
 #include <utility>
 
@@ -23,6 +25,12 @@ using Status = Result<void>;
 
 inline tl::unexpected<Error> fail(std::string message) {
     return tl::unexpected<Error>(Error{std::move(message)});
+}
+
+// fail() with `what`, ": " and errno's text: call it right after the system
+// call that failed, before anything else can change errno.
+inline tl::unexpected<Error> fail_errno(const std::string& what) {
+    return fail(what + ": " + std::strerror(errno));
 }
 
 }  // namespace mlvpn

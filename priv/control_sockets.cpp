@@ -20,8 +20,6 @@ namespace {
 
 constexpr int kBacklog = 16;
 
-tl::unexpected<Error> errno_fail(const std::string& what) { return fail(fmt::format("{}: {}", what, std::strerror(errno))); }
-
 // Is something answering on this Unix socket?
 bool in_use(const sockaddr_un& addr) {
     Fd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -36,7 +34,7 @@ Result<ControlSocket> open_unix(const std::string& path, uint32_t mode) {
 
     const std::string dir = path.substr(0, path.find_last_of('/'));
     if (!dir.empty() && mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-        return errno_fail(fmt::format("control socket {}: mkdir {}", path, dir));
+        return fail_errno(fmt::format("control socket {}: mkdir {}", path, dir));
     }
     struct stat st {};
     if (lstat(path.c_str(), &st) == 0) {
@@ -51,15 +49,15 @@ Result<ControlSocket> open_unix(const std::string& path, uint32_t mode) {
         unlink(path.c_str());  // stale, from a daemon that did not exit cleanly
     }
     Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd) return errno_fail("control socket");
+    if (!fd) return fail_errno("control socket");
     // Created with no permissions, then given exactly `mode`: there is no
     // moment when anyone else could connect.
     const mode_t old = umask(0777);
     const int rc = bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
     umask(old);
-    if (rc != 0) return errno_fail(fmt::format("control socket {}: bind", path));
-    if (chmod(path.c_str(), mode) != 0) return errno_fail(fmt::format("control socket {}: chmod", path));
-    if (listen(fd.get(), kBacklog) != 0) return errno_fail(fmt::format("control socket {}: listen", path));
+    if (rc != 0) return fail_errno(fmt::format("control socket {}: bind", path));
+    if (chmod(path.c_str(), mode) != 0) return fail_errno(fmt::format("control socket {}: chmod", path));
+    if (listen(fd.get(), kBacklog) != 0) return fail_errno(fmt::format("control socket {}: listen", path));
     return ControlSocket{std::move(fd), true, path};
 }
 
@@ -77,15 +75,15 @@ Result<ControlSocket> open_tcp(const std::string& host, uint16_t port) {
     const std::string where = res->ai_family == AF_INET6 ? fmt::format("[{}]:{}", host, port)
                                                          : fmt::format("{}:{}", host, port);
     Fd fd(socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd) return errno_fail(fmt::format("control socket {}", where));
+    if (!fd) return fail_errno(fmt::format("control socket {}", where));
     const int one = 1;
     setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (res->ai_family == AF_INET6) {
         const int zero = 0;  // "::" serves IPv4 too
         setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
     }
-    if (bind(fd.get(), res->ai_addr, res->ai_addrlen) != 0) return errno_fail(fmt::format("control socket {}: bind", where));
-    if (listen(fd.get(), kBacklog) != 0) return errno_fail(fmt::format("control socket {}: listen", where));
+    if (bind(fd.get(), res->ai_addr, res->ai_addrlen) != 0) return fail_errno(fmt::format("control socket {}: bind", where));
+    if (listen(fd.get(), kBacklog) != 0) return fail_errno(fmt::format("control socket {}: listen", where));
     return ControlSocket{std::move(fd), false, where};
 }
 

@@ -22,11 +22,9 @@ namespace mlvpn::priv {
 
 namespace {
 
-Status errno_fail(const std::string& what) { return fail(fmt::format("{}: {}", what, std::strerror(errno))); }
-
 Status make_dir(const std::string& path, mode_t mode) {
     if (mkdir(path.c_str(), mode) == 0 || errno == EEXIST) return {};
-    return errno_fail(fmt::format("mkdir {}", path));
+    return fail_errno(fmt::format("mkdir {}", path));
 }
 
 }  // namespace
@@ -59,16 +57,16 @@ Status prepare_empty_dir(const std::string& dir) {
     }
     if (auto s = make_dir(dir, 0755); !s) return s;
     Fd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd) return errno_fail(fmt::format("open {}", dir));
+    if (!fd) return fail_errno(fmt::format("open {}", dir));
     struct stat st {};
-    if (fstat(fd.get(), &st) != 0) return errno_fail(fmt::format("stat {}", dir));
+    if (fstat(fd.get(), &st) != 0) return fail_errno(fmt::format("stat {}", dir));
     if (st.st_uid != 0 || (st.st_mode & 022) != 0) {
         return fail(fmt::format("{}: the worker's chroot must be owned by root and writable by nobody else "
                                 "(owner uid {}, mode {:04o})",
                                 dir, st.st_uid, st.st_mode & 07777));
     }
     DIR* d = fdopendir(fd.release());
-    if (d == nullptr) return errno_fail(fmt::format("opendir {}", dir));
+    if (d == nullptr) return fail_errno(fmt::format("opendir {}", dir));
     bool empty = true;
     while (const dirent* e = readdir(d)) {
         if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) empty = false;
@@ -79,8 +77,8 @@ Status prepare_empty_dir(const std::string& dir) {
 }
 
 Status enter_sandbox(const Identity& who, const std::string& dir) {
-    if (chroot(dir.c_str()) != 0) return errno_fail(fmt::format("chroot {}", dir));
-    if (chdir("/") != 0) return errno_fail("chdir /");
+    if (chroot(dir.c_str()) != 0) return fail_errno(fmt::format("chroot {}", dir));
+    if (chdir("/") != 0) return fail_errno("chdir /");
 
     capng_clear(CAPNG_SELECT_BOTH);
     if (who.uid != 0) {
@@ -91,11 +89,11 @@ Status enter_sandbox(const Identity& who, const std::string& dir) {
             return fail(fmt::format("switching to user {} failed (capng_change_id: {})", who.name, rc));
         }
     } else {
-        if (setgroups(0, nullptr) != 0) return errno_fail("setgroups");
+        if (setgroups(0, nullptr) != 0) return fail_errno("setgroups");
         if (capng_apply(CAPNG_SELECT_BOTH) != 0) return fail("could not drop capabilities");
     }
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno_fail("PR_SET_NO_NEW_PRIVS");
-    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return errno_fail("PR_SET_DUMPABLE");
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return fail_errno("PR_SET_NO_NEW_PRIVS");
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return fail_errno("PR_SET_DUMPABLE");
 
     // Verify rather than trust: no way back to root, no capability left.
     if (who.uid != 0) {

@@ -17,6 +17,9 @@
 #include <functional>
 #include <string>
 
+#include "tests/priv/test_support.hpp"
+
+using mlvpn::test::errno_of;
 using mlvpn::priv::landlock_deny_all;
 using mlvpn::priv::landlock_support;
 
@@ -37,8 +40,6 @@ int under_landlock(const std::function<int()>& body) {
     REQUIRE(WIFEXITED(status));
     return WEXITSTATUS(status);
 }
-
-int errno_of(long r) { return r < 0 ? errno : 0; }
 
 }  // namespace
 

@@ -17,7 +17,9 @@
 #include <doctest/doctest.h>
 
 #include "tests/netns.hpp"
+#include "tests/priv/test_support.hpp"
 
+using mlvpn::test::contains;
 using mlvpn::core::Endpoint;
 using mlvpn::priv::LinkSocket;
 using mlvpn::priv::LinkSocketSpec;
@@ -81,10 +83,6 @@ Endpoint send_and_receive(int fd, const Endpoint& dest, const LinkSocket& to) {
 // `to` saw.
 Endpoint send_and_receive(const LinkSocket& from, const LinkSocket& to) {
     return send_and_receive(from.fds[0].get(), from.remote, to);
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
 }
 
 }  // namespace

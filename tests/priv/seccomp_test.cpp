@@ -27,6 +27,9 @@
 #include <thread>
 #include <vector>
 
+#include "tests/priv/test_support.hpp"
+
+using mlvpn::test::errno_of;
 using mlvpn::priv::install_worker_seccomp;
 using mlvpn::priv::LoopBackend;
 using mlvpn::priv::worker_syscall_count;
@@ -54,8 +57,6 @@ Ended under_filter(LoopBackend backend, const std::function<int()>& body) {
     if (WIFSIGNALED(status)) return {WTERMSIG(status), -1};
     return {0, WEXITSTATUS(status)};
 }
-
-int errno_of(long r) { return r < 0 ? errno : 0; }
 
 }  // namespace
 

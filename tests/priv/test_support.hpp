@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: BSD-2-Clause
-// Helpers shared by priv's unit tests: a private temporary directory and a
-// log sink that keeps what it is given.
+// Helpers shared by priv's unit tests: a private temporary directory, a
+// log sink that keeps what it is given, and two one-liners (inline: the
+// sanitizer build compiles the test files together, as one unity file).
 #pragma once
 
 #include <doctest/doctest.h>
 #include <stdlib.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -15,6 +17,13 @@
 #include "core/log.hpp"
 
 namespace mlvpn::test {
+
+// errno after a system call that returned `r`; 0 when it did not fail.
+inline int errno_of(long r) { return r < 0 ? errno : 0; }
+
+inline bool contains(const std::string& haystack, const std::string& needle) {
+    return haystack.find(needle) != std::string::npos;
+}
 
 // A private directory under /tmp, removed with everything in it.
 class TempDir {

@@ -22,7 +22,9 @@
 #include <fmt/format.h>
 
 #include "tests/netns.hpp"
+#include "tests/priv/test_support.hpp"
 
+using mlvpn::test::contains;
 using mlvpn::core::TunType;
 using mlvpn::priv::create_tun;
 using mlvpn::priv::TunDevice;
@@ -33,10 +35,6 @@ using mlvpn::test::run;
 using mlvpn::test::run_in_child;
 
 namespace {
-
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
 
 // Addresses the device 10.77.0.1/24, brings it up, sends a 4-byte UDP
 // datagram to 10.77.0.2 through it and reads back into `buf` the first IPv4
