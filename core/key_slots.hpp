@@ -44,15 +44,14 @@ public:
     std::span<const uint8_t, 32> key(int i) const {
         return std::span<const uint8_t, 32>(keys_.data() + 32 * static_cast<size_t>(i), 32);
     }
-    // The subkey of slot `i`'s key for packets whose header begins like
-    // `header`'s, derived only when the prefix differs from the last one.
-    std::span<const uint8_t, 32> subkey(int i, std::span<const std::byte, wire::kTransportHeaderSize> header) {
+    // The subkey of slot `i`'s key for packets whose nonces begin with
+    // `prefix`, derived only when it differs from the last one asked for.
+    std::span<const uint8_t, 32> subkey(int i, const wire::NoncePrefix& prefix) {
         const auto s = static_cast<size_t>(i);
-        auto& prefix = prefixes_[s];
         uint8_t* sub = subkeys_.data() + 32 * s;
-        if (!has_subkey_[s] || std::memcmp(prefix.data(), header.data(), prefix.size()) != 0) {
-            derive_subkey(key(i), header, std::span<uint8_t, 32>(sub, 32));
-            std::memcpy(prefix.data(), header.data(), prefix.size());
+        if (!has_subkey_[s] || prefixes_[s] != prefix) {
+            derive_subkey(key(i), prefix, std::span<uint8_t, 32>(sub, 32));
+            prefixes_[s] = prefix;
             has_subkey_[s] = true;
         }
         return std::span<const uint8_t, 32>(sub, 32);
@@ -70,7 +69,7 @@ public:
 private:
     Secret<32 * N> keys_;
     Secret<32 * N> subkeys_;                                        // has_subkey_: derived for prefixes_
-    std::array<std::array<std::byte, wire::kNoncePrefixSize>, N> prefixes_{};  // not secret: header bytes
+    std::array<wire::NoncePrefix, N> prefixes_{};  // not secret: header bytes and the link id
     std::array<bool, N> has_subkey_{};
     std::array<uint64_t, N> serials_{};  // whose key each slot holds
     size_t used_ = 0;                    // slots in use

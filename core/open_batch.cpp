@@ -15,13 +15,13 @@ void OpenBatch::begin(size_t count) {
     planned_ = 0;
 }
 
-void OpenBatch::plan(size_t i, const SecretKey& key, uint64_t serial) {
+void OpenBatch::plan(size_t i, const SecretKey& key, uint64_t serial, const wire::TransportHeader& h) {
     if (i >= entries_.size()) return;
     const int k = keys_.find_or_add(key, serial);
     if (k < 0) return;
     Entry& e = entries_[i];
     if (e.outcome == Outcome::unplanned) ++planned_;
-    e = Entry{Outcome::planned, static_cast<int8_t>(k), serial};
+    e = Entry{Outcome::planned, static_cast<int8_t>(k), serial, wire::nonce_prefix(h), h.counter};
 }
 
 void OpenBatch::open(std::span<Datagram> datagrams) {
@@ -31,7 +31,7 @@ void OpenBatch::open(std::span<Datagram> datagrams) {
         if (e.outcome != Outcome::planned) continue;
         const auto bytes = datagrams[i].buffer->bytes();
         const bool ok = bytes.size() >= wire::kTransportHeaderSize + wire::kTagSize &&
-                        open_with_subkey(keys_.subkey(e.key, bytes.first<wire::kTransportHeaderSize>()), bytes);
+                        open_with_subkey(keys_.subkey(e.key, e.prefix), e.counter, bytes);
         e.outcome = ok ? Outcome::opened : Outcome::failed;
     }
     keys_.wipe();

@@ -51,8 +51,10 @@ public:
     // Starts a plan for `count` datagrams, none planned; forgets the last.
     void begin(size_t count);
     // Datagram `i` (< count) opens under `key`, the receive key of the
-    // session numbered `serial`. Left unplanned when no key slot is free.
-    void plan(size_t i, const SecretKey& key, uint64_t serial);
+    // session numbered `serial`, with the nonce of `h` (its link id and
+    // counter as the receiver supplied them). Left unplanned when no key
+    // slot is free.
+    void plan(size_t i, const SecretKey& key, uint64_t serial, const wire::TransportHeader& h);
     // Opens every planned datagram of `datagrams` (the span begin() was
     // for) in place, then wipes the keys.
     void open(std::span<Datagram> datagrams);
@@ -60,6 +62,8 @@ public:
     // unplanned for an index beyond the plan.
     Outcome outcome(size_t i) const { return i < entries_.size() ? entries_[i].outcome : Outcome::unplanned; }
     uint64_t serial(size_t i) const { return i < entries_.size() ? entries_[i].serial : 0; }
+    // The whole counter datagram `i` was opened with (plan()'s).
+    uint64_t counter(size_t i) const { return i < entries_.size() ? entries_[i].counter : 0; }
     size_t planned() const { return planned_; }
 
 private:
@@ -67,6 +71,8 @@ private:
         Outcome outcome = Outcome::unplanned;
         int8_t key = -1;  // slot in keys_
         uint64_t serial = 0;
+        wire::NoncePrefix prefix{};
+        uint64_t counter = 0;
     };
     KeySlots<kKeys> keys_;
     size_t planned_ = 0;

@@ -41,6 +41,13 @@ bool ReplaySpaces::fresh(uint64_t counter) const {
     return !w || w->fresh(wire::counter_number(counter));
 }
 
+uint64_t ReplaySpaces::extend(uint64_t wire_counter) const {
+    const uint8_t space = wire::counter_space(wire_counter);
+    const ReplayWindow* w = space == 0 ? &first_ : space < spaces_ ? others_[space - 1].get() : nullptr;
+    const uint64_t reference = w != nullptr && w->any() ? w->highest() : 0;
+    return wire::counter_make(space, wire::extend_number(wire::counter_number(wire_counter), reference));
+}
+
 bool ReplaySpaces::accept(uint64_t counter) {
     const uint8_t space = wire::counter_space(counter);
     if (space >= spaces_) return false;

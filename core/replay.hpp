@@ -57,6 +57,10 @@ public:
     // this is malformed (check it before fresh()).
     unsigned spaces() const { return spaces_; }
     bool in_range(uint64_t counter) const { return wire::counter_space(counter) < spaces_; }
+    // The whole counter of `wire_counter` (its space and the number's low
+    // wire::kWireNumberBits bits, as decoded): the number nearest the
+    // highest accepted in its space (0 before any). in_range() must hold.
+    uint64_t extend(uint64_t wire_counter) const;
     // As ReplayWindow, in the counter's space; in_range() must hold. fresh()
     // never makes a window: an unauthenticated packet must cost no memory.
     bool fresh(uint64_t counter) const;

@@ -24,8 +24,13 @@ bool is_cleartext(std::span<const std::byte> packet) {
     return (std::to_integer<uint8_t>(packet[1]) & wire::kFlagCleartext) != 0;
 }
 
-// Salsa20's 8-byte nonce: the counter, the header's last 8 bytes (wire::nonce_for).
-const uint8_t* salsa_nonce(std::span<std::byte> packet) { return u8(packet.data() + wire::kNoncePrefixSize); }
+// Salsa20's 8-byte nonce: the counter, the nonce's last 8 bytes (wire::nonce_for).
+struct SalsaNonce {
+    uint8_t bytes[8];
+    explicit SalsaNonce(uint64_t counter) {
+        for (int i = 0; i < 8; ++i) bytes[i] = static_cast<uint8_t>(counter >> (56 - 8 * i));
+    }
+};
 
 // Salsa20 keystream block 0 for the packet: the one-time key, then the
 // stream for the body's first 32 bytes.
@@ -50,8 +55,8 @@ struct Block0 {
 // would cost more than the derivation), wiped when done.
 struct Subkey {
     uint8_t bytes[32];
-    Subkey(std::span<const uint8_t, 32> key, std::span<std::byte> packet) {
-        derive_subkey(key, packet.first<kTransportHeaderSize>(), std::span<uint8_t, 32>(bytes));
+    Subkey(std::span<const uint8_t, 32> key, const wire::TransportHeader& h) {
+        derive_subkey(key, wire::nonce_prefix(h), std::span<uint8_t, 32>(bytes));
     }
     ~Subkey() { sodium_memzero(bytes, sizeof bytes); }
     Subkey(const Subkey&) = delete;
@@ -65,14 +70,16 @@ void crypt_tail(std::span<const uint8_t, 32> subkey, const uint8_t* nonce, uint8
 
 }  // namespace
 
-void derive_subkey(std::span<const uint8_t, 32> key, std::span<const std::byte, kTransportHeaderSize> header,
-                   std::span<uint8_t, 32> subkey) {
-    const auto nonce = wire::nonce_for(header);
-    crypto_core_hsalsa20(subkey.data(), nonce.data(), key.data(), nullptr);
+void derive_subkey(std::span<const uint8_t, 32> key, const wire::NoncePrefix& prefix, std::span<uint8_t, 32> subkey) {
+    // HSalsa20's input: the nonce's first 16 bytes, the prefix then zeros.
+    uint8_t input[16] = {};
+    std::memcpy(input, prefix.data(), prefix.size());
+    crypto_core_hsalsa20(subkey.data(), input, key.data(), nullptr);
 }
 
-void seal_with_subkey(std::span<const uint8_t, 32> subkey, std::span<std::byte> packet) {
-    const uint8_t* nonce = salsa_nonce(packet);
+void seal_with_subkey(std::span<const uint8_t, 32> subkey, uint64_t counter, std::span<std::byte> packet) {
+    const SalsaNonce salsa(counter);
+    const uint8_t* nonce = salsa.bytes;
     uint8_t* tag = u8(packet.data() + kTransportHeaderSize);
     uint8_t* body = tag + kTagSize;
     const size_t len = packet.size() - kTransportHeaderSize - kTagSize;
@@ -81,9 +88,10 @@ void seal_with_subkey(std::span<const uint8_t, 32> subkey, std::span<std::byte> 
     crypto_onetimeauth_poly1305(tag, body, len, block0.one_time_key());
 }
 
-bool open_with_subkey(std::span<const uint8_t, 32> subkey, std::span<std::byte> packet) {
+bool open_with_subkey(std::span<const uint8_t, 32> subkey, uint64_t counter, std::span<std::byte> packet) {
     if (packet.size() < kTransportHeaderSize + kTagSize) return false;
-    const uint8_t* nonce = salsa_nonce(packet);
+    const SalsaNonce salsa(counter);
+    const uint8_t* nonce = salsa.bytes;
     const uint8_t* tag = u8(packet.data() + kTransportHeaderSize);
     uint8_t* body = u8(packet.data() + kTransportHeaderSize + kTagSize);
     const size_t len = packet.size() - kTransportHeaderSize - kTagSize;
@@ -93,19 +101,23 @@ bool open_with_subkey(std::span<const uint8_t, 32> subkey, std::span<std::byte> 
     return true;
 }
 
-void seal(const SecretKey& key, std::span<std::byte> packet) { seal(key.span(), packet); }
-
-void seal(std::span<const uint8_t, 32> key, std::span<std::byte> packet) {
-    const Subkey subkey(key, packet);
-    seal_with_subkey(subkey.span(), packet);
+void seal(const SecretKey& key, const wire::TransportHeader& h, std::span<std::byte> packet) {
+    seal(key.span(), h, packet);
 }
 
-bool open(const SecretKey& key, std::span<std::byte> packet) { return open(key.span(), packet); }
+void seal(std::span<const uint8_t, 32> key, const wire::TransportHeader& h, std::span<std::byte> packet) {
+    const Subkey subkey(key, h);
+    seal_with_subkey(subkey.span(), h.counter, packet);
+}
 
-bool open(std::span<const uint8_t, 32> key, std::span<std::byte> packet) {
+bool open(const SecretKey& key, const wire::TransportHeader& h, std::span<std::byte> packet) {
+    return open(key.span(), h, packet);
+}
+
+bool open(std::span<const uint8_t, 32> key, const wire::TransportHeader& h, std::span<std::byte> packet) {
     if (packet.size() < kTransportHeaderSize + kTagSize) return false;
-    const Subkey subkey(key, packet);
-    return open_with_subkey(subkey.span(), packet);
+    const Subkey subkey(key, h);
+    return open_with_subkey(subkey.span(), h.counter, packet);
 }
 
 }  // namespace mlvpn::core

@@ -7,17 +7,18 @@ namespace mlvpn::core {
 
 SealQueue::SealQueue() { jobs_.reserve(4096); }
 
-void SealQueue::add(const SecretKey& key, uint64_t serial, LinkIndex link, Buffer* b, const Endpoint* to) {
-    Job job{b, link, keys_.find_or_add(key, serial), to != nullptr, to != nullptr ? *to : Endpoint{}};
-    if (job.key < 0) seal(key, b->bytes());  // no room for its key: now, under the caller's lock
+void SealQueue::add(const SecretKey& key, uint64_t serial, LinkIndex link, Buffer* b, const Endpoint* to,
+                    const wire::TransportHeader& h) {
+    Job job{b, link, keys_.find_or_add(key, serial), to != nullptr, to != nullptr ? *to : Endpoint{},
+            wire::nonce_prefix(h), h.counter};
+    if (job.key < 0) seal(key, h, b->bytes());  // no room for its key: now, under the caller's lock
     jobs_.push_back(job);
 }
 
 void SealQueue::flush(Io& io) {
     for (Job& j : jobs_) {
         if (j.key >= 0) {
-            const auto bytes = j.buffer->bytes();
-            seal_with_subkey(keys_.subkey(j.key, bytes.first<wire::kTransportHeaderSize>()), bytes);
+            seal_with_subkey(keys_.subkey(j.key, j.prefix), j.counter, j.buffer->bytes());
         }
         io.send(j.link, j.buffer, j.has_to ? &j.to : nullptr);
     }

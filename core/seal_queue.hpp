@@ -32,11 +32,12 @@ public:
 
     SealQueue();
 
-    // `b` holds a transport packet whose header is written (its counter
+    // `b` holds a transport packet whose header `h` is written (its counter
     // reserved): sealed under `key`, the send key of session `serial`
     // (Session::serial), and sent on `link` to `to` (nullptr: the socket's
     // peer) at the next flush(). Takes `b`.
-    void add(const SecretKey& key, uint64_t serial, LinkIndex link, Buffer* b, const Endpoint* to);
+    void add(const SecretKey& key, uint64_t serial, LinkIndex link, Buffer* b, const Endpoint* to,
+             const wire::TransportHeader& h);
     // Seals what was added and sends it through `io`, in the order added;
     // then wipes the keys.
     void flush(Io& io);
@@ -50,6 +51,8 @@ private:
         int key;  // slot in keys_, or -1: sealed already
         bool has_to;
         Endpoint to;
+        wire::NoncePrefix prefix;
+        uint64_t counter;
     };
     KeySlots<kKeys> keys_;
     std::vector<Job> jobs_;

@@ -406,10 +406,10 @@ void Tunnel::seal_and_send(LinkIndex index, Session& s, wire::Type type, Buffer*
     link.stats.tx_bytes += b->length;
     link.last_tx = now;
     if (seal_queue_ != nullptr) {
-        seal_queue_->add(s.send_key, s.serial, index, b, destination(link));
+        seal_queue_->add(s.send_key, s.serial, index, b, destination(link), h);
         return;
     }
-    seal(s.send_key, bytes);
+    seal(s.send_key, h, bytes);
     io.send(index, b, destination(link));
 }
 
@@ -583,7 +583,7 @@ void Tunnel::plan_open(LinkIndex index, std::span<const Datagram> datagrams, Ope
         const Datagram& d = datagrams[i];
         if (d.buffer->length == 0 || !from_peer(link, d.from)) continue;
         const Admission a = admit_transport(link, d.buffer->bytes(), now);
-        if (a.verdict == Admit::ok) batch.plan(i, a.session->receive_key, a.session->serial);
+        if (a.verdict == Admit::ok) batch.plan(i, a.session->receive_key, a.session->serial, a.header);
     }
 }
 
@@ -645,7 +645,11 @@ Tunnel::Admission Tunnel::admit_transport(const Link& link, std::span<const std:
     // A space the session does not allow (any but 0 without negotiation,
     // none beyond wire::kCounterSpaces) is malformed, not a replay.
     if (!a.session->replay.in_range(header->counter)) return a;
-    a.verdict = a.session->replay.fresh(header->counter) ? Admit::ok : Admit::replay;
+    // What does not travel: the session's link id and the counter's upper
+    // bits. A wrong guess changes the nonce, and the tag fails.
+    a.header.link_id = a.session->link_id;
+    a.header.counter = a.session->replay.extend(header->counter);
+    a.verdict = a.session->replay.fresh(a.header.counter) ? Admit::ok : Admit::replay;
     return a;
 }
 
@@ -683,7 +687,9 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now, const 
     switch (opened != nullptr ? opened->outcome(i) : OpenBatch::Outcome::unplanned) {
     case OpenBatch::Outcome::opened:
     case OpenBatch::Outcome::failed:
-        if (opened->serial(i) != s->serial) {
+        // The same session, and the counter as extended then (it cannot
+        // differ within a batch; the window must take what the tag covered).
+        if (opened->serial(i) != s->serial || opened->counter(i) != header.counter) {
             ++link.stats.drop_no_session;
             io.release(b);
             return;
@@ -691,7 +697,7 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now, const 
         authentic = opened->outcome(i) == OpenBatch::Outcome::opened;
         break;
     default:
-        authentic = open(s->receive_key, b->bytes());
+        authentic = open(s->receive_key, header, b->bytes());
     }
     if (!authentic) {
         ++link.stats.drop_auth;
@@ -702,7 +708,7 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now, const 
         io.release(b);
         return;
     }
-    if (header.link_id != s->link_id || !s->replay.accept(header.counter)) {
+    if (!s->replay.accept(header.counter)) {
         ++link.stats.drop_malformed;
         io.release(b);
         return;

@@ -30,9 +30,9 @@ void store_be64(std::byte* p, uint64_t v) {
 void encode(const TransportHeader& h, std::span<std::byte, kTransportHeaderSize> out) {
     out[0] = std::byte(static_cast<uint8_t>(h.type));
     out[1] = std::byte(h.flags);
-    store_be16(&out[2], h.link_id);
-    store_be32(&out[4], h.receiver_index);
-    store_be64(&out[8], h.counter);
+    store_be32(&out[2], h.receiver_index);
+    store_be32(&out[6], static_cast<uint32_t>((uint64_t{counter_space(h.counter)} << kWireNumberBits) |
+                                              (h.counter & kWireNumberMask)));
 }
 
 std::optional<TransportHeader> decode_transport(std::span<const std::byte> d) {
@@ -46,16 +46,40 @@ std::optional<TransportHeader> decode_transport(std::span<const std::byte> d) {
     h.flags = std::to_integer<uint8_t>(d[1]);
     const uint8_t allowed = h.type == Type::Data ? kFlagCleartext | kFlagResent | kFlagChecksumPartial : 0;
     if ((h.flags & ~allowed) != 0) return std::nullopt;
-    h.link_id = load_be16(&d[2]);
-    h.receiver_index = load_be32(&d[4]);
-    h.counter = load_be64(&d[8]);
+    h.receiver_index = load_be32(&d[2]);
+    const uint32_t counter = load_be32(&d[6]);
+    h.counter = counter_make(static_cast<uint8_t>(counter >> kWireNumberBits), counter & kWireNumberMask);
     return h;
 }
 
-std::array<uint8_t, kNonceSize> nonce_for(std::span<const std::byte, kTransportHeaderSize> header) {
+uint64_t extend_number(uint64_t low, uint64_t reference) {
+    constexpr uint64_t span = uint64_t{1} << kWireNumberBits;
+    low &= kWireNumberMask;
+    reference &= kCounterNumberMask;
+    // The candidate in the reference's block, then one block either side.
+    const uint64_t base = reference & ~kWireNumberMask;
+    uint64_t best = base | low;
+    const auto distance = [reference](uint64_t n) { return n > reference ? n - reference : reference - n; };
+    if (base >= span && distance(best - span) < distance(best)) best -= span;
+    if (base + span <= kCounterNumberMask - kWireNumberMask && distance(best + span) < distance(best)) best += span;
+    return best;
+}
+
+NoncePrefix nonce_prefix(const TransportHeader& h) {
+    NoncePrefix p{};
+    p[0] = static_cast<uint8_t>(h.type);
+    p[1] = h.flags;
+    p[2] = static_cast<uint8_t>(h.link_id >> 8);
+    p[3] = static_cast<uint8_t>(h.link_id);
+    for (int i = 0; i < 4; ++i) p[4 + i] = static_cast<uint8_t>(h.receiver_index >> (24 - 8 * i));
+    return p;
+}
+
+std::array<uint8_t, kNonceSize> nonce_for(const TransportHeader& h) {
     std::array<uint8_t, kNonceSize> nonce{};
-    std::memcpy(nonce.data(), header.data(), kNoncePrefixSize);
-    std::memcpy(nonce.data() + 16, header.data() + kNoncePrefixSize, kTransportHeaderSize - kNoncePrefixSize);
+    const auto prefix = nonce_prefix(h);
+    std::memcpy(nonce.data(), prefix.data(), prefix.size());
+    for (int i = 0; i < 8; ++i) nonce[16 + i] = static_cast<uint8_t>(h.counter >> (56 - 8 * i));
     return nonce;
 }
 

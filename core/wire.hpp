@@ -24,18 +24,25 @@ enum class Type : uint8_t {
 
 // ---- Transport (Data and Control) -----------------------------------------
 //
-//  0      1      2      4                8       9                    16
-//  +------+------+------+----------------+-------+--------------------+
-//  | type | flags| link | receiver index | space | number in the space|
-//  |      |      |  id  |                |       | (56 bits)          |
-//  +------+------+------+----------------+-------+--------------------+
-//  | Poly1305 tag (16)                                                |
-//  +------------------------------------------------------------------+
-//  | sealed: inner header (16) + payload                              |
+// On the wire:
+//  0      1      2                6                          10
+//  +------+------+----------------+--------------------------+
+//  | type | flags| receiver index | space (6 bits) | number  |
+//  |      |      |                | low 26 bits of it        |
+//  +------+------+----------------+--------------------------+
+//  | Poly1305 tag (16)                                       |
+//  +---------------------------------------------------------+
+//  | sealed: inner header (16) + payload                     |
 //
-// The 24-byte XSalsa20 nonce is the 16 header bytes followed by 8 zero bytes,
-// so changing any header byte makes authentication fail. Keys are fresh per
-// session and direction, and the counter never repeats under one key.
+// The 24-byte XSalsa20 nonce is made of the whole header as both ends know
+// it (nonce_for): type, flags, the session's link id (2), the receiver index,
+// 8 zero bytes and the 64-bit counter. The link id does not travel (the
+// receiver index names the session, and the session its link), nor do the
+// counter's upper number bits: the receiver takes the number nearest the
+// highest it has accepted in that space (extend_number), and a wrong guess
+// only makes the tag fail. Changing any header byte, or any bit the receiver
+// has to supply, makes authentication fail. Keys are fresh per session and
+// direction, and the counter never repeats under one key.
 //
 // The 64-bit counter is a counter space (its top byte) and a number counted
 // from 0 per session, direction and space (the low 56 bits): senders that
@@ -44,12 +51,14 @@ enum class Type : uint8_t {
 // initiation offered them (kInitFlagSpaces); the receiver keeps a replay
 // window per space of the peer's (core/replay.hpp).
 
-inline constexpr size_t kTransportHeaderSize = 16;
+inline constexpr size_t kTransportHeaderSize = 10;
 inline constexpr size_t kTagSize = 16;
 inline constexpr size_t kInnerHeaderSize = 16;
 // Bytes added in front of an IP packet; the UDP and IP headers come on top.
 inline constexpr size_t kOverhead = kTransportHeaderSize + kTagSize + kInnerHeaderSize;
-inline constexpr size_t kHeadroom = kOverhead;
+// Where a packet read from the device starts in its buffer: room for the
+// overhead in front, rounded up to 16 so that the IP header is aligned.
+inline constexpr size_t kHeadroom = (kOverhead + 15) / 16 * 16;
 inline constexpr size_t kNonceSize = 24;
 
 // flags bit 0 on Data: the payload travels in clear (cleartext_data = 1); the
@@ -68,15 +77,33 @@ inline constexpr unsigned kCounterSpaceShift = 56;
 inline constexpr uint64_t kCounterNumberMask = (uint64_t{1} << kCounterSpaceShift) - 1;
 // Spaces a receiver takes from a peer that negotiated them: a top byte of
 // this or more is malformed. Bounds the replay windows a peer can make us
-// keep (one per space) and the sending threads a tunnel may have.
+// keep (one per space) and the sending threads a tunnel may have. The wire
+// has 6 bits for it.
 inline constexpr unsigned kCounterSpaces = 64;
+// The counter on the wire: the space in the top 6 bits, then the number's
+// low kWireNumberBits bits.
+inline constexpr unsigned kWireNumberBits = 26;
+inline constexpr uint64_t kWireNumberMask = (uint64_t{1} << kWireNumberBits) - 1;
+// Where a socket's steering program finds the space: the datagram's byte
+// kWireSpaceByte, shifted right by kWireSpaceShift (priv/link_socket.cpp).
+inline constexpr size_t kWireSpaceByte = 6;
+inline constexpr unsigned kWireSpaceShift = kWireNumberBits - 24;
 
 constexpr uint64_t counter_make(uint8_t space, uint64_t number) {
     return (uint64_t{space} << kCounterSpaceShift) | (number & kCounterNumberMask);
 }
 constexpr uint8_t counter_space(uint64_t counter) { return static_cast<uint8_t>(counter >> kCounterSpaceShift); }
 constexpr uint64_t counter_number(uint64_t counter) { return counter & kCounterNumberMask; }
+// The number whose low kWireNumberBits bits are `low` nearest `reference`
+// (the highest number accepted in its space, 0 before any), never below 0
+// nor beyond kCounterNumberMask. Exact as long as the sender is less than
+// 2^25 numbers from the reference either way.
+uint64_t extend_number(uint64_t low, uint64_t reference);
 
+// A transport header as both ends know it. decode_transport() fills
+// link_id with 0 and the counter with its space and the number's low
+// kWireNumberBits bits: the receiver supplies the rest from the session
+// (link id) and its replay window (ReplaySpaces::extend).
 struct TransportHeader {
     Type type = Type::Data;
     uint8_t flags = 0;
@@ -89,14 +116,15 @@ void encode(const TransportHeader& h, std::span<std::byte, kTransportHeaderSize>
 // Accepts only Data/Control types and known flag bits; needs at least
 // kTransportHeaderSize + kTagSize + kInnerHeaderSize bytes.
 std::optional<TransportHeader> decode_transport(std::span<const std::byte> datagram);
-// The XSalsa20 nonce of a packet: the header's first kNoncePrefixSize bytes
-// (type, flags, link id, receiver index) and 8 zero bytes, then the counter
-// (header bytes 8-15). XSalsa20 derives its subkey from the first 16 bytes
-// (HSalsa20) and uses the last 8 as Salsa20's nonce, so the subkey is the same
-// for all of a link's packets of one type and flags under one key and can be
-// kept (core/key_slots.hpp), while every header byte is still in the nonce.
+// The XSalsa20 nonce of a packet: the prefix (type, flags, link id, receiver
+// index), 8 zero bytes, then the counter. XSalsa20 derives its subkey from
+// the first 16 bytes (HSalsa20) and uses the last 8 as Salsa20's nonce, so
+// the subkey is the same for all of a link's packets of one type and flags
+// under one key and can be kept (core/key_slots.hpp).
 inline constexpr size_t kNoncePrefixSize = 8;
-std::array<uint8_t, kNonceSize> nonce_for(std::span<const std::byte, kTransportHeaderSize> header);
+using NoncePrefix = std::array<uint8_t, kNoncePrefixSize>;
+NoncePrefix nonce_prefix(const TransportHeader& h);
+std::array<uint8_t, kNonceSize> nonce_for(const TransportHeader& h);
 
 // ---- Inner header (inside the seal) -----------------------------------------
 //
@@ -158,10 +186,11 @@ std::optional<ControlInner> decode_control_inner(std::span<const std::byte, kInn
 //   payload: sender index (4) of the responder
 
 // v4: the transport nonce's layout of nonce_for(); v5: Data flag bit 2
-// (partial checksums); v6: the Data inner header's 48-bit seq and chain. A
-// peer of another version fails the handshake as one with another password
-// would, rather than its packets after it.
-inline constexpr char kPrologue[] = "mlvpn v6 NNpsk0";
+// (partial checksums); v6: the Data inner header's 48-bit seq and chain; v7:
+// the 10-byte transport header (no link id, a 32-bit counter). A peer of
+// another version fails the handshake as one with another password would,
+// rather than its packets after it.
+inline constexpr char kPrologue[] = "mlvpn v7 NNpsk0";
 inline constexpr size_t kInitSize = 72;
 inline constexpr size_t kResponseSize = 60;
 inline constexpr size_t kInitPayloadSize = 16;

@@ -229,7 +229,9 @@ Status attach_steering(int fd, uint32_t sockets) {
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(core::wire::Type::Data), 2, 0),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(core::wire::Type::Control), 1, 0),
         BPF_STMT(BPF_RET | BPF_K, 0),           // handshakes and the rest: socket 0
-        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 8),  // A = the counter's space (its top byte)
+        // A = the counter's space (the top 6 bits of the wire counter)
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, static_cast<uint32_t>(core::wire::kWireSpaceByte)),
+        BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, core::wire::kWireSpaceShift),
         BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, sockets),
         BPF_STMT(BPF_RET | BPF_A, 0),
     };

@@ -6,8 +6,9 @@
 // A link has one socket per worker thread, all bound to the same address and
 // port with SO_REUSEPORT: one group (docs/privsep.md, "Link sockets"). A
 // classic-BPF program on the group gives each Data or Control datagram to
-// the socket of its counter space (payload byte 8, core/wire.hpp) modulo the
-// group's size, and everything else (handshakes, junk) to socket 0. None is
+// the socket of its counter space (the top 6 bits of payload byte 6,
+// core/wire.hpp) modulo the group's size, and everything else (handshakes,
+// junk) to socket 0. None is
 // connect()ed, not even a client's: the kernel gives a datagram to a
 // connected socket of a group before asking the program, so the group would
 // not spread. A client's worker sends to LinkSocket::remote and drops what

@@ -254,6 +254,16 @@ inline bool is_type(const std::vector<std::byte>& d, wire::Type type) {
 inline bool is_data(const std::vector<std::byte>& d) { return is_type(d, wire::Type::Data); }
 inline bool is_control(const std::vector<std::byte>& d) { return is_type(d, wire::Type::Control); }
 
+// A transport datagram's counter space, as the wire has it (the top bits of
+// byte wire::kWireSpaceByte), and the same datagram relabelled to another.
+inline uint8_t wire_space(const std::vector<std::byte>& d) {
+    return static_cast<uint8_t>(std::to_integer<unsigned>(d[wire::kWireSpaceByte]) >> wire::kWireSpaceShift);
+}
+inline void set_wire_space(std::vector<std::byte>& d, uint8_t space) {
+    const unsigned low = std::to_integer<unsigned>(d[wire::kWireSpaceByte]) & ((1u << wire::kWireSpaceShift) - 1);
+    d[wire::kWireSpaceByte] = std::byte(static_cast<uint8_t>(space << wire::kWireSpaceShift | low));
+}
+
 // The receiver learns where the sender's data sequence starts (at random)
 // from its first packet: one packet each way, so that what a test sends next
 // is not the first; the devices are cleared of them.
@@ -284,8 +294,7 @@ inline void drop_first_data_up(Pair& p) {
 inline void drop_link_of_first_data_up(Pair& p, int space = -1) {
     p.filter = [space, link = std::optional<LinkIndex>()](bool up, LinkIndex l,
                                                           const std::vector<std::byte>& d) mutable {
-        // Byte 8: the counter's space.
-        if (!up || !is_data(d) || (space >= 0 && std::to_integer<int>(d[8]) != space)) return true;
+        if (!up || !is_data(d) || (space >= 0 && wire_space(d) != space)) return true;
         if (!link) link = l;
         return l != *link;
     };

@@ -143,15 +143,17 @@ TEST_CASE("open batch: keys beyond its room leave their packets unplanned; begin
     const size_t n = OpenBatch::kKeys + 2;
     std::vector<SecretKey> keys(n);
     std::vector<Datagram> datagrams;
+    std::vector<wire::TransportHeader> headers;
     opens.begin(n);
     for (size_t i = 0; i < n; ++i) {
         randombytes_buf(keys[i].data(), keys[i].size());
         std::vector<std::byte> pkt(wire::kOverhead + 32, std::byte{static_cast<uint8_t>(i)});
-        wire::TransportHeader h{wire::Type::Data, 0, 1, 7, i};
+        const wire::TransportHeader h{wire::Type::Data, 0, 1, 7, i};
+        headers.push_back(h);
         wire::encode(h, std::span<std::byte, wire::kTransportHeaderSize>(pkt.data(), wire::kTransportHeaderSize));
-        seal(keys[i], pkt);
+        seal(keys[i], h, pkt);
         datagrams.push_back(Datagram{io.make(pkt, 0), {}});
-        opens.plan(i, keys[i], 100 + i);
+        opens.plan(i, keys[i], 100 + i, h);
     }
     CHECK(opens.planned() == OpenBatch::kKeys);
     opens.open(datagrams);
@@ -160,11 +162,12 @@ TEST_CASE("open batch: keys beyond its room leave their packets unplanned; begin
         if (i < OpenBatch::kKeys) {
             CHECK(opens.outcome(i) == OpenBatch::Outcome::opened);
             CHECK(opens.serial(i) == 100 + i);
+            CHECK(opens.counter(i) == i);
             CHECK(datagrams[i].buffer->bytes()[wire::kTransportHeaderSize + wire::kTagSize] ==
                   std::byte{static_cast<uint8_t>(i)});
         } else {
             CHECK(opens.outcome(i) == OpenBatch::Outcome::unplanned);
-            CHECK(open(keys[i], datagrams[i].buffer->bytes()));  // untouched
+            CHECK(open(keys[i], headers[i], datagrams[i].buffer->bytes()));  // untouched
         }
     }
     opens.begin(2);

@@ -15,12 +15,14 @@ using namespace mlvpn::test;
 
 namespace {
 
+// The header of the packets below.
+wire::TransportHeader header(uint64_t counter) { return {wire::Type::Data, 0, 1, 0x01020304, counter}; }
+
 // A transport packet with its header written, in a buffer of `io`, with a
 // body of `tag` bytes.
 Buffer* unsealed(FakeIo& io, uint64_t counter, uint8_t tag) {
     std::vector<std::byte> p(wire::kOverhead + 64, std::byte{tag});
-    wire::TransportHeader h{wire::Type::Data, 0, 1, 0x01020304, counter};
-    wire::encode(h, std::span<std::byte, wire::kTransportHeaderSize>(p.data(), wire::kTransportHeaderSize));
+    wire::encode(header(counter), std::span<std::byte, wire::kTransportHeaderSize>(p.data(), wire::kTransportHeaderSize));
     return io.make(p, 0);
 }
 
@@ -48,7 +50,7 @@ TEST_CASE("seal queue: sealed at the flush under each packet's own key, sent in 
         for (size_t i = 0; i < n; ++i) {
             Buffer* b = unsealed(io, round * n + i, static_cast<uint8_t>(i));
             added.push_back(b);
-            q.add(keys[i], i + 1, static_cast<LinkIndex>(i), b, nullptr);
+            q.add(keys[i], i + 1, static_cast<LinkIndex>(i), b, nullptr, header(round * n + i));
         }
     }
     CHECK(io.sent.empty());
@@ -68,17 +70,17 @@ TEST_CASE("seal queue: sealed at the flush under each packet's own key, sent in 
         CHECK(io.sent[k].link == i);
         auto bytes = io.sent[k].bytes;
         CHECK_FALSE(body_is(bytes, static_cast<uint8_t>(i)));  // encrypted
-        REQUIRE(open(keys[i], bytes));
+        REQUIRE(open(keys[i], header(k), bytes));
         CHECK(body_is(bytes, static_cast<uint8_t>(i)));
-        CHECK(wire::load_be64(&bytes[8]) == k);
+        CHECK(wire::decode_transport(bytes)->counter == k);
     }
     // The next flush starts with empty key slots.
     Buffer* b = unsealed(io, 99, 7);
-    q.add(keys[n - 1], n, 0, b, nullptr);
+    q.add(keys[n - 1], n, 0, b, nullptr, header(99));
     CHECK(body_is(b->bytes(), 7));  // a slot again
     q.flush(io);
     auto last = io.sent.back().bytes;
-    CHECK(open(keys[n - 1], last));
+    CHECK(open(keys[n - 1], header(99), last));
 }
 
 TEST_CASE("seal queue: one session's packets of other links, types and flags, interleaved, all open") {
@@ -99,20 +101,29 @@ TEST_CASE("seal queue: one session's packets of other links, types and flags, in
                           {wire::Type::Data, wire::kFlagResent, 1},
                           {wire::Type::Data, 0, 1}};
     uint64_t counter = 0;
+    std::vector<wire::TransportHeader> headers;
     for (int round = 0; round < 3; ++round) {
         for (const Kind& k : kinds) {
             std::vector<std::byte> p(wire::kOverhead + 64, std::byte{9});
-            wire::TransportHeader h{k.type, k.flags, k.link, 0x01020304, counter++};
+            const wire::TransportHeader h{k.type, k.flags, k.link, 0x01020304, counter++};
+            headers.push_back(h);
             wire::encode(h, std::span<std::byte, wire::kTransportHeaderSize>(p.data(), wire::kTransportHeaderSize));
-            q.add(key, 1, 0, io.make(p, 0), nullptr);
+            q.add(key, 1, 0, io.make(p, 0), nullptr, h);
         }
     }
     q.flush(io);
     REQUIRE(io.sent.size() == 15);
-    for (auto& s : io.sent) {
-        auto bytes = s.bytes;
-        CHECK(open(key, bytes));
+    for (size_t i = 0; i < io.sent.size(); ++i) {
+        auto bytes = io.sent[i].bytes;
+        CHECK(open(key, headers[i], bytes));
         CHECK(body_is(bytes, 9));
+        // Another link's nonce does not open it (the link id does not travel).
+        if (headers[i].link_id == 1) {
+            auto other = headers[i];
+            other.link_id = 2;
+            auto copy = io.sent[i].bytes;
+            CHECK_FALSE(open(key, other, copy));
+        }
     }
 }
 

@@ -31,7 +31,6 @@ std::pair<uint8_t, uint32_t> space_packet_id(const std::vector<std::byte>& p) {
     return {std::to_integer<uint8_t>(p[20]), n};
 }
 
-uint8_t wire_space(const std::vector<std::byte>& d) { return std::to_integer<uint8_t>(d[8]); }
 bool wire_resent(const std::vector<std::byte>& d) { return (std::to_integer<uint8_t>(d[1]) & wire::kFlagResent) != 0; }
 
 // Client to server, link 1 is `delay` slower than link 0 (everything on

@@ -17,15 +17,47 @@ TEST_CASE("wire: the counter is a space byte over a 56-bit number, and goes on t
     CHECK(wire::counter_make(1, ~uint64_t{0}) == 0x01ffffffffffffff);
     CHECK(wire::counter_make(0, 5) == 5);  // space 0: the counter as it always was
 
-    wire::TransportHeader h;
-    h.counter = wire::counter_make(63, 9);
+    // On the wire: the space in byte 6's top 6 bits (what a steering program
+    // reads), the number's low 26 bits after it; no link id.
+    wire::TransportHeader h{wire::Type::Data, wire::kFlagResent, 0x1234, 0xa1b2c3d4,
+                            wire::counter_make(63, 0x0155555509)};
     std::array<std::byte, wire::kTransportHeaderSize + wire::kTagSize + wire::kInnerHeaderSize> d{};
     wire::encode(h, std::span<std::byte, wire::kTransportHeaderSize>(d.data(), wire::kTransportHeaderSize));
-    CHECK(std::to_integer<int>(d[8]) == 63);  // byte 8: the space (what a steering program reads)
-    CHECK(std::to_integer<int>(d[15]) == 9);
+    const uint8_t want[wire::kTransportHeaderSize] = {3, 2, 0xa1, 0xb2, 0xc3, 0xd4, 0xfd, 0x55, 0x55, 0x09};
+    for (size_t i = 0; i < wire::kTransportHeaderSize; ++i) CHECK(std::to_integer<uint8_t>(d[i]) == want[i]);
+    CHECK((std::to_integer<unsigned>(d[wire::kWireSpaceByte]) >> wire::kWireSpaceShift) == 63);
     const auto back = wire::decode_transport(d);
     REQUIRE(back);
-    CHECK(back->counter == h.counter);
+    CHECK(back->type == h.type);
+    CHECK(back->flags == h.flags);
+    CHECK(back->receiver_index == h.receiver_index);
+    CHECK(back->link_id == 0);  // the receiver's to supply
+    CHECK(back->counter == wire::counter_make(63, 0x0155555509 & wire::kWireNumberMask));
+    // Overhead: 42 bytes over UDP, 70 on IPv4.
+    CHECK(wire::kOverhead == 42);
+    CHECK(wire::kHeadroom % 16 == 0);
+    CHECK(wire::kHeadroom >= wire::kOverhead);
+}
+
+TEST_CASE("wire: a number's low bits extended from the highest accepted") {
+    constexpr uint64_t span = uint64_t{1} << wire::kWireNumberBits;
+    const auto low = [](uint64_t n) { return n & wire::kWireNumberMask; };
+    // Around the reference, forwards and back, across block boundaries.
+    for (uint64_t reference : {uint64_t{0}, uint64_t{5}, span - 1, span, 3 * span + 17, (uint64_t{1} << 40) + 3}) {
+        CAPTURE(reference);
+        for (int64_t delta : {int64_t{0}, int64_t{1}, int64_t{-1}, int64_t{1000}, int64_t{-1000},
+                              int64_t(span / 2 - 1), -int64_t(span / 2 - 1)}) {
+            CAPTURE(delta);
+            if (delta < 0 && uint64_t(-delta) > reference) continue;
+            const uint64_t n = reference + static_cast<uint64_t>(delta);
+            CHECK(wire::extend_number(low(n), reference) == n);
+        }
+    }
+    // Never below 0: the start of a session takes the low bits as they are.
+    CHECK(wire::extend_number(span - 3, 2) == span - 3);
+    // Never beyond the 56-bit number.
+    CHECK(wire::extend_number(0, wire::kCounterNumberMask) <= wire::kCounterNumberMask);
+    CHECK(wire::extend_number(low(wire::kCounterNumberMask), wire::kCounterNumberMask) == wire::kCounterNumberMask);
 }
 
 TEST_CASE("wire: the initiation payload takes the known flags and refuses any other") {

@@ -170,12 +170,12 @@ std::vector<fuzz::Seed> fuzz::seeds() {
     std::vector<std::vector<uint8_t>> spaces;
     for (const auto& d : w.client_spaces) spaces.push_back(one(d));
     add("client-data-spaces", spaces);
-    // Space 2's packet replayed; then one with its space byte (the
-    // datagram's byte 8) over the cap: refused before its tag.
+    // Space 2's packet replayed; then one relabelled to the highest space
+    // the wire can name (byte 6's top bits): another nonce, refused by its tag.
     add("client-data-spaces-replayed", {one(w.client_spaces[1]), one(w.client_spaces[1]), one(w.client_spaces[0])});
     Captured over = w.client_spaces[2];
-    over.datagram[8] = std::byte{core::wire::kCounterSpaces};
-    add("client-data-space-over-cap", {one(over), one(w.client_spaces[2])});
+    over.datagram[core::wire::kWireSpaceByte] |= std::byte{0xfc};
+    add("client-data-space-relabelled", {one(over), one(w.client_spaces[2])});
     for (const auto& d : w.client_data) {
         if (d.link == w.far_ahead.link) {
             add("far-ahead-then-old", {one(w.far_ahead), one(d)});  // the window has moved past it

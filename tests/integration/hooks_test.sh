@@ -47,7 +47,7 @@ for side in client server; do
     [[ $ups == "mlvpn0 rtun_up dsl1,mlvpn0 rtun_up dsl2," ]] || fail "$side: hook runs 2-3 are '$ups'"
     ok "$side: tuntap_up, then rtun_up dsl1 and dsl2"
     env_part=$(sed -n '1s/.* | //p' "$out")
-    want="DEVICE=mlvpn0 MTU=1424 IP4=$ip/30 IP4_GATEWAY=$gw IP4_ROUTES=$routes IP6= uid=0"
+    want="DEVICE=mlvpn0 MTU=1430 IP4=$ip/30 IP4_GATEWAY=$gw IP4_ROUTES=$routes IP6= uid=0"
     [[ $env_part == "$want" ]] || fail "$side: hook environment is '$env_part' (want '$want')"
     ok "$side hook environment: $env_part"
 done

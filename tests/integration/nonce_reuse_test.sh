@@ -9,8 +9,10 @@
 # time (the first 128 bytes of each frame); then the capture is checked.
 #
 # Why the pairs checked stand for (key, nonce): a transport packet is sealed
-# with the key of its session and direction, and its nonce is its 16-byte
-# header (type, flags, link id, receiver index, counter) padded with zeros.
+# with the key of its session and direction, and its nonce is its header as
+# both ends know it (type, flags, link id, receiver index, zeros, counter);
+# the 10 bytes on the wire leave out the link id (the session's) and the
+# counter's number above its low 26 bits, which no test this short reaches.
 # Two packets that use the same key and the same nonce are in the same
 # session and direction, so they carry the same receiver index (it names the
 # session at the receiver, fixed for the session's life) and, both being
@@ -27,7 +29,7 @@
 # packet (one counter serves both) is sufficient for nonce uniqueness, and
 # strictly stronger than (key, nonce) up to those chance collisions.
 #
-# Also checked: no full 16-byte header together with the first 16 bytes of
+# Also checked: no whole 10-byte header together with the first 16 bytes of
 # ciphertext (the sealed inner header, after the tag) repeats — the same
 # datagram sent twice, or the same nonce and plaintext under the same key;
 # no handshake initiation's sender index repeats; and every restart brought new
@@ -111,11 +113,14 @@ for n, p in enumerate(packets):
     h = pcap.transport(p.payload)
     if h is None:
         continue
-    if len(p.payload) < 48:
+    if len(p.payload) < pcap.OVERHEAD:
         sys.exit(f"packet {n}: only {len(p.payload)} bytes of a transport datagram captured")
     data += k == "data"
+    # The counter as it travels (space, the number's low 26 bits): a test
+    # this short sends far fewer than 2^26 packets per space and session,
+    # so a repeat here is a repeated nonce.
     pairs[(direction, h.receiver_index, h.counter)].append(n)
-    prefixes[(direction, p.payload[:16] + p.payload[32:48])] += 1
+    prefixes[(direction, p.payload[:pcap.HEADER_SIZE] + p.payload[pcap.OVERHEAD - 16:pcap.OVERHEAD])] += 1
     indices[direction][h.receiver_index].append(h.counter)
 
 repeated = {key: where for key, where in pairs.items() if len(where) > 1}

@@ -8,7 +8,7 @@ Import it from a test's inline script (PYTHONPATH=tests/integration):
 
     import pcap
     for p in pcap.udp_packets("dump.pcap"):      # IPv4 UDP, in capture order
-        h = pcap.transport(p.payload)            # mlvpn's 16-byte header, or None
+        h = pcap.transport(p.payload)            # mlvpn's 10-byte header, or None
     s = pcap.udp_from("198.18.1.77")             # an ordinary socket on that address
     s.sendto(data, ("198.18.1.2", 5080))
     pcap.expect_silence(s, 1.0)                  # what came back within 1 s
@@ -36,7 +36,8 @@ from dataclasses import dataclass
 # mlvpn's datagram types (core/wire.hpp).
 INIT, RESPONSE, DATA, CONTROL = 1, 2, 3, 4
 INIT_SIZE, RESPONSE_SIZE = 72, 60
-HEADER_SIZE, OVERHEAD = 16, 48
+HEADER_SIZE, OVERHEAD = 10, 42
+WIRE_NUMBER_BITS = 26  # the counter on the wire: space (6 bits), the number's low 26 bits
 
 _LINKTYPE_ETHERNET = 1
 _LINKTYPE_RAW = 101
@@ -71,12 +72,18 @@ class UdpPacket:
 
 @dataclass
 class Transport:
-    """The 16 cleartext bytes in front of every Data and Control datagram."""
+    """The 10 cleartext bytes in front of every Data and Control datagram.
+    `counter` is what travels of it: the space and the number's low 26 bits
+    (the receiver supplies the rest, core/wire.hpp)."""
     type: int
     flags: int
-    link_id: int
     receiver_index: int
-    counter: int
+    space: int
+    number_low: int
+
+    @property
+    def counter(self):
+        return self.space << 56 | self.number_low
 
 
 class PcapError(Exception):
@@ -163,8 +170,8 @@ def transport(payload):
     """The transport header of a Data or Control datagram, or None."""
     if len(payload) < OVERHEAD or payload[0] not in (DATA, CONTROL):
         return None
-    t, flags, link_id, index, counter = struct.unpack("!BBHIQ", payload[:HEADER_SIZE])
-    return Transport(t, flags, link_id, index, counter)
+    t, flags, index, counter = struct.unpack("!BBII", payload[:HEADER_SIZE])
+    return Transport(t, flags, index, counter >> WIRE_NUMBER_BITS, counter & ((1 << WIRE_NUMBER_BITS) - 1))
 
 
 def kind(payload):

@@ -9,7 +9,7 @@
 # (CPU time of each thread from /proc); the peer seals in more than one
 # counter space (reorder.spaces in the status), which it does only when
 # several of its threads send; the datagrams on the links carry those spaces
-# (byte 8 of the header, tcpdump); a reload that replaces a link's sockets
+# (the top 6 bits of the header's byte 6, tcpdump); a reload that replaces a link's sockets
 # reaches every thread (traffic still flows after it); and SIGTERM stops
 # every thread (the daemons exit 0).
 set -euo pipefail
@@ -28,7 +28,7 @@ write_configs
 
 say "capturing link 1 on the server's side"
 CAPTURE="$TMP_DIR/link1.pcap"
-bg_start ip netns exec "$NS_S" timeout 120 tcpdump -Z root -U --immediate-mode -n -s 64 -i "$(server_if 1)" \
+bg_start ip netns exec "$NS_S" timeout 120 tcpdump -Z root -U --immediate-mode -n -s 128 -i "$(server_if 1)" \
     -w "$CAPTURE" "udp and port $BASE_PORT" 2>"$TMP_DIR/tcpdump.log"
 capture_pid=$BG_PID
 EXTRA_LOGS+=("$TMP_DIR/tcpdump.log")
@@ -99,7 +99,7 @@ for side in client server; do
     ok "$side status: workers.threads $threads; the peer's data came in $used counter spaces"
 done
 
-say "the spaces on the wire (byte 8 of the header)"
+say "the spaces on the wire (the top 6 bits of the header's byte 6)"
 sleep 0.5
 kill "$capture_pid" 2>/dev/null || true
 wait "$capture_pid" 2>/dev/null || true
@@ -109,8 +109,9 @@ import pcap
 spaces = collections.Counter()
 for u in pcap.udp_packets(sys.argv[1]):
     p = u.payload
-    if len(p) >= 16 and p[0] == 3:  # Data
-        spaces[p[8]] += 1
+    h = pcap.transport(p)
+    if h is not None and h.type == pcap.DATA:
+        spaces[h.space] += 1
 threads = int(sys.argv[2])
 print("data datagrams per counter space:", dict(sorted(spaces.items())))
 assert all(s < threads for s in spaces), "a space beyond the threads"

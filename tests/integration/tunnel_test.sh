@@ -53,9 +53,9 @@ for ns in "$NS_C" "$NS_S"; do
     dev=$(tun_devices "$ns")
     [[ $dev == mlvpn0 ]] || fail "TUN devices in $ns: '$dev' (want mlvpn0)"
     mtu=$(ip netns exec "$ns" cat /sys/class/net/mlvpn0/mtu)
-    [[ $mtu -eq 1424 ]] || fail "mlvpn0 MTU in $ns is $mtu (want 1424 over IPv4 links with MTU 1500)"
+    [[ $mtu -eq 1430 ]] || fail "mlvpn0 MTU in $ns is $mtu (want 1430 over IPv4 links with MTU 1500)"
 done
-ok "mlvpn0 on both sides, MTU 1424"
+ok "mlvpn0 on both sides, MTU 1430"
 
 say "ping both ways"
 check_ping "$NS_C" "$SERVER_TUN_IP" 5

@@ -16,6 +16,7 @@
 
 #include <doctest/doctest.h>
 
+#include "core/wire.hpp"
 #include "tests/netns.hpp"
 #include "tests/priv/test_support.hpp"
 
@@ -374,12 +375,13 @@ TEST_CASE("link socket: UDP_GRO only when asked for") {
 
 namespace {
 
-// A transport header's first 9 bytes: the type, then byte 8 = the counter's
-// space (core/wire.hpp).
+// A transport header's first bytes: the type, then the counter's space in
+// the top bits of byte wire::kWireSpaceByte (core/wire.hpp).
 std::string datagram(uint8_t type, uint8_t space, size_t size = 32) {
     std::string d(size, '\0');
     d[0] = static_cast<char>(type);
-    if (size > 8) d[8] = static_cast<char>(space);
+    if (size > mlvpn::core::wire::kWireSpaceByte)
+        d[mlvpn::core::wire::kWireSpaceByte] = static_cast<char>(space << mlvpn::core::wire::kWireSpaceShift | 0x3);
     return d;
 }
 
@@ -443,7 +445,7 @@ TEST_CASE("link socket group: one port, datagrams steered by their counter space
         CHECK(steer(datagram(1, 3)) == 0);
         CHECK(steer(datagram(2, 3)) == 0);
         CHECK(steer(datagram(7, 3)) == 0);
-        CHECK(steer(datagram(3, 3, 8)) == 0);
+        CHECK(steer(datagram(3, 3, mlvpn::core::wire::kWireSpaceByte)) == 0);
         CHECK(steer(datagram(3, 3, 1)) == 0);
     }
 }

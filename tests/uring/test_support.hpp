@@ -16,7 +16,7 @@
 namespace mlvpn::uring::test {
 
 inline constexpr uint32_t kHeadroom = static_cast<uint32_t>(core::wire::kHeadroom);
-inline constexpr uint32_t kSlot = 1536;  // an MTU-1424 tunnel's slots, as the worker sizes them
+inline constexpr uint32_t kSlot = 1536;  // an MTU-1430 tunnel's slots, as the worker sizes them
 
 // A UDP socket bound to an ephemeral port on 127.0.0.1, with a receive buffer
 // of 1 MB: enough for a test's window of datagrams even if the reader is slow.
