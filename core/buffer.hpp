@@ -4,9 +4,9 @@
 // A Buffer is a view of one fixed-size slot owned by the I/O loop. Packets are
 // read from the TUN device at `kHeadroom` so that core can seal them in place:
 // it writes the inner header, the tag and the outer header into the headroom,
-// moving `offset` back, and never copies the payload. Datagrams from a link are
-// received at offset 0 and opened in place, leaving the inner payload at
-// offset kHeadroom.
+// moving `offset` back (to wire::kDatagramOffset), and never copies the
+// payload. Datagrams from a link are received at wire::kDatagramOffset and
+// opened in place, leaving the inner payload at offset kHeadroom.
 #pragma once
 
 #include <netinet/in.h>

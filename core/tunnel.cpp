@@ -421,7 +421,7 @@ void Tunnel::send_control(LinkIndex index, wire::ControlKind kind, Io& io, Time 
         ++stats_.drop_no_buffer;
         return;
     }
-    b->offset = wire::kTransportHeaderSize + wire::kTagSize;
+    b->offset = wire::kDatagramOffset + wire::kTransportHeaderSize + wire::kTagSize;
     b->length = wire::kInnerHeaderSize;
     wire::ControlInner inner{kind, ms32(now), echo_for(link, now), link.peer_ts, link.rx_loss.loss()};
     wire::encode(inner, b->bytes().first<wire::kInnerHeaderSize>());

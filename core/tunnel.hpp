@@ -179,7 +179,8 @@ public:
     // space's counter and sequence safely; a sender per space (issue #6)
     // must instead hand such packets to the one that owns space 0.
     void on_tun_packets(std::span<Buffer*> packets, Io& io, uint8_t space = 0);
-    // Datagrams received on one link, each at offset 0. Takes every buffer.
+    // Datagrams received on one link (the loops put them at
+    // wire::kDatagramOffset). Takes every buffer.
     // With `opened`, the batch plan_open() planned for these datagrams and
     // opened since (core/open_batch.hpp): a result is taken where the
     // datagram's session is still the one planned; the rest are opened here.

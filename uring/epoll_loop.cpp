@@ -269,7 +269,7 @@ void EpollLoop::receive(LinkIndex link) {
             ++count;
             continue;
         }
-        rx_iovs_[count] = {pool_.slot_data(b->index), pool_.slot_size()};
+        rx_iovs_[count] = {pool_.slot_data(b->index) + kDatagramOffset, pool_.slot_size() - kDatagramOffset};
         rx_names_[count] = {};
         msghdr& h = rx_msgs_[count].msg_hdr;
         h = {};

@@ -62,8 +62,8 @@ LinkReader::LinkReader(BufferPool& pool, LoopStats& stats, TurnBatches& batches,
 
 void LinkReader::prepare(const Buffer& slot, const Buffer& overflow, msghdr& msg, iovec (&iov)[2],
                          core::Endpoint& name, UdpControl& control) const {
-    const uint32_t first = std::min(pool_.slot_size(), kUdpReceiveMax);
-    iov[0] = {slot.data, first};
+    const uint32_t first = slot_room();
+    iov[0] = {slot.data + kDatagramOffset, first};
     // The rest at the same distance into the overflow buffer: copying the
     // slot's tail in front of it makes the later datagrams contiguous.
     iov[1] = {overflow.data + first, kUdpReceiveMax - first};
@@ -77,13 +77,17 @@ void LinkReader::prepare(const Buffer& slot, const Buffer& overflow, msghdr& msg
     msg.msg_controllen = sizeof control.bytes;
 }
 
+uint32_t LinkReader::slot_room() const {
+    return std::min(pool_.slot_size() - kDatagramOffset, kUdpReceiveMax);
+}
+
 uint32_t LinkReader::receives_for(uint32_t available) const {
     if (available == 0) return 0;
     return std::max(1u, available / segments_per_receive_);
 }
 
 void LinkReader::complete(core::LinkIndex link, Buffer* slot, Buffer* overflow, uint32_t bytes, const msghdr& msg) {
-    const uint32_t first = std::min(pool_.slot_size(), kUdpReceiveMax);
+    const uint32_t first = slot_room();
     const int64_t segment = udp_gro_segment(msg);
     if ((msg.msg_flags & MSG_TRUNC) != 0 || (segment == 0 && bytes > first)) {
         // A datagram larger than a slot: never passed on, as without GRO.
@@ -111,7 +115,7 @@ void LinkReader::complete(core::LinkIndex link, Buffer* slot, Buffer* overflow, 
     // starts at i * segment there.
     const auto seg = static_cast<uint32_t>(segment);
     std::byte* whole = overflow->data;
-    const std::byte* slot_bytes = pool_.slot_data(slot->index);
+    const std::byte* slot_bytes = pool_.slot_data(slot->index) + kDatagramOffset;
     std::memcpy(whole + seg, slot_bytes + seg, std::min(bytes, first) - seg);
     ++stats_.gro_receives;
     stats_.gro_segments += *count;
@@ -126,7 +130,7 @@ void LinkReader::complete(core::LinkIndex link, Buffer* slot, Buffer* overflow, 
         }
         const uint32_t at = i * seg;
         const uint32_t length = std::min(seg, bytes - at);
-        std::memcpy(pool_.slot_data(b->index), whole + at, length);
+        std::memcpy(pool_.slot_data(b->index) + kDatagramOffset, whole + at, length);
         batches_.add_datagram(link, b, length, msg);
     }
 }

@@ -13,10 +13,10 @@
 // Receiving (UDP_GRO, set by [priv] on the socket): one receive may bring up
 // to 64 KB of datagrams the kernel coalesced, with the segment size in a
 // UDP_GRO control message. LinkReader lays a receive over a pool slot (so an
-// ordinary datagram lands at offset 0 of its slot, as without GRO, and costs
-// no copy) and a 64 KB "overflow" buffer for the rest, then copies the
-// second and later datagrams of a coalesced receive into fresh slots, one
-// each, at offset 0, where the handler wants them.
+// ordinary datagram lands at kDatagramOffset of its slot, as without GRO,
+// and costs no copy) and a 64 KB "overflow" buffer for the rest, then copies
+// the second and later datagrams of a coalesced receive into fresh slots,
+// one each, at the same offset, where the handler wants them.
 //
 // Internal to uring/.
 #pragma once
@@ -91,8 +91,8 @@ public:
     uint32_t overflow_count() const { return overflows_.slot_count(); }
 
     // Sets up `msg` for a receive into pool slot `slot` (the pool's own,
-    // fresh from acquire) and `overflow`: the slot's whole size, then the
-    // rest of 64 KB at the same distance into the overflow buffer; the source
+    // fresh from acquire) and `overflow`: the slot from kDatagramOffset on,
+    // then the rest of 64 KB at the same distance into the overflow buffer; the source
     // address in `name`, the control data in `control`.
     void prepare(const core::Buffer& slot, const core::Buffer& overflow, msghdr& msg, iovec (&iov)[2],
                  core::Endpoint& name, UdpControl& control) const;
@@ -116,6 +116,8 @@ public:
 
 private:
     LinkReader(BufferPool& pool, LoopStats& stats, TurnBatches& batches, BufferPool overflows);
+    // What a receive puts in its slot: from kDatagramOffset to the end.
+    uint32_t slot_room() const;
 
     BufferPool& pool_;
     LoopStats& stats_;

@@ -34,7 +34,7 @@ public:
     virtual ~Handler() = default;
     // Packets read from the TUN/TAP device, at offset kHeadroom.
     virtual void on_tun(std::span<core::Buffer*> packets, core::Io& io) = 0;
-    // Datagrams received on link `link`, at offset 0.
+    // Datagrams received on link `link`, at offset core::wire::kDatagramOffset.
     virtual void on_datagrams(core::LinkIndex link, std::span<core::Datagram> datagrams,
                               core::Io& io) = 0;
     // A send on `link` failed with errno `error` (after the buffer was

@@ -20,6 +20,7 @@ namespace mlvpn::uring {
 
 // Where a TUN packet starts in its slot, as a slot-sized integer.
 inline constexpr uint32_t kHeadroom = static_cast<uint32_t>(core::wire::kHeadroom);
+inline constexpr uint32_t kDatagramOffset = static_cast<uint32_t>(core::wire::kDatagramOffset);
 // The largest LoopConfig::batch either loop accepts.
 inline constexpr uint32_t kMaxBatch = 1024;
 

@@ -35,7 +35,7 @@ void TurnBatches::add_datagram(LinkIndex link, Buffer* buffer, uint32_t length, 
         pool_.release(buffer);
         return;
     }
-    buffer->offset = 0;
+    buffer->offset = kDatagramOffset;
     buffer->length = length;
     buffer->checksum_partial = false;  // the Data flag says, once opened
     Datagram d{buffer, {}};

@@ -40,7 +40,7 @@ public:
     void add_tun(core::Buffer* buffer, uint32_t length, bool checksum_partial = false);
 
     // Takes `buffer`, a pool slot a recvmsg on `link` (< the links given at
-    // construction) wrote `length` bytes into at offset 0, with `header` the
+    // construction) wrote `length` bytes into at kDatagramOffset, with `header` the
     // msghdr of that recvmsg: its msg_flags and msg_namelen as the kernel set
     // them, its msg_name the source address. A truncated datagram (MSG_TRUNC:
     // larger than the slot) is never passed on: its buffer goes back to the

@@ -395,7 +395,7 @@ bool UringLoop::arm_read(ReadFd& fd, std::optional<LinkIndex> link, bool nowait)
         io_uring_prep_recvmsg(sqe, static_cast<int>(fd.file), &s.msg, nowait ? MSG_DONTWAIT : 0);
         start(sqe, Op::recv, index);
     } else {
-        s.iov[0] = {pool_.slot_data(index), pool_.slot_size()};
+        s.iov[0] = {pool_.slot_data(index) + kDatagramOffset, pool_.slot_size() - kDatagramOffset};
         s.name = {};
         s.msg = {};
         s.msg.msg_name = &s.name.addr;

@@ -312,7 +312,7 @@ struct TestHandler : Handler {
     void on_datagrams(LinkIndex link, std::span<Datagram> datagrams, Io& io) override {
         max_datagram_batch = std::max<uint32_t>(max_datagram_batch, static_cast<uint32_t>(datagrams.size()));
         for (Datagram& d : datagrams) {
-            CHECK(d.buffer->offset == 0);
+            CHECK(d.buffer->offset == mlvpn::core::wire::kDatagramOffset);
             if (link == 0) {
                 io.write_tun(d.buffer);
             } else {
@@ -724,10 +724,12 @@ TEST_CASE_TEMPLATE("loop: a datagram larger than a slot is dropped, one that fit
     TestHandler h;
     h.stop_fd = net.stop.get();
     constexpr uint32_t kSlot = kHeadroom + 200;
+    // A datagram lands at kDatagramOffset: this much of the slot is its.
+    constexpr uint32_t kRoom = kSlot - mlvpn::core::wire::kDatagramOffset;
     Runner<Kind> r(net.config(kSlot, 64, 8), h);
     if (!r.created()) return;
     r.go();
-    const size_t sizes[] = {kSlot + 1, kSlot, 3000, 10, kSlot + 100};
+    const size_t sizes[] = {kRoom + 1, kRoom, 3000, 10, kRoom + 100};
     for (uint32_t i = 0; i < 5; ++i) write_packet(net.peer0.get(), packet(i, sizes[i]));
     std::vector<std::vector<uint8_t>> got;
     auto take = [&](const uint8_t* data, size_t size) { got.emplace_back(data, data + size); };
@@ -738,7 +740,7 @@ TEST_CASE_TEMPLATE("loop: a datagram larger than a slot is dropped, one that fit
     r.stop(net.stop.get());
     CHECK(r.run_error() == "");
     REQUIRE(got.size() == 2);
-    CHECK(got[0] == packet(1, kSlot));
+    CHECK(got[0] == packet(1, kRoom));
     CHECK(got[1] == packet(3, 10));
     CHECK(r.stats().truncated == 3);
     CHECK(r.stats().datagrams == 2);

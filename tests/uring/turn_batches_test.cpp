@@ -31,7 +31,7 @@ struct Recorder : Handler {
     void on_datagrams(LinkIndex link, std::span<Datagram> datagrams, Io& io) override {
         calls.push_back("link " + std::to_string(link) + " " + std::to_string(datagrams.size()));
         for (Datagram& d : datagrams) {
-            CHECK(d.buffer->offset == 0);
+            CHECK(d.buffer->offset == mlvpn::core::wire::kDatagramOffset);
             sources.push_back(d.from);
             io.release(d.buffer);
         }
