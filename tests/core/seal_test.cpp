@@ -131,8 +131,11 @@ TEST_CASE("seal is crypto_secretbox_detached with the whole nonce, and open take
     const size_t body = wire::kTransportHeaderSize + wire::kTagSize;
     const size_t tag = wire::kTransportHeaderSize;
     // Lengths around secretbox's first block (the body's first 32 bytes use
-    // keystream block 0, the rest blocks 1 onwards) and a full packet.
-    for (size_t payload : {0, 1, 15, 16, 17, 31, 32, 33, 47, 48, 49, 100, 1400, 1500}) {
+    // keystream block 0, the rest blocks 1 onwards), around the 512-byte
+    // runs seal.cpp makes the stream in (32 + body) and the most it makes at
+    // once (2048, the rest straight from libsodium), full packets, a jumbo one.
+    for (size_t payload : {0, 1, 15, 16, 17, 31, 32, 33, 47, 48, 49, 100, 479, 480, 481, 1400, 1446, 1500, 1504,
+                           2015, 2016, 2017, 4000, 9000, 65000}) {
         for (bool cleartext : {false, true}) {
             CAPTURE(payload);
             CAPTURE(cleartext);
