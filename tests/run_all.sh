@@ -29,8 +29,10 @@ step "dependencies"
 "$REPO/tools/install-deps.sh"
 t_deps=$SECONDS
 
-step "configure and build ($BUILD, RelWithDebInfo, -j$JOBS)"
-cmake -S "$REPO" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# One unity file per target, as the sanitizer build: on two cores 234 s
+# against 329 s for the whole tree, which CI's 30 minutes need.
+step "configure and build ($BUILD, RelWithDebInfo, unity, -j$JOBS)"
+cmake -S "$REPO" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_UNITY_BUILD=ON
 cmake --build "$BUILD" -j"$JOBS"
 t_build=$SECONDS
 

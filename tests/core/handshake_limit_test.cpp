@@ -44,7 +44,7 @@ uint32_t admitted(HandshakeLimiter& l, const Endpoint& from, Time now, uint32_t 
     return ok;
 }
 
-const Time start = Time{} + 1000s;
+const Time kLimitStart = Time{} + 1000s;
 const Duration kSourceInterval = 1s / limits::kInitiationsPerSecondPerSource;
 
 }  // namespace
@@ -52,40 +52,40 @@ const Duration kSourceInterval = 1s / limits::kInitiationsPerSecondPerSource;
 TEST_CASE("handshake limit: a token bucket holds its burst and refills at its rate") {
     const BucketRate rate = BucketRate::per_second(4, 3);  // one every 250 ms, up to 3
     TokenBucket b;
-    CHECK(b.full(start));
-    CHECK(b.available(start, rate) == 3);
-    CHECK(b.take(start, rate));
-    CHECK(b.take(start, rate));
-    CHECK(b.take(start, rate));
-    CHECK_FALSE(b.can_take(start, rate));
-    CHECK_FALSE(b.take(start, rate));
-    CHECK(b.available(start, rate) == 0);
+    CHECK(b.full(kLimitStart));
+    CHECK(b.available(kLimitStart, rate) == 3);
+    CHECK(b.take(kLimitStart, rate));
+    CHECK(b.take(kLimitStart, rate));
+    CHECK(b.take(kLimitStart, rate));
+    CHECK_FALSE(b.can_take(kLimitStart, rate));
+    CHECK_FALSE(b.take(kLimitStart, rate));
+    CHECK(b.available(kLimitStart, rate) == 0);
     // A refusal costs nothing: one interval later exactly one token is back.
-    CHECK_FALSE(b.take(start + 249ms, rate));
-    CHECK(b.take(start + 250ms, rate));
-    CHECK_FALSE(b.take(start + 250ms, rate));
+    CHECK_FALSE(b.take(kLimitStart + 249ms, rate));
+    CHECK(b.take(kLimitStart + 250ms, rate));
+    CHECK_FALSE(b.take(kLimitStart + 250ms, rate));
     // Never more than the burst, however long it rests.
-    CHECK(b.full(start + 1000ms));
-    CHECK(b.available(start + 1h, rate) == 3);
+    CHECK(b.full(kLimitStart + 1000ms));
+    CHECK(b.available(kLimitStart + 1h, rate) == 3);
     int n = 0;
-    while (b.take(start + 1h, rate)) ++n;
+    while (b.take(kLimitStart + 1h, rate)) ++n;
     CHECK(n == 3);
     // Half-way through an interval: no partial token.
-    CHECK(b.available(start + 1h + 125ms, rate) == 0);
-    CHECK(b.available(start + 1h + 250ms, rate) == 1);
+    CHECK(b.available(kLimitStart + 1h + 125ms, rate) == 0);
+    CHECK(b.available(kLimitStart + 1h + 250ms, rate) == 1);
 }
 
 TEST_CASE("handshake limit: one source gets its burst, then its rate") {
     HandshakeLimiter l;
     const Endpoint a = v4(0xC6120001);
-    CHECK(admitted(l, a, start, 1000) == limits::kInitiationBurstPerSource);
-    CHECK(l.admit(a, start) == Verdict::SourceLimited);
+    CHECK(admitted(l, a, kLimitStart, 1000) == limits::kInitiationBurstPerSource);
+    CHECK(l.admit(a, kLimitStart) == Verdict::SourceLimited);
     // Over ten seconds at 100 a second: the rate, not what was sent.
     uint32_t ok = 0;
-    for (int i = 1; i <= 1000; ++i) ok += admitted(l, a, start + i * 10ms, 1);
+    for (int i = 1; i <= 1000; ++i) ok += admitted(l, a, kLimitStart + i * 10ms, 1);
     CHECK(ok == 10 * limits::kInitiationsPerSecondPerSource);
     // Rested long enough to be full: the whole burst again.
-    CHECK(admitted(l, a, start + 20s + kSourceInterval * limits::kInitiationBurstPerSource, 1000) ==
+    CHECK(admitted(l, a, kLimitStart + 20s + kSourceInterval * limits::kInitiationBurstPerSource, 1000) ==
           limits::kInitiationBurstPerSource);
 }
 
@@ -94,11 +94,11 @@ TEST_CASE("handshake limit: sources are limited apart; the port does not make a 
     const Endpoint a = v4(0xC6120001, 1000);
     const Endpoint a_other_port = v4(0xC6120001, 2000);
     const Endpoint b = v4(0xC6120002, 1000);
-    CHECK(admitted(l, a, start, 1000) == limits::kInitiationBurstPerSource);
-    CHECK(l.admit(a_other_port, start) == Verdict::SourceLimited);
+    CHECK(admitted(l, a, kLimitStart, 1000) == limits::kInitiationBurstPerSource);
+    CHECK(l.admit(a_other_port, kLimitStart) == Verdict::SourceLimited);
     // A source over its own limit took nothing from the global bucket: the
     // next source has its whole burst.
-    CHECK(admitted(l, b, start, 1000) == limits::kInitiationBurstPerSource);
+    CHECK(admitted(l, b, kLimitStart, 1000) == limits::kInitiationBurstPerSource);
 }
 
 TEST_CASE("handshake limit: a newcomer never takes the entry of a source in use") {
@@ -113,14 +113,14 @@ TEST_CASE("handshake limit: a newcomer never takes the entry of a source in use"
     const Endpoint newcomer = same_set.back();
     same_set.pop_back();
     // a and seven others fill the set, each having used its bucket.
-    CHECK(admitted(l, a, start, 1000) == limits::kInitiationBurstPerSource);
-    for (const auto& e : same_set) CHECK(admitted(l, e, start, 1) == 1);
+    CHECK(admitted(l, a, kLimitStart, 1000) == limits::kInitiationBurstPerSource);
+    for (const auto& e : same_set) CHECK(admitted(l, e, kLimitStart, 1) == 1);
     // The newcomer finds no room: only the global bucket holds it, and what
     // is left of it (the others took 64 + 7 tokens) is all it gets.
     const uint32_t left = limits::kInitiationBurstGlobal - limits::kInitiationBurstPerSource - 7;
-    CHECK(admitted(l, newcomer, start, 1000) == left);
+    CHECK(admitted(l, newcomer, kLimitStart, 1000) == left);
     // a's entry is still a's: an empty bucket, not a fresh one.
-    CHECK(admitted(l, a, start + 1s, 1000) == limits::kInitiationsPerSecondPerSource);
+    CHECK(admitted(l, a, kLimitStart + 1s, 1000) == limits::kInitiationsPerSecondPerSource);
 }
 
 TEST_CASE("handshake limit: IPv6 sources are grouped by /64; v4-mapped is IPv4") {
@@ -130,30 +130,30 @@ TEST_CASE("handshake limit: IPv6 sources are grouped by /64; v4-mapped is IPv4")
     const Endpoint b = ip("2001:db8:1:3::1");
     CHECK(source_key(a1) == source_key(a2));
     CHECK_FALSE(source_key(a1) == source_key(b));
-    CHECK(admitted(l, a1, start, 1000) == limits::kInitiationBurstPerSource);
-    CHECK(l.admit(a2, start) == Verdict::SourceLimited);
-    CHECK(l.admit(b, start) == Verdict::Admit);
+    CHECK(admitted(l, a1, kLimitStart, 1000) == limits::kInitiationBurstPerSource);
+    CHECK(l.admit(a2, kLimitStart) == Verdict::SourceLimited);
+    CHECK(l.admit(b, kLimitStart) == Verdict::Admit);
 
     const Endpoint v4a = ip("192.0.2.7");
     const Endpoint mapped = ip("::ffff:192.0.2.7");
     const Endpoint v4b = ip("192.0.2.8");
     CHECK(source_key(v4a) == source_key(mapped));
     CHECK_FALSE(source_key(v4a) == source_key(v4b));
-    CHECK(admitted(l, v4a, start, 1000) == limits::kInitiationBurstPerSource);
-    CHECK(l.admit(mapped, start) == Verdict::SourceLimited);
+    CHECK(admitted(l, v4a, kLimitStart, 1000) == limits::kInitiationBurstPerSource);
+    CHECK(l.admit(mapped, kLimitStart) == Verdict::SourceLimited);
     // IPv4 addresses are told apart to the last bit.
-    CHECK(l.admit(v4b, start) == Verdict::Admit);
+    CHECK(l.admit(v4b, kLimitStart) == Verdict::Admit);
 }
 
 TEST_CASE("handshake limit: the global bucket caps every untrusted source together") {
     HandshakeLimiter l;
     uint32_t ok = 0;
-    for (uint32_t i = 0; i < 10 * limits::kInitiationBurstGlobal; ++i) ok += admitted(l, v4(0x0A000000 + i), start, 1);
+    for (uint32_t i = 0; i < 10 * limits::kInitiationBurstGlobal; ++i) ok += admitted(l, v4(0x0A000000 + i), kLimitStart, 1);
     CHECK(ok == limits::kInitiationBurstGlobal);
-    CHECK(l.admit(v4(0x0B000001), start) == Verdict::GlobalLimited);
+    CHECK(l.admit(v4(0x0B000001), kLimitStart) == Verdict::GlobalLimited);
     // It refills at its rate, whoever asks.
     ok = 0;
-    for (uint32_t i = 0; i < 1000; ++i) ok += admitted(l, v4(0x0C000000 + i), start + 1s, 1);
+    for (uint32_t i = 0; i < 1000; ++i) ok += admitted(l, v4(0x0C000000 + i), kLimitStart + 1s, 1);
     CHECK(ok == limits::kInitiationsPerSecondGlobal);
 }
 
@@ -162,17 +162,17 @@ TEST_CASE("handshake limit: 100k distinct sources never grow the table, and a tr
     const std::array<uint8_t, 32> secret{1, 2, 3};
     l.set_hash_key(secret);
     const Endpoint genuine = ip("198.18.0.1");
-    REQUIRE(l.admit(genuine, start) == Verdict::Admit);
-    l.trust(genuine, start);
-    CHECK(l.trusted(genuine, start));
+    REQUIRE(l.admit(genuine, kLimitStart) == Verdict::Admit);
+    l.trust(genuine, kLimitStart);
+    CHECK(l.trusted(genuine, kLimitStart));
 
     // All at once: only what is left of the global burst is admitted (the
     // genuine source took one token before it was trusted).
     uint32_t ok = 0;
-    for (uint32_t i = 0; i < 100'000; ++i) ok += admitted(l, v4(0x64000000 + i), start, 1);
+    for (uint32_t i = 0; i < 100'000; ++i) ok += admitted(l, v4(0x64000000 + i), kLimitStart, 1);
     CHECK(ok == limits::kInitiationBurstGlobal - 1);
     CHECK(l.tracked() <= limits::kSourceTableSize);
-    CHECK(l.admit(genuine, start) == Verdict::Admit);
+    CHECK(l.admit(genuine, kLimitStart) == Verdict::Admit);
 
     // And spread over 10 s, as a spray from forged sources would come (10k a
     // second, 40 times the global rate), IPv6 this time.
@@ -181,7 +181,7 @@ TEST_CASE("handshake limit: 100k distinct sources never grow the table, and a tr
     for (uint32_t i = 0; i < 100'000; ++i) {
         Endpoint e = ip("2001:db8::1");
         std::memcpy(&e.addr.in6.sin6_addr.s6_addr[4], &i, sizeof i);
-        last = start + 1s + i * 100us;
+        last = kLimitStart + 1s + i * 100us;
         ok += admitted(l, e, last, 1);
     }
     CHECK(l.tracked() <= limits::kSourceTableSize);
@@ -198,14 +198,14 @@ TEST_CASE("handshake limit: 100k distinct sources never grow the table, and a tr
 TEST_CASE("handshake limit: trust exempts from the global bucket, not from the source's own, and expires") {
     HandshakeLimiter l;
     const Endpoint a = v4(0xC6120001);
-    l.trust(a, start);
+    l.trust(a, kLimitStart);
     // Empty the global bucket.
-    for (uint32_t i = 0; i < limits::kInitiationBurstGlobal; ++i) admitted(l, v4(0x0A000000 + i), start, 1);
-    REQUIRE(l.admit(v4(0x0B000001), start) == Verdict::GlobalLimited);
-    CHECK(admitted(l, a, start, 1000) == limits::kInitiationBurstPerSource);
-    CHECK(l.admit(a, start) == Verdict::SourceLimited);
+    for (uint32_t i = 0; i < limits::kInitiationBurstGlobal; ++i) admitted(l, v4(0x0A000000 + i), kLimitStart, 1);
+    REQUIRE(l.admit(v4(0x0B000001), kLimitStart) == Verdict::GlobalLimited);
+    CHECK(admitted(l, a, kLimitStart, 1000) == limits::kInitiationBurstPerSource);
+    CHECK(l.admit(a, kLimitStart) == Verdict::SourceLimited);
     // After kSourceTrust, the source is like any other.
-    const Time later = start + limits::kSourceTrust;
+    const Time later = kLimitStart + limits::kSourceTrust;
     CHECK_FALSE(l.trusted(a, later));
     for (uint32_t i = 0; i < limits::kInitiationBurstGlobal; ++i) admitted(l, v4(0x0A100000 + i), later, 1);
     CHECK(l.admit(a, later) == Verdict::GlobalLimited);
@@ -215,27 +215,27 @@ TEST_CASE("handshake limit: a source with no room in the table is held by the gl
     HandshakeLimiter l;
     // Only entries in use are kept from newcomers; trusted ones are, so fill
     // the table with those (an attacker cannot: trust takes the key).
-    for (uint32_t i = 0; i < 100'000; ++i) l.trust(v4(0x0A000000 + i), start);
+    for (uint32_t i = 0; i < 100'000; ++i) l.trust(v4(0x0A000000 + i), kLimitStart);
     CHECK(l.tracked() == limits::kSourceTableSize);
     // A newcomer gets no entry: no per-source bucket, only the global one.
     const Endpoint newcomer = v4(0xC6120009);
-    CHECK_FALSE(l.trusted(newcomer, start));
-    CHECK(admitted(l, newcomer, start, 1000) == limits::kInitiationBurstGlobal);
-    CHECK(l.admit(newcomer, start) == Verdict::GlobalLimited);
+    CHECK_FALSE(l.trusted(newcomer, kLimitStart));
+    CHECK(admitted(l, newcomer, kLimitStart, 1000) == limits::kInitiationBurstGlobal);
+    CHECK(l.admit(newcomer, kLimitStart) == Verdict::GlobalLimited);
     CHECK(l.tracked() == limits::kSourceTableSize);
     // Once trust runs out the entries are free again.
-    const Time later = start + limits::kSourceTrust + 1s;
+    const Time later = kLimitStart + limits::kSourceTrust + 1s;
     CHECK(admitted(l, newcomer, later, 1000) == limits::kInitiationBurstPerSource);
 }
 
 TEST_CASE("handshake limit: the drop warning comes once per interval, with the count") {
     HandshakeLimiter l;
-    auto first = l.log_allowed(start);
+    auto first = l.log_allowed(kLimitStart);
     REQUIRE(first);
     CHECK(*first == 1);
-    CHECK_FALSE(l.log_allowed(start + 1s));
-    CHECK_FALSE(l.log_allowed(start + 2s));
-    auto next = l.log_allowed(start + 6s);
+    CHECK_FALSE(l.log_allowed(kLimitStart + 1s));
+    CHECK_FALSE(l.log_allowed(kLimitStart + 2s));
+    auto next = l.log_allowed(kLimitStart + 6s);
     REQUIRE(next);
     CHECK(*next == 3);
 }
