@@ -32,18 +32,22 @@ bool ReplayWindow::accept(uint64_t counter) {
 
 ReplaySpaces::ReplaySpaces(unsigned spaces) : spaces_(spaces < 1 ? 1 : std::min(spaces, wire::kCounterSpaces)) {}
 
+const ReplayWindow* ReplaySpaces::window(uint8_t space) const {
+    if (space >= spaces_) return nullptr;
+    return space == 0 ? &first_ : others_[space - 1].get();
+}
+
 bool ReplaySpaces::fresh(uint64_t counter) const {
     const uint8_t space = wire::counter_space(counter);
     if (space >= spaces_) return false;
-    if (space == 0) return first_.fresh(wire::counter_number(counter));
     // A space never seen: anything in it is new.
-    const auto& w = others_[space - 1];
-    return !w || w->fresh(wire::counter_number(counter));
+    const ReplayWindow* w = window(space);
+    return w == nullptr || w->fresh(wire::counter_number(counter));
 }
 
 uint64_t ReplaySpaces::extend(uint64_t wire_counter) const {
     const uint8_t space = wire::counter_space(wire_counter);
-    const ReplayWindow* w = space == 0 ? &first_ : space < spaces_ ? others_[space - 1].get() : nullptr;
+    const ReplayWindow* w = window(space);
     const uint64_t reference = w != nullptr && w->any() ? w->highest() : 0;
     return wire::counter_make(space, wire::extend_number(wire::counter_number(wire_counter), reference));
 }

@@ -69,6 +69,10 @@ public:
     unsigned windows() const;
 
 private:
+    // The window of `space`: nullptr beyond spaces_ or before its first
+    // authentic packet.
+    const ReplayWindow* window(uint8_t space) const;
+
     unsigned spaces_;
     ReplayWindow first_;  // space 0: the only one of a single-space peer
     std::array<std::unique_ptr<ReplayWindow>, wire::kCounterSpaces - 1> others_;  // spaces 1..
