@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Keystream: one packet's Salsa20 stream under its XSalsa20 subkey, from
+// block 0, as secretbox lays it out: bytes 0..31 are the Poly1305 one-time
+// key, the body's stream starts at 32. core/seal.cpp seals and opens with it.
+//
+// The stream is made at once for the whole body, into a 2 KiB buffer on the
+// stack that is wiped when the Keystream goes, and XORed in here: libsodium's
+// Salsa20 entry points make their stream in runs (512 bytes with AVX2) and
+// every 64-byte block left over alone, each at about the cost of a run
+// (docs/fastpath.md, "Whole keystream runs"), so the runs are whole and what
+// the packet does not need is thrown away. With AVX-512 the runs are 1 KiB
+// and made by core/salsa20_avx512.hpp (docs/fastpath.md, "AVX-512
+// keystream"). A body longer than the buffer (a jumbo link) takes the rest
+// from libsodium directly.
+//
+// Opening makes the stream before the tag is checked, as sealing does: a
+// forged packet costs what a real one of its length does.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace mlvpn::core {
+
+class Keystream {
+public:
+    // Who makes the runs. Both give the same bytes (tests/core/keystream_test.cpp).
+    enum class Maker : uint8_t {
+        libsodium,  // crypto_stream_salsa20, 512-byte runs
+        avx512,     // salsa20::avx512_stream, 1 KiB runs; only where usable
+    };
+    // avx512 where this CPU runs it, else libsodium.
+    static Maker best();
+
+    // The one-time key and the stream for a body of `body_len` bytes (0: the
+    // one-time key alone, for a body left in clear).
+    Keystream(std::span<const uint8_t, 32> subkey, const uint8_t (&nonce)[8], size_t body_len, Maker maker = best());
+    ~Keystream();
+    Keystream(const Keystream&) = delete;
+    Keystream& operator=(const Keystream&) = delete;
+
+    const uint8_t* one_time_key() const { return bytes_; }
+    // XORs the body's `len` bytes (at most the constructor's body_len) with
+    // the stream after the one-time key.
+    void crypt(uint8_t* body, size_t len);
+
+    static constexpr size_t kBuffer = 2048;
+
+private:
+    std::span<const uint8_t, 32> subkey_;
+    const uint8_t (&nonce_)[8];
+    size_t made_ = 0;  // bytes of stream in bytes_, from block 0
+    alignas(64) uint8_t bytes_[kBuffer];
+};
+
+}  // namespace mlvpn::core
