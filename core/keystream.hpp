@@ -40,7 +40,7 @@ public:
     Keystream(const Keystream&) = delete;
     Keystream& operator=(const Keystream&) = delete;
 
-    const uint8_t* one_time_key() const { return bytes_; }
+    std::span<const uint8_t, 32> one_time_key() const { return std::span<const uint8_t, 32>(bytes_, 32); }
     // XORs the body's `len` bytes (at most the constructor's body_len) with
     // the stream after the one-time key.
     void crypt(uint8_t* body, size_t len);

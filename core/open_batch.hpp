@@ -29,6 +29,7 @@
 #include "core/buffer.hpp"
 #include "core/io.hpp"
 #include "core/key_slots.hpp"
+#include "core/poly1305.hpp"
 #include "core/secret.hpp"
 
 namespace mlvpn::core {
@@ -75,6 +76,7 @@ private:
         uint64_t counter = 0;
     };
     KeySlots<kKeys> keys_;
+    Poly1305 mac_;  // this batch's thread's
     size_t planned_ = 0;
     std::vector<Entry> entries_;
 };

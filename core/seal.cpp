@@ -50,7 +50,8 @@ void derive_subkey(std::span<const uint8_t, 32> key, const wire::NoncePrefix& pr
     crypto_core_hsalsa20(subkey.data(), input, key.data(), nullptr);
 }
 
-void seal_with_subkey(std::span<const uint8_t, 32> subkey, uint64_t counter, std::span<std::byte> packet) {
+void seal_with_subkey(std::span<const uint8_t, 32> subkey, uint64_t counter, std::span<std::byte> packet,
+                      Poly1305* mac) {
     const SalsaNonce salsa(counter);
     uint8_t* tag = u8(packet.data() + kTransportHeaderSize);
     uint8_t* body = tag + kTagSize;
@@ -58,10 +59,15 @@ void seal_with_subkey(std::span<const uint8_t, 32> subkey, uint64_t counter, std
     const bool cleartext = is_cleartext(packet);
     Keystream stream(subkey, salsa.bytes, cleartext ? 0 : len);
     if (!cleartext) stream.crypt(body, len);
-    crypto_onetimeauth_poly1305(tag, body, len, stream.one_time_key());
+    if (mac != nullptr) {
+        mac->tag(std::span<uint8_t, kTagSize>(tag, kTagSize), {body, len}, stream.one_time_key());
+    } else {
+        crypto_onetimeauth_poly1305(tag, body, len, stream.one_time_key().data());
+    }
 }
 
-bool open_with_subkey(std::span<const uint8_t, 32> subkey, uint64_t counter, std::span<std::byte> packet) {
+bool open_with_subkey(std::span<const uint8_t, 32> subkey, uint64_t counter, std::span<std::byte> packet,
+                      Poly1305* mac) {
     if (packet.size() < kTransportHeaderSize + kTagSize) return false;
     const SalsaNonce salsa(counter);
     const uint8_t* tag = u8(packet.data() + kTransportHeaderSize);
@@ -70,7 +76,11 @@ bool open_with_subkey(std::span<const uint8_t, 32> subkey, uint64_t counter, std
     // The flag is part of the nonce: a flipped one fails the tag.
     const bool cleartext = is_cleartext(packet);
     Keystream stream(subkey, salsa.bytes, cleartext ? 0 : len);
-    if (crypto_onetimeauth_poly1305_verify(tag, body, len, stream.one_time_key()) != 0) return false;
+    const bool authentic =
+        mac != nullptr
+            ? mac->verify(std::span<const uint8_t, kTagSize>(tag, kTagSize), {body, len}, stream.one_time_key())
+            : crypto_onetimeauth_poly1305_verify(tag, body, len, stream.one_time_key().data()) == 0;
+    if (!authentic) return false;
     if (!cleartext) stream.crypt(body, len);
     return true;
 }

@@ -21,6 +21,7 @@
 #include "core/buffer.hpp"
 #include "core/io.hpp"
 #include "core/key_slots.hpp"
+#include "core/poly1305.hpp"
 #include "core/secret.hpp"
 
 namespace mlvpn::core {
@@ -55,6 +56,7 @@ private:
         uint64_t counter;
     };
     KeySlots<kKeys> keys_;
+    Poly1305 mac_;  // this queue's thread's
     std::vector<Job> jobs_;
 };
 

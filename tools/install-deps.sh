@@ -7,7 +7,7 @@ set -eu
 
 PACKAGES="
     cmake g++ make pkg-config
-    liburing-dev libsodium-dev libnl-3-dev libnl-route-3-dev libcap-ng-dev libseccomp-dev
+    liburing-dev libsodium-dev libssl-dev libnl-3-dev libnl-route-3-dev libcap-ng-dev libseccomp-dev
     doctest-dev libexpected-dev libfmt-dev nlohmann-json3-dev libsystemd-dev
     debhelper dpkg-dev fakeroot lintian man-db
     iproute2 iperf3 iputils-ping nftables tcpdump procps passwd curl python3 ethtool
