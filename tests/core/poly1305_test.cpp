@@ -61,9 +61,12 @@ TEST_CASE("Poly1305::verify takes the tag and refuses any other") {
     }
     message[700] ^= 1;
     CHECK_FALSE(mac.verify(tag, message, k));
-    // A moved-from context still gives tags (libsodium's).
+    // A moved Poly1305 takes its context along; the one moved from has none
+    // and gives libsodium's tags.
     Poly1305 moved = std::move(mac);
     CHECK(moved.openssl());
+    CHECK_FALSE(mac.openssl());  // NOLINT(bugprone-use-after-move): what is left is defined
     message[700] ^= 1;
     CHECK(moved.verify(tag, message, k));
+    CHECK(mac.verify(tag, message, k));
 }
