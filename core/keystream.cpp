@@ -29,7 +29,7 @@ size_t whole_runs(size_t bytes, size_t run) {
 Keystream::Maker Keystream::best() { return salsa20::avx512_usable() ? Maker::avx512 : Maker::libsodium; }
 
 Keystream::Keystream(std::span<const uint8_t, 32> subkey, const uint8_t (&nonce)[8], size_t body_len, Maker maker)
-    : subkey_(subkey), nonce_(nonce) {
+    : subkey_(subkey), nonce_(nonce), maker_(maker) {
     const size_t wanted = kOneTimeKey + body_len;
     if (maker == Maker::avx512) {
         made_ = whole_runs(wanted, kAvx512Run);
@@ -45,7 +45,7 @@ Keystream::~Keystream() { sodium_memzero(bytes_, made_); }
 void Keystream::crypt(uint8_t* body, size_t len) {
     const size_t head = std::min(len, made_ - kOneTimeKey);
     const uint8_t* stream = bytes_ + kOneTimeKey;
-    size_t i = 0;
+    size_t i = maker_ == Maker::avx512 ? salsa20::avx512_xor(body, stream, head) : 0;
     for (; i + 8 <= head; i += 8) {
         uint64_t a;
         uint64_t b;

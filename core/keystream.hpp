@@ -50,6 +50,7 @@ public:
 private:
     std::span<const uint8_t, 32> subkey_;
     const uint8_t (&nonce_)[8];
+    Maker maker_;
     size_t made_ = 0;  // bytes of stream in bytes_, from block 0
     alignas(64) uint8_t bytes_[kBuffer];
 };

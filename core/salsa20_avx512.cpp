@@ -114,6 +114,16 @@ MLVPN_AVX512 void make_blocks(uint8_t* out, const uint32_t (&key)[8], const uint
     }
 }
 
+MLVPN_AVX512 size_t xor_chunks(uint8_t* body, const uint8_t* stream, size_t len) {
+    size_t i = 0;
+    for (; i + 64 <= len; i += 64) {
+        const __m512i b = _mm512_loadu_si512(body + i);
+        const __m512i s = _mm512_loadu_si512(stream + i);
+        _mm512_storeu_si512(body + i, _mm512_xor_si512(b, s));
+    }
+    return i;
+}
+
 #undef MLVPN_AVX512
 
 }  // namespace
@@ -133,6 +143,8 @@ void avx512_stream(uint8_t* out, size_t blocks, const uint8_t (&nonce)[8], uint6
     // The key's words on the stack; the registers are the compiler's.
     sodium_memzero(k, sizeof k);
 }
+
+size_t avx512_xor(uint8_t* body, const uint8_t* stream, size_t len) { return xor_chunks(body, stream, len); }
 
 }  // namespace mlvpn::core::salsa20
 

@@ -32,4 +32,9 @@ bool avx512_usable();
 void avx512_stream(uint8_t* out, size_t blocks, const uint8_t (&nonce)[8], uint64_t first,
                    std::span<const uint8_t, 32> key);
 
+// XORs `stream` into `body` 64 bytes at a time, as far as whole 64-byte
+// chunks of `len` go; returns the bytes done (the caller does the rest).
+// Only call when avx512_usable().
+size_t avx512_xor(uint8_t* body, const uint8_t* stream, size_t len);
+
 }  // namespace mlvpn::core::salsa20
