@@ -26,7 +26,9 @@ size_t whole_runs(size_t bytes, size_t run) {
 
 }  // namespace
 
-Keystream::Maker Keystream::best() { return salsa20::avx512_usable() ? Maker::avx512 : Maker::libsodium; }
+Keystream::Maker Keystream::best(size_t body_len) {
+    return salsa20::avx512_usable() && kOneTimeKey + body_len > kSodiumRun ? Maker::avx512 : Maker::libsodium;
+}
 
 Keystream::Keystream(std::span<const uint8_t, 32> subkey, const uint8_t (&nonce)[8], size_t body_len, Maker maker)
     : subkey_(subkey), nonce_(nonce), maker_(maker) {

@@ -38,8 +38,11 @@ std::vector<Keystream::Maker> usable_makers() {
 
 }  // namespace
 
-TEST_CASE("the best maker is AVX-512 exactly where this CPU runs it") {
-    CHECK((Keystream::best() == Keystream::Maker::avx512) == salsa20::avx512_usable());
+TEST_CASE("the best maker is AVX-512 where this CPU runs it, for a body past one of libsodium's runs") {
+    CHECK(Keystream::best(0) == Keystream::Maker::libsodium);
+    CHECK(Keystream::best(480) == Keystream::Maker::libsodium);
+    CHECK((Keystream::best(481) == Keystream::Maker::avx512) == salsa20::avx512_usable());
+    CHECK((Keystream::best(1404) == Keystream::Maker::avx512) == salsa20::avx512_usable());
     if (!salsa20::avx512_usable()) MESSAGE("no AVX-512 here: only libsodium's runs are checked");
 }
 
