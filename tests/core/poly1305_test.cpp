@@ -18,7 +18,7 @@ TEST_CASE("OpenSSL's Poly1305 is at hand here, and its tags are libsodium's") {
     // Lengths around the 16-byte blocks and the vector code's 64- and
     // 128-byte strides, full packets, a jumbo one; keys random, all ones
     // (the clamped r's top bits, s at its largest) and zero.
-    for (int k = 0; k < 40; ++k) {
+    for (int k = 0; k < 12; ++k) {
         if (k == 0) std::memset(key, 0xff, sizeof key);
         else if (k == 1) std::memset(key, 0, sizeof key);
         else randombytes_buf(key, sizeof key);

@@ -5,7 +5,7 @@
 # run through the tunnel: neither daemon leaks descriptors or memory, the
 # tunnel never stalls, and afterwards every link is up on both sides.
 #
-# Two kinds of flap, 50 each: the client's veth of dsl2 taken down and up
+# Two kinds of flap, 30 each: the client's veth of dsl2 taken down and up
 # (the local interface goes away under the socket), and nftables in the
 # server's namespace dropping dsl3's datagrams (the path dies, the interfaces
 # stay up). Most flaps are shorter than the link timeout, so the link stays
@@ -19,7 +19,7 @@ MLVPNCTL_BIN=${MLVPNCTL_BIN:-$REPO_DIR/build/tools/mlvpnctl}
 [[ -x $MLVPNCTL_BIN ]] || fail "mlvpnctl not found at '$MLVPNCTL_BIN'"
 
 TIMEOUT=2         # link timeout (s)
-FLAPS=50          # per kind
+FLAPS=30          # per kind
 SHORT=0.25        # down and up time of a short flap (s)
 RATE_MBIT=20      # the TCP transfer during the flaps
 LONG_EVERY=12     # every LONG_EVERY-th flap outlasts the timeout

@@ -20,7 +20,7 @@
 # repeated (direction, receiver index, counter). The converse does not hold:
 # the receiver index is 32 random bits chosen per session, so two sessions can
 # share one by chance (about n^2 / 2^33 for n sessions per direction: 1 in
-# 50000 for the ~400 here) and would then be reported although their keys
+# 200000 for the ~200 here) and would then be reported although their keys
 # differ — a false alarm, never a missed reuse. What the pair does not show is
 # the key itself: a daemon that reused a key with a new receiver index would
 # not reuse a nonce (the index is part of the nonce) and is not caught here;
@@ -42,8 +42,8 @@ command -v tcpdump >/dev/null || fail "'tcpdump' is missing; run tools/install-d
 command -v python3 >/dev/null || fail "'python3' is missing"
 export PYTHONPATH="$LIB_DIR${PYTHONPATH:+:$PYTHONPATH}" # pcap.py
 
-RESTARTS=${NONCE_RESTARTS:-200}
-RESTART_SECONDS=${NONCE_RESTART_SECONDS:-90}
+RESTARTS=${NONCE_RESTARTS:-100}
+RESTART_SECONDS=${NONCE_RESTART_SECONDS:-45}
 # Fewer than this in the time given: the machine is too slow to say much.
 MIN_RESTARTS=$((RESTARTS < 20 ? RESTARTS : 20))
 
