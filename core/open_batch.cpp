@@ -31,7 +31,7 @@ void OpenBatch::open(std::span<Datagram> datagrams) {
         if (e.outcome != Outcome::planned) continue;
         const auto bytes = datagrams[i].buffer->bytes();
         const bool ok = bytes.size() >= wire::kTransportHeaderSize + wire::kTagSize &&
-                        open_with_subkey(keys_.subkey(e.key, e.prefix), e.counter, bytes, &mac_);
+                        open_with_subkey(keys_.subkey(e.key, e.prefix), e.counter, bytes, mac_);
         e.outcome = ok ? Outcome::opened : Outcome::failed;
     }
     keys_.wipe();

@@ -31,7 +31,11 @@ namespace mlvpn::core {
 
 class Poly1305 {
 public:
+    // OpenSSL's where it is at hand.
     Poly1305();
+    // No OpenSSL context: libsodium's tags (seal() and open(), under the
+    // Tunnel's lock for the odd handshake or control packet).
+    static Poly1305 libsodium() { return Poly1305(Sodium{}); }
     ~Poly1305();
     Poly1305(Poly1305&&) noexcept;
     Poly1305& operator=(Poly1305&&) noexcept;
@@ -45,7 +49,12 @@ public:
     // Whether OpenSSL computes the tags (else libsodium does).
     bool openssl() const { return ctx_ != nullptr; }
 
+    // Below this many bytes libsodium computes the tag (Poly1305::tag).
+    static constexpr size_t kOpenSslFrom = 256;
+
 private:
+    struct Sodium {};
+    explicit Poly1305(Sodium) {}
     struct Free {
         void operator()(void* ctx) const;
     };

@@ -114,18 +114,6 @@ MLVPN_AVX512 void make_blocks(uint8_t* out, const uint32_t (&key)[8], const uint
     }
 }
 
-MLVPN_AVX512 size_t xor_chunks(uint8_t* body, const uint8_t* stream, size_t len) {
-    size_t i = 0;
-    for (; i + 64 <= len; i += 64) {
-        const __m512i b = _mm512_loadu_si512(body + i);
-        const __m512i s = _mm512_loadu_si512(stream + i);
-        _mm512_storeu_si512(body + i, _mm512_xor_si512(b, s));
-    }
-    return i;
-}
-
-#undef MLVPN_AVX512
-
 }  // namespace
 
 bool avx512_usable() {
@@ -144,7 +132,17 @@ void avx512_stream(uint8_t* out, size_t blocks, const uint8_t (&nonce)[8], uint6
     sodium_memzero(k, sizeof k);
 }
 
-size_t avx512_xor(uint8_t* body, const uint8_t* stream, size_t len) { return xor_chunks(body, stream, len); }
+MLVPN_AVX512 size_t avx512_xor(uint8_t* body, const uint8_t* stream, size_t len) {
+    size_t i = 0;
+    for (; i + 64 <= len; i += 64) {
+        const __m512i b = _mm512_loadu_si512(body + i);
+        const __m512i s = _mm512_loadu_si512(stream + i);
+        _mm512_storeu_si512(body + i, _mm512_xor_si512(b, s));
+    }
+    return i;
+}
+
+#undef MLVPN_AVX512
 
 }  // namespace mlvpn::core::salsa20
 

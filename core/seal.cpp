@@ -51,7 +51,7 @@ void derive_subkey(std::span<const uint8_t, 32> key, const wire::NoncePrefix& pr
 }
 
 void seal_with_subkey(std::span<const uint8_t, 32> subkey, uint64_t counter, std::span<std::byte> packet,
-                      Poly1305* mac) {
+                      Poly1305& mac) {
     const SalsaNonce salsa(counter);
     uint8_t* tag = u8(packet.data() + kTransportHeaderSize);
     uint8_t* body = tag + kTagSize;
@@ -59,15 +59,11 @@ void seal_with_subkey(std::span<const uint8_t, 32> subkey, uint64_t counter, std
     const bool cleartext = is_cleartext(packet);
     Keystream stream(subkey, salsa.bytes, cleartext ? 0 : len);
     if (!cleartext) stream.crypt(body, len);
-    if (mac != nullptr) {
-        mac->tag(std::span<uint8_t, kTagSize>(tag, kTagSize), {body, len}, stream.one_time_key());
-    } else {
-        crypto_onetimeauth_poly1305(tag, body, len, stream.one_time_key().data());
-    }
+    mac.tag(std::span<uint8_t, kTagSize>(tag, kTagSize), {body, len}, stream.one_time_key());
 }
 
 bool open_with_subkey(std::span<const uint8_t, 32> subkey, uint64_t counter, std::span<std::byte> packet,
-                      Poly1305* mac) {
+                      Poly1305& mac) {
     if (packet.size() < kTransportHeaderSize + kTagSize) return false;
     const SalsaNonce salsa(counter);
     const uint8_t* tag = u8(packet.data() + kTransportHeaderSize);
@@ -76,11 +72,9 @@ bool open_with_subkey(std::span<const uint8_t, 32> subkey, uint64_t counter, std
     // The flag is part of the nonce: a flipped one fails the tag.
     const bool cleartext = is_cleartext(packet);
     Keystream stream(subkey, salsa.bytes, cleartext ? 0 : len);
-    const bool authentic =
-        mac != nullptr
-            ? mac->verify(std::span<const uint8_t, kTagSize>(tag, kTagSize), {body, len}, stream.one_time_key())
-            : crypto_onetimeauth_poly1305_verify(tag, body, len, stream.one_time_key().data()) == 0;
-    if (!authentic) return false;
+    if (!mac.verify(std::span<const uint8_t, kTagSize>(tag, kTagSize), {body, len}, stream.one_time_key())) {
+        return false;
+    }
     if (!cleartext) stream.crypt(body, len);
     return true;
 }
@@ -91,7 +85,8 @@ void seal(const SecretKey& key, const wire::TransportHeader& h, std::span<std::b
 
 void seal(std::span<const uint8_t, 32> key, const wire::TransportHeader& h, std::span<std::byte> packet) {
     const Subkey subkey(key, h);
-    seal_with_subkey(subkey.span(), h.counter, packet);
+    Poly1305 mac = Poly1305::libsodium();
+    seal_with_subkey(subkey.span(), h.counter, packet, mac);
 }
 
 bool open(const SecretKey& key, const wire::TransportHeader& h, std::span<std::byte> packet) {
@@ -101,7 +96,8 @@ bool open(const SecretKey& key, const wire::TransportHeader& h, std::span<std::b
 bool open(std::span<const uint8_t, 32> key, const wire::TransportHeader& h, std::span<std::byte> packet) {
     if (packet.size() < kTransportHeaderSize + kTagSize) return false;
     const Subkey subkey(key, h);
-    return open_with_subkey(subkey.span(), h.counter, packet);
+    Poly1305 mac = Poly1305::libsodium();
+    return open_with_subkey(subkey.span(), h.counter, packet, mac);
 }
 
 }  // namespace mlvpn::core

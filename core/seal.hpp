@@ -47,11 +47,11 @@ bool open(std::span<const uint8_t, 32> key, const wire::TransportHeader& h, std:
 void derive_subkey(std::span<const uint8_t, 32> key, const wire::NoncePrefix& prefix, std::span<uint8_t, 32> subkey);
 // seal() and open() with the subkey derive_subkey() gave for the packet's
 // prefix (core/key_slots.hpp keeps them) and the packet's whole counter.
-// With `mac`, the Poly1305 tag is computed by it (OpenSSL's vector code,
-// core/poly1305.hpp; the calling thread's own), else by libsodium.
+// `mac` computes the Poly1305 tag: the calling thread's own (OpenSSL's
+// vector code, core/poly1305.hpp), or Poly1305::libsodium().
 void seal_with_subkey(std::span<const uint8_t, 32> subkey, uint64_t counter, std::span<std::byte> packet,
-                      Poly1305* mac = nullptr);
+                      Poly1305& mac);
 bool open_with_subkey(std::span<const uint8_t, 32> subkey, uint64_t counter, std::span<std::byte> packet,
-                      Poly1305* mac = nullptr);
+                      Poly1305& mac);
 
 }  // namespace mlvpn::core

@@ -18,7 +18,7 @@ void SealQueue::add(const SecretKey& key, uint64_t serial, LinkIndex link, Buffe
 void SealQueue::flush(Io& io) {
     for (Job& j : jobs_) {
         if (j.key >= 0) {
-            seal_with_subkey(keys_.subkey(j.key, j.prefix), j.counter, j.buffer->bytes(), &mac_);
+            seal_with_subkey(keys_.subkey(j.key, j.prefix), j.counter, j.buffer->bytes(), mac_);
         }
         io.send(j.link, j.buffer, j.has_to ? &j.to : nullptr);
     }

@@ -15,15 +15,20 @@ TEST_CASE("OpenSSL's Poly1305 is at hand here, and its tags are libsodium's") {
     std::vector<uint8_t> message(70000);
     randombytes_buf(message.data(), message.size());
     uint8_t key[32];
-    // Lengths around the 16-byte blocks and the vector code's 64- and
-    // 128-byte strides, full packets, a jumbo one; keys random, all ones
-    // (the clamped r's top bits, s at its largest) and zero.
+    // OpenSSL takes messages from Poly1305::kOpenSslFrom bytes on: lengths
+    // from there around the 16-byte blocks and the vector code's 64- and
+    // 128-byte strides, full packets, a jumbo one; and a few shorter ones
+    // (libsodium's). Keys random, all ones (the clamped r's top bits, s at
+    // its largest) and zero.
+    constexpr size_t from = Poly1305::kOpenSslFrom;
     for (int k = 0; k < 12; ++k) {
         if (k == 0) std::memset(key, 0xff, sizeof key);
         else if (k == 1) std::memset(key, 0, sizeof key);
         else randombytes_buf(key, sizeof key);
-        for (size_t len : {0, 1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 1000, 1404,
-                           1420, 1472, 2048, 9000, 65536, 70000}) {
+        for (size_t len : {size_t{0}, size_t{1}, size_t{64}, from - 1, from, from + 1, from + 15, from + 16,
+                           from + 17, from + 31, from + 32, from + 33, from + 63, from + 64, from + 65, from + 127,
+                           from + 128, from + 129, size_t{1000}, size_t{1404}, size_t{1420}, size_t{1472},
+                           size_t{2048}, size_t{9000}, size_t{65536}, size_t{70000}}) {
             CAPTURE(k);
             CAPTURE(len);
             uint8_t ours[16];

@@ -126,6 +126,7 @@ TEST_CASE("nonce: type, flags, link id and receiver index, 8 zero bytes, then th
 }
 
 TEST_CASE("seal is crypto_secretbox_detached with the whole nonce, and open takes what it seals") {
+    Poly1305 sodium = Poly1305::libsodium();  // as seal() and open() use it
     SecretKey key;
     randombytes_buf(key.data(), key.size());
     const size_t body = wire::kTransportHeaderSize + wire::kTagSize;
@@ -161,13 +162,13 @@ TEST_CASE("seal is crypto_secretbox_detached with the whole nonce, and open take
             auto cached = original;
             uint8_t subkey[32];
             derive_subkey(key.span(), wire::nonce_prefix(h), std::span<uint8_t, 32>(subkey));
-            seal_with_subkey(span_of(subkey), h.counter, cached);
+            seal_with_subkey(span_of(subkey), h.counter, cached, sodium);
             CHECK(cached == theirs);
             // Opened both ways: the body is the original again (the tag stays).
             const auto same_body = [&](const std::vector<std::byte>& p) {
                 return std::memcmp(p.data() + body, original.data() + body, p.size() - body) == 0;
             };
-            REQUIRE(open_with_subkey(span_of(subkey), h.counter, cached));
+            REQUIRE(open_with_subkey(span_of(subkey), h.counter, cached, sodium));
             CHECK(same_body(cached));
             REQUIRE(open(key, h, theirs));
             CHECK(same_body(theirs));
@@ -176,6 +177,7 @@ TEST_CASE("seal is crypto_secretbox_detached with the whole nonce, and open take
 }
 
 TEST_CASE("a subkey belongs to its nonce prefix: another link, receiver, type or flag does not open") {
+    Poly1305 sodium = Poly1305::libsodium();  // as seal() and open() use it
     SecretKey key;
     randombytes_buf(key.data(), key.size());
     const auto h = header_of();
@@ -187,14 +189,14 @@ TEST_CASE("a subkey belongs to its nonce prefix: another link, receiver, type or
                               wire::TransportHeader{wire::Type::Data, 0, 3, 0xdeadbeee, 42}}) {
         auto p = make_packet(64, other);
         seal(key, other, p);
-        CHECK_FALSE(open_with_subkey(span_of(subkey), other.counter, p));
+        CHECK_FALSE(open_with_subkey(span_of(subkey), other.counter, p, sodium));
     }
     // The counter is outside it: any counter opens with the same subkey.
     for (uint64_t counter : {0ULL, 1ULL, 0x0100000000000007ULL, ~0ULL}) {
         const auto q_header = header_of(wire::Type::Data, 0, counter);
         auto q = make_packet(64, q_header);
         seal(key, q_header, q);
-        CHECK(open_with_subkey(span_of(subkey), counter, q));
+        CHECK(open_with_subkey(span_of(subkey), counter, q, sodium));
     }
 }
 
@@ -202,6 +204,7 @@ TEST_CASE("sealing and opening with a Poly1305 (OpenSSL's) give libsodium's byte
     uint8_t subkey[32];
     randombytes_buf(subkey, sizeof subkey);
     Poly1305 mac;
+    Poly1305 sodium = Poly1305::libsodium();
     for (bool cleartext : {false, true}) {
         for (size_t payload : {0, 1, 100, 1000, 1404, 3000}) {
             CAPTURE(cleartext);
@@ -210,16 +213,16 @@ TEST_CASE("sealing and opening with a Poly1305 (OpenSSL's) give libsodium's byte
             const auto original = make_packet(payload, h);
             auto plain = original;
             auto fast = original;
-            seal_with_subkey(span_of(subkey), h.counter, plain);
-            seal_with_subkey(span_of(subkey), h.counter, fast, &mac);
+            seal_with_subkey(span_of(subkey), h.counter, plain, sodium);
+            seal_with_subkey(span_of(subkey), h.counter, fast, mac);
             CHECK(plain == fast);
-            REQUIRE(open_with_subkey(span_of(subkey), h.counter, fast, &mac));
+            REQUIRE(open_with_subkey(span_of(subkey), h.counter, fast, mac));
             // The header and the body are back; the tag stays in its place.
             const size_t body = wire::kTransportHeaderSize + wire::kTagSize;
             CHECK(std::memcmp(fast.data(), original.data(), wire::kTransportHeaderSize) == 0);
             CHECK(std::memcmp(fast.data() + body, original.data() + body, original.size() - body) == 0);
             plain.back() ^= std::byte{1};
-            CHECK_FALSE(open_with_subkey(span_of(subkey), h.counter, plain, &mac));
+            CHECK_FALSE(open_with_subkey(span_of(subkey), h.counter, plain, mac));
         }
     }
 }
