@@ -17,7 +17,7 @@ constexpr size_t kOneTimeKey = crypto_secretbox_ZEROBYTES;
 static_assert(kOneTimeKey == 32);
 constexpr size_t kBlock = 64;
 constexpr size_t kSodiumRun = 512;
-constexpr size_t kAvx512Run = 16 * kBlock;
+constexpr size_t kAvx512Run = 8 * kBlock;
 static_assert(Keystream::kBuffer % kAvx512Run == 0 && Keystream::kBuffer % kSodiumRun == 0);
 
 size_t whole_runs(size_t bytes, size_t run) {

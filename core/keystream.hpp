@@ -8,8 +8,8 @@
 // Salsa20 entry points make their stream in runs (512 bytes with AVX2) and
 // every 64-byte block left over alone, each at about the cost of a run
 // (docs/fastpath.md, "Whole keystream runs"), so the runs are whole and what
-// the packet does not need is thrown away. With AVX-512 the runs are 1 KiB
-// and made by core/salsa20_avx512.hpp (docs/fastpath.md, "AVX-512
+// the packet does not need is thrown away. With AVX-512 the runs are 512
+// bytes and made by core/salsa20_avx512.hpp (docs/fastpath.md, "AVX-512
 // keystream"). A body longer than the buffer (a jumbo link) takes the rest
 // from libsodium directly.
 //
@@ -28,7 +28,7 @@ public:
     // Who makes the runs. Both give the same bytes (tests/core/keystream_test.cpp).
     enum class Maker : uint8_t {
         libsodium,  // crypto_stream_salsa20, 512-byte runs
-        avx512,     // salsa20::avx512_stream, 1 KiB runs; only where usable
+        avx512,     // salsa20::avx512_stream, 512-byte runs; only where usable
     };
     // For a body of `body_len` bytes: avx512 where this CPU runs it and the
     // stream takes more than one of libsodium's runs, else libsodium. A

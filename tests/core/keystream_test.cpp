@@ -51,9 +51,10 @@ TEST_CASE("AVX-512 Salsa20 blocks are libsodium's, across the block counter's ca
     const Material m;
     // From 0; a word's carry inside a run (lanes on both sides of 2^32); the
     // 64-bit counter wrapping inside a run, as libsodium's does.
-    for (uint64_t first : {uint64_t{0}, uint64_t{16}, uint64_t{0xfffffff8}, uint64_t{0xffffffff},
-                           uint64_t{0x1fffffff0}, ~uint64_t{0} - 20}) {
-        for (size_t blocks : {size_t{16}, size_t{32}, size_t{48}, size_t{64}}) {
+    // 0xffffffec and 0xfffffffc put the carry inside an 8-block set.
+    for (uint64_t first : {uint64_t{0}, uint64_t{16}, uint64_t{0xffffffec}, uint64_t{0xfffffff8},
+                           uint64_t{0xfffffffc}, uint64_t{0xffffffff}, uint64_t{0x1fffffff0}, ~uint64_t{0} - 20}) {
+        for (size_t blocks : {8, 16, 24, 32, 40, 48, 56, 64}) {
             CAPTURE(first);
             CAPTURE(blocks);
             std::vector<uint8_t> ours(blocks * 64 + 64, 0xa5);
