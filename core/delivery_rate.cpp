@@ -38,7 +38,7 @@ const DeliveryRate::Entry* DeliveryRate::find(uint32_t rx_ts, size_t* back) cons
     return nullptr;
 }
 
-void DeliveryRate::acknowledged(uint32_t rx_ts, Time now, double loss) {
+void DeliveryRate::acknowledged(uint32_t rx_ts, Time now, double loss, std::optional<uint32_t> rx_bytes) {
     size_t back = 0;
     const Entry* e = find(rx_ts, &back);
     if (e == nullptr) return;  // older than our history, or nothing sent yet
@@ -48,6 +48,7 @@ void DeliveryRate::acknowledged(uint32_t rx_ts, Time now, double loss) {
         has_newest_ = true;
         newest_ts_ = e->ts;
         newest_at_ = now;
+        newest_rx_ = rx_bytes;
     }
     if (!anchored_ || diff(e->ts, anchor_ts_) < 0) {
         anchored_ = true;
@@ -55,6 +56,7 @@ void DeliveryRate::acknowledged(uint32_t rx_ts, Time now, double loss) {
         anchor_bytes_ = e->bytes;
         anchor_sent_at_ = e->first_at;
         anchor_ack_at_ = newest_at_;
+        anchor_rx_ = newest_rx_;
         return;
     }
     if (e->ts == anchor_ts_) return;
@@ -81,8 +83,13 @@ void DeliveryRate::acknowledged(uint32_t rx_ts, Time now, double loss) {
     const bool busy_sample = entries > 0 && 2 * busy >= entries && !paused;
     const Duration send_elapsed = e->first_at - anchor_sent_at_;
     const double seconds = std::chrono::duration<double>(std::max(send_elapsed, ack_elapsed)).count();
-    const double kept = 1.0 - std::clamp(loss, 0.0, 1.0);
-    const double sample = seconds > 0 ? static_cast<double>(e->bytes - anchor_bytes_) * kept / seconds : 0;
+    // What got through: the peer's count where both ends of the sample have
+    // it (never more than was sent), else what was sent less the loss.
+    const auto sent = static_cast<double>(e->bytes - anchor_bytes_);
+    const double through = anchor_rx_ && newest_rx_
+                               ? std::min(sent, static_cast<double>(static_cast<uint32_t>(*newest_rx_ - *anchor_rx_)))
+                               : sent * (1.0 - std::clamp(loss, 0.0, 1.0));
+    const double sample = seconds > 0 ? through / seconds : 0;
     if (look) {
         // Only for a link our packets did not queue on: one that queues is
         // sent all it can carry, and its full samples measure it; a look
@@ -94,6 +101,7 @@ void DeliveryRate::acknowledged(uint32_t rx_ts, Time now, double loss) {
     anchor_bytes_ = e->bytes;
     anchor_sent_at_ = e->first_at;
     anchor_ack_at_ = newest_at_;
+    anchor_rx_ = newest_rx_;
     if (seconds <= 0) return;
     add_sample(sample, busy_sample, now);
 }

@@ -34,6 +34,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 #include "core/clock.hpp"
 
@@ -65,8 +66,13 @@ public:
     void sent(uint32_t ts, Time now, uint64_t bytes_total, bool busy);
 
     // An acknowledgement arrived at `now`: the peer received our packets up
-    // to `rx_ts`, and reports `loss` (0..1) of what we send lately.
-    void acknowledged(uint32_t rx_ts, Time now, double loss);
+    // to `rx_ts`, and reports `loss` (0..1) of what we send lately, and
+    // (`rx_bytes`, when it says) the low 32 bits of its count of the bytes it
+    // received from us on the link. With that count a sample is what got
+    // through; without it, what was sent scaled down by `loss`, which counts
+    // packets dropped in a burst (a full queue) as delivered until the
+    // smoothed loss catches up, so the sample reads above the link's rate.
+    void acknowledged(uint32_t rx_ts, Time now, double loss, std::optional<uint32_t> rx_bytes = std::nullopt);
 
     // The link's configured rate (bandwidth_upload), bytes/s; 0 = none. The
     // estimate so far is kept (a reload that changes the figure does not make
@@ -144,10 +150,13 @@ private:
     uint64_t anchor_bytes_ = 0;
     Time anchor_sent_at_{};
     Time anchor_ack_at_{};
-    // The newest entry acknowledged, and when that first happened.
+    std::optional<uint32_t> anchor_rx_;  // the peer's received bytes then
+    // The newest entry acknowledged, when that first happened, and the
+    // peer's received bytes at that acknowledgement.
     bool has_newest_ = false;
     uint32_t newest_ts_ = 0;
     Time newest_at_{};
+    std::optional<uint32_t> newest_rx_;
 
     std::array<double, kBuckets> bucket_max_{};
     Time bucket_start_{};

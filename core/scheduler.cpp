@@ -42,7 +42,10 @@ double Scheduler::drive_rate(size_t i, std::span<const PathEstimate> path) const
     // share of the estimates; both carried what they can only in the fourth,
     // 49.3-51.1 Mbit/s in the second second against 60.8-63.4 with the gain,
     // three alternated runs).
-    double rate = path[i].rate > 0 ? path[i].rate * (queues(path[i]) ? 1.0 : kUnqueuedGain) : weight_[i];
+    // Not for a link not measured yet: its rate is the initial figure with
+    // DeliveryRate's startup gain in it (PathEstimate::measured).
+    const bool floor = path[i].measured && !queues(path[i]);
+    double rate = path[i].rate > 0 ? path[i].rate * (floor ? kUnqueuedGain : 1.0) : weight_[i];
     // Never beyond the link's bandwidth_upload, which is a cap.
     if (path[i].cap > 0) rate = std::min(rate, path[i].cap);
     return rate;

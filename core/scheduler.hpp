@@ -43,6 +43,11 @@ struct PathEstimate {
     Duration queueing{};  // in our direction (core/one_way_queue.hpp), at most smoothed RTT - minimum RTT
     double rate = 0;      // bytes/s the link is driven at (Tunnel::path_rate); 0 = its configured weight
     double cap = 0;       // bytes/s it is never driven above (its bandwidth_upload); 0 = none
+    // Whether `rate` comes from the link's own samples (DeliveryRate::rate()):
+    // only then is it a floor that kUnqueuedGain drives past. A link not
+    // measured yet is driven at its initial rate with DeliveryRate's startup
+    // gain already in `rate`.
+    bool measured = true;
 };
 
 class Scheduler {

@@ -422,9 +422,11 @@ void Tunnel::send_control(LinkIndex index, wire::ControlKind kind, Io& io, Time 
         return;
     }
     b->offset = wire::kDatagramOffset + wire::kTransportHeaderSize + wire::kTagSize;
-    b->length = wire::kInnerHeaderSize;
+    b->length = wire::kInnerHeaderSize + wire::kControlBodySize;
     wire::ControlInner inner{kind, ms32(now), echo_for(link, now), link.peer_ts, link.rx_loss.loss()};
     wire::encode(inner, b->bytes().first<wire::kInnerHeaderSize>());
+    wire::encode_control_body(static_cast<uint32_t>(link.stats.rx_bytes),
+                              b->bytes().subspan(wire::kInnerHeaderSize).first<wire::kControlBodySize>());
     seal_and_send(index, *link.current, wire::Type::Control, b, io, now);
     // Whatever we owed the peer, this carries it (rx_ts).
     link.ack_owed = false;
@@ -451,6 +453,7 @@ void Tunnel::prepare_links(Time now, std::optional<LinkIndex> except) {
         path_scratch_[i] = path_estimate(l, now);
         path_scratch_[i].rate = path_rate(l, now, i, Scheduler::queues(path_scratch_[i]));
         path_scratch_[i].cap = l.delivery.hint();
+        path_scratch_[i].measured = l.delivery.rate() > 0;
         const bool primary = usable_scratch_[i] && l.admin == LinkAdmin::Up;
         any_primary |= primary;
         any_good |= primary && l.quality == LinkQuality::Good;
@@ -764,7 +767,10 @@ void Tunnel::on_transport(LinkIndex index, Datagram& d, Io& io, Time now, const 
             link.peer_ts_at = now;
             update_rtt(link, control->ts, control->echo, now);
             link.tx_loss = control->loss;
-            if (control->rx_ts != 0) link.delivery.acknowledged(control->rx_ts, now, control->loss / 10000.0);
+            if (control->rx_ts != 0) {
+                link.delivery.acknowledged(control->rx_ts, now, control->loss / 10000.0,
+                                           wire::decode_control_body(inner_bytes.subspan(wire::kInnerHeaderSize)));
+            }
             if (control->kind == wire::ControlKind::Keepalive) {
                 link.ack_owed = true;
                 link.data_owed_since = kNever;  // a probe is answered at once

@@ -98,6 +98,15 @@ void encode(const ControlInner& h, std::span<std::byte, kInnerHeaderSize> out) {
     store_be32(&out[12], h.rx_ts);
 }
 
+void encode_control_body(uint32_t rx_bytes, std::span<std::byte, kControlBodySize> out) {
+    store_be32(&out[0], rx_bytes);
+}
+
+std::optional<uint32_t> decode_control_body(std::span<const std::byte> after_inner) {
+    if (after_inner.size() < kControlBodySize) return std::nullopt;
+    return load_be32(&after_inner[0]);
+}
+
 DataInner decode_data_inner(std::span<const std::byte, kInnerHeaderSize> in) {
     const uint64_t first = load_be64(&in[0]);
     return DataInner{first >> 16, static_cast<uint16_t>(first & 0xffff), load_be32(&in[8]), load_be32(&in[12])};

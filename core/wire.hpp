@@ -170,6 +170,19 @@ struct ControlInner {
     uint16_t loss = 0;  // 0..10000
 };
 
+// Control body, both kinds: rx_bytes (4), the bytes of the authentic
+// datagrams received from the peer on this link so far (transport header,
+// tag and all; the low 32 bits of Link stats' rx_bytes). The peer's delivery
+// rate counts what got through by it, not what it sent
+// (core/delivery_rate.hpp). A build from before it sent control packets that
+// end after the inner header, and ignored anything after it: a receiver takes
+// the body when it is there and does without it when it is not.
+inline constexpr size_t kControlBodySize = 4;
+void encode_control_body(uint32_t rx_bytes, std::span<std::byte, kControlBodySize> out);
+// The body from what follows a control packet's inner header; nullopt when
+// it is shorter than a body.
+std::optional<uint32_t> decode_control_body(std::span<const std::byte> after_inner);
+
 void encode(const DataInner& h, std::span<std::byte, kInnerHeaderSize> out);
 void encode(const ControlInner& h, std::span<std::byte, kInnerHeaderSize> out);
 DataInner decode_data_inner(std::span<const std::byte, kInnerHeaderSize> in);

@@ -266,6 +266,16 @@ TEST_CASE("scheduler: a measured link whose packets do not queue is given more t
     CHECK(spill(4ms) == doctest::Approx(2.0 * 1'000'000).epsilon(0.03));
 }
 
+TEST_CASE("scheduler: a link not measured yet is driven at the rate it is given, not more") {
+    // Link 1 has no sample yet: its rate (1 MB/s here) is the tunnel's
+    // initial figure with DeliveryRate's startup gain in it already, not a
+    // floor that was measured. Another 25 % on top drove the 10 Mbit/s link
+    // of three-mixed at 1.9 times its rate in bursts, and overflowed its queue.
+    mlvpn::core::PathEstimate unmeasured{20ms, Duration{}, 1'000'000};
+    unmeasured.measured = false;
+    CHECK(spill_to_far_link({0, 0}, unmeasured) == doctest::Approx(2.0 * 1'000'000).epsilon(0.03));
+}
+
 TEST_CASE("scheduler: a link is never driven beyond its cap (bandwidth_upload), not even to probe") {
     // As above, link 1 measured at 0.9 MB/s and not queueing, which would give
     // it 25 % more; its bandwidth_upload says 1 MB/s.

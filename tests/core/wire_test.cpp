@@ -82,3 +82,13 @@ TEST_CASE("wire: the initiation payload takes the known flags and refuses any ot
     b[15] = std::byte{1};
     CHECK_FALSE(wire::decode_init_payload(b));
 }
+
+TEST_CASE("wire: the control body carries the received bytes, and a packet without it has none") {
+    std::array<std::byte, wire::kControlBodySize> body{};
+    wire::encode_control_body(0xdeadbeef, body);
+    CHECK(body[0] == std::byte{0xde});
+    CHECK(wire::decode_control_body(body) == 0xdeadbeefu);
+    // A build from before the body: nothing after the inner header.
+    CHECK_FALSE(wire::decode_control_body(std::span<const std::byte>()).has_value());
+    CHECK_FALSE(wire::decode_control_body(std::span<const std::byte>(body).first(3)).has_value());
+}
