@@ -246,7 +246,7 @@ def _keep_logs(workdir, out_dir):
     for p in glob.glob(os.path.join(workdir, "*")):
         name = os.path.basename(p)
         # Keys and the configurations (which hold the run's password) stay behind.
-        if name.endswith((".log", ".txt", ".json", ".err")) and os.path.isfile(p):
+        if name.endswith((".log", ".txt", ".json", ".jsonl", ".err")) and os.path.isfile(p):
             shutil.copy(p, os.path.join(logs, name))
 
 

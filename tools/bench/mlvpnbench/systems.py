@@ -169,6 +169,14 @@ class MlvpnPair:
             return None
         return doc if isinstance(doc, dict) and isinstance(doc.get("tunnels"), list) else None
 
+    def _keep_status(self, side, doc):
+        """Appends the whole status sample to status-SIDE.jsonl (kept in the
+        result's logs/): the daemon's own view second by second, estimates
+        and all, for finding out why a run went as it did."""
+        path = os.path.join(self.workdir, f"status-{side}.jsonl")
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"time": round(time.time(), 3), "status": doc}, separators=(",", ":")) + "\n")
+
     def _choose_counters(self):
         """mlvpnctl when the daemon serves its control socket, else SIGUSR1 and the log."""
         ok = self.mlvpnctl and os.access(self.mlvpnctl, os.X_OK) and all(self._ctl(s) for s in self.sides)
@@ -196,6 +204,7 @@ class MlvpnPair:
                 doc = self._ctl(side)
                 if doc is None:
                     continue
+                self._keep_status(side, doc)
                 links = {}
                 for t in doc["tunnels"]:
                     srtt = t.get("rtt_ms", t.get("srtt"))
