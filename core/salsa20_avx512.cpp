@@ -31,7 +31,8 @@ uint32_t load_le32(const uint8_t* p) {
 // of the set, one block per lane (the block counter, words 8 and 9, differs
 // from lane to lane), so each of Salsa20's steps is one instruction for the
 // whole set. Zmm holds 16 blocks, Ymm 8 (AVX-512 VL gives it the same
-// one-instruction rotation).
+// one-instruction rotation). Each gives the instructions of its width and
+// the last step of the transpose, which differs between them (Set::finish).
 struct Zmm {
     using Reg = __m512i;
     static constexpr int kBlocks = 16;
@@ -40,30 +41,18 @@ struct Zmm {
     template <int R>
     MLVPN_AVX512 static Reg rol(Reg a) { return _mm512_rol_epi32(a, R); }
     MLVPN_AVX512 static Reg set1(uint32_t w) { return _mm512_set1_epi32(static_cast<int>(w)); }
-    // Words 8 and 9 of blocks base, base + 1, ...: a lane whose low word
-    // wrapped carries into the high one.
-    MLVPN_AVX512 static void counters(uint64_t base, Reg& lo, Reg& hi) {
-        const Reg base_lo = set1(static_cast<uint32_t>(base));
-        lo = _mm512_add_epi32(base_lo, _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0));
-        hi = set1(static_cast<uint32_t>(base >> 32));
-        hi = _mm512_mask_add_epi32(hi, _mm512_cmplt_epu32_mask(lo, base_lo), hi, set1(1));
+    MLVPN_AVX512 static Reg lanes() { return _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0); }
+    // a + 1 in the lanes where lo < base (unsigned).
+    MLVPN_AVX512 static Reg carry(Reg a, Reg lo, Reg base) {
+        return _mm512_mask_add_epi32(a, _mm512_cmplt_epu32_mask(lo, base), a, set1(1));
     }
-    // Transposes 16 words × 16 blocks to 16 blocks of 16 words at `out`.
-    // After the two unpacks, u[4g + j] holds words 4g..4g+3 of blocks j,
-    // j + 4, j + 8 and j + 12, one per 128-bit lane.
-    MLVPN_AVX512 static void store(const Reg (&v)[16], uint8_t* out) {
-        Reg u[16];
-        for (int g = 0; g < 4; ++g) {
-            const Reg* w = v + 4 * g;
-            const Reg t0 = _mm512_unpacklo_epi32(w[0], w[1]);
-            const Reg t1 = _mm512_unpackhi_epi32(w[0], w[1]);
-            const Reg t2 = _mm512_unpacklo_epi32(w[2], w[3]);
-            const Reg t3 = _mm512_unpackhi_epi32(w[2], w[3]);
-            u[4 * g + 0] = _mm512_unpacklo_epi64(t0, t2);
-            u[4 * g + 1] = _mm512_unpackhi_epi64(t0, t2);
-            u[4 * g + 2] = _mm512_unpacklo_epi64(t1, t3);
-            u[4 * g + 3] = _mm512_unpackhi_epi64(t1, t3);
-        }
+    MLVPN_AVX512 static Reg unpacklo32(Reg a, Reg b) { return _mm512_unpacklo_epi32(a, b); }
+    MLVPN_AVX512 static Reg unpackhi32(Reg a, Reg b) { return _mm512_unpackhi_epi32(a, b); }
+    MLVPN_AVX512 static Reg unpacklo64(Reg a, Reg b) { return _mm512_unpacklo_epi64(a, b); }
+    MLVPN_AVX512 static Reg unpackhi64(Reg a, Reg b) { return _mm512_unpackhi_epi64(a, b); }
+    // u[4g + j] holds words 4g..4g+3 of blocks j, j + 4, j + 8 and j + 12,
+    // one per 128-bit lane: writes the 16 blocks of 16 words at `out`.
+    MLVPN_AVX512 inline __attribute__((always_inline)) static void store(const Reg (&u)[16], uint8_t* out) {
         for (int j = 0; j < 4; ++j) {
             const Reg a0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88);        // blocks j, j+8: words 0-7
             const Reg a1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xdd);        // blocks j+4, j+12
@@ -85,27 +74,17 @@ struct Ymm {
     template <int R>
     MLVPN_AVX512 static Reg rol(Reg a) { return _mm256_rol_epi32(a, R); }
     MLVPN_AVX512 static Reg set1(uint32_t w) { return _mm256_set1_epi32(static_cast<int>(w)); }
-    MLVPN_AVX512 static void counters(uint64_t base, Reg& lo, Reg& hi) {
-        const Reg base_lo = set1(static_cast<uint32_t>(base));
-        lo = _mm256_add_epi32(base_lo, _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0));
-        hi = set1(static_cast<uint32_t>(base >> 32));
-        hi = _mm256_mask_add_epi32(hi, _mm256_cmplt_epu32_mask(lo, base_lo), hi, set1(1));
+    MLVPN_AVX512 static Reg lanes() { return _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0); }
+    MLVPN_AVX512 static Reg carry(Reg a, Reg lo, Reg base) {
+        return _mm256_mask_add_epi32(a, _mm256_cmplt_epu32_mask(lo, base), a, set1(1));
     }
-    // Transposes 16 words × 8 blocks to 8 blocks of 16 words at `out`: as
-    // above, u[4g + j] holds words 4g..4g+3 of blocks j and j + 4.
-    MLVPN_AVX512 static void store(const Reg (&v)[16], uint8_t* out) {
-        Reg u[16];
-        for (int g = 0; g < 4; ++g) {
-            const Reg* w = v + 4 * g;
-            const Reg t0 = _mm256_unpacklo_epi32(w[0], w[1]);
-            const Reg t1 = _mm256_unpackhi_epi32(w[0], w[1]);
-            const Reg t2 = _mm256_unpacklo_epi32(w[2], w[3]);
-            const Reg t3 = _mm256_unpackhi_epi32(w[2], w[3]);
-            u[4 * g + 0] = _mm256_unpacklo_epi64(t0, t2);
-            u[4 * g + 1] = _mm256_unpackhi_epi64(t0, t2);
-            u[4 * g + 2] = _mm256_unpacklo_epi64(t1, t3);
-            u[4 * g + 3] = _mm256_unpackhi_epi64(t1, t3);
-        }
+    MLVPN_AVX512 static Reg unpacklo32(Reg a, Reg b) { return _mm256_unpacklo_epi32(a, b); }
+    MLVPN_AVX512 static Reg unpackhi32(Reg a, Reg b) { return _mm256_unpackhi_epi32(a, b); }
+    MLVPN_AVX512 static Reg unpacklo64(Reg a, Reg b) { return _mm256_unpacklo_epi64(a, b); }
+    MLVPN_AVX512 static Reg unpackhi64(Reg a, Reg b) { return _mm256_unpackhi_epi64(a, b); }
+    // u[4g + j] holds words 4g..4g+3 of blocks j and j + 4: writes the 8
+    // blocks of 16 words at `out`.
+    MLVPN_AVX512 inline __attribute__((always_inline)) static void store(const Reg (&u)[16], uint8_t* out) {
         for (int j = 0; j < 4; ++j) {
             uint8_t* lo = out + 64 * j;
             uint8_t* hi = out + 64 * (j + 4);
@@ -134,7 +113,11 @@ struct Set {
         }
         in[6] = V::set1(nonce[0]);
         in[7] = V::set1(nonce[1]);
-        V::counters(first, in[8], in[9]);
+        // Words 8 and 9 of blocks first, first + 1, ...: a lane whose low
+        // word wrapped carries into the high one.
+        const auto base_lo = V::set1(static_cast<uint32_t>(first));
+        in[8] = V::add(base_lo, V::lanes());
+        in[9] = V::carry(V::set1(static_cast<uint32_t>(first >> 32)), in[8], base_lo);
         for (int i = 0; i < 16; ++i) x[i] = in[i];
     }
 
@@ -146,9 +129,23 @@ struct Set {
         x[a] = V::xor_(x[a], V::template rol<18>(V::add(x[d], x[c])));
     }
 
+    // Adds the input and transposes 16 words × the set's blocks to blocks of
+    // 16 words at `out`: the two unpacks here, the last step V::store's.
     MLVPN_AVX512 inline __attribute__((always_inline)) void finish(uint8_t* out) {
         for (int i = 0; i < 16; ++i) x[i] = V::add(x[i], in[i]);
-        V::store(x, out);
+        typename V::Reg u[16];
+        for (int g = 0; g < 4; ++g) {
+            const typename V::Reg* w = x + 4 * g;
+            const auto t0 = V::unpacklo32(w[0], w[1]);
+            const auto t1 = V::unpackhi32(w[0], w[1]);
+            const auto t2 = V::unpacklo32(w[2], w[3]);
+            const auto t3 = V::unpackhi32(w[2], w[3]);
+            u[4 * g + 0] = V::unpacklo64(t0, t2);
+            u[4 * g + 1] = V::unpackhi64(t0, t2);
+            u[4 * g + 2] = V::unpacklo64(t1, t3);
+            u[4 * g + 3] = V::unpackhi64(t1, t3);
+        }
+        V::store(u, out);
     }
 };
 
