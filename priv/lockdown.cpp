@@ -80,6 +80,10 @@ Result<WorkerLimits> lock_down_limits() {
     if (!ceiling) return tl::unexpected(ceiling.error());
     limits.nofile = static_cast<rlim_t>(*ceiling) + worker_spare_fds();
     if (auto ok = set_limit(RLIMIT_NOFILE, limits.nofile, "RLIMIT_NOFILE"); !ok) return tl::unexpected(ok.error());
+    // For the log line, which comes after the filter (no prlimit64 there).
+    rlimit memlock{};
+    if (getrlimit(RLIMIT_MEMLOCK, &memlock) != 0) return fail(fmt::format("getrlimit: {}", std::strerror(errno)));
+    limits.memlock = memlock.rlim_cur;
     return limits;
 }
 
@@ -87,9 +91,11 @@ Status lock_down_calls(LoopBackend backend) { return install_worker_seccomp(back
 
 void log_lockdown(LoopBackend backend, const LandlockSupport& landlock, const WorkerLimits& limits,
                   uint32_t threads, core::Logger& log) {
-    log.info("sandbox: rlimits nproc 0, core 0, fsize {}, nofile {}; Landlock {}; seccomp allow-list of {} "
-             "system calls{}",
+    log.info("sandbox: rlimits nproc 0, core 0, fsize {}, nofile {}, memlock {}; Landlock {}; seccomp allow-list "
+             "of {} system calls{}",
              limits.log_file ? "unchanged (--debug logs to a file)" : "0", limits.nofile,
+             limits.memlock == RLIM_INFINITY ? std::string("unlimited")
+                                             : fmt::format("{} MiB", limits.memlock >> 20),
              landlock.abi > 0 ? fmt::format("ABI {}", landlock.abi) : fmt::format("not available: {}", landlock.why_not),
              worker_syscall_count(backend), threads > 1 ? fmt::format(", in each of {} threads", threads) : "");
 }

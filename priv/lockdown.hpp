@@ -47,6 +47,7 @@ Status lock_down_worker(LoopBackend backend, core::Logger& log);
 struct WorkerLimits {
     bool log_file = false;  // RLIMIT_FSIZE left as it was (--debug logs to a file)
     rlim_t nofile = 0;
+    rlim_t memlock = 0;     // as enter_sandbox raised it (priv/sandbox.hpp)
 };
 Result<LandlockSupport> lock_down_files();
 Result<WorkerLimits> lock_down_limits();

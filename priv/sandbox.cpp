@@ -7,9 +7,11 @@
 #include <grp.h>
 #include <pwd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -76,7 +78,19 @@ Status prepare_empty_dir(const std::string& dir) {
     return {};
 }
 
+void raise_memlock() {
+    rlimit rl{};
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0 || rl.rlim_cur >= kWorkerMemlock) return;
+    const rlimit want{kWorkerMemlock, std::max(kWorkerMemlock, rl.rlim_max)};
+    if (setrlimit(RLIMIT_MEMLOCK, &want) == 0) return;
+    // No CAP_SYS_RESOURCE (a systemd unit's bounding set): as far as the hard
+    // limit goes. The worker's log line gives what it got.
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_MEMLOCK, &rl);
+}
+
 Status enter_sandbox(const Identity& who, const std::string& dir) {
+    raise_memlock();
     if (chroot(dir.c_str()) != 0) return fail_errno(fmt::format("chroot {}", dir));
     if (chdir("/") != 0) return fail_errno("chdir /");
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
 #include "uring/ring.hpp"
 
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -21,6 +22,10 @@ Result<std::unique_ptr<Ring>> Ring::create(const RingOptions& options, int* setu
     for (;;) {
         io_uring_params params{};
         params.flags = options.flags | optional | (options.start_disabled ? IORING_SETUP_R_DISABLED : 0u);
+        if (options.cq_entries != 0) {
+            params.flags |= IORING_SETUP_CQSIZE;
+            params.cq_entries = options.cq_entries;
+        }
         const int r = io_uring_queue_init_params(options.entries, &ring->ring_, &params);
         if (r == 0) {
             ring->features_ = params.features;
@@ -41,6 +46,18 @@ Result<std::unique_ptr<Ring>> Ring::create(const RingOptions& options, int* setu
         if (r == -EINVAL && options.start_disabled)
             return fail(fmt::format("io_uring_setup: {} (a ring that can be restricted needs Linux 5.10)",
                                     strerror(-r)));
+        if (r == -ENOMEM) {
+            // The kernel charges a ring's memory to its user's locked memory,
+            // summed over every process of that user.
+            rlimit rl{};
+            getrlimit(RLIMIT_MEMLOCK, &rl);
+            return fail(fmt::format("io_uring_setup: {} ({} SQ entries; the rings of every process of this user "
+                                    "count against RLIMIT_MEMLOCK, {} here; raise it, e.g. LimitMEMLOCK= in a "
+                                    "systemd unit)",
+                                    strerror(-r), options.entries,
+                                    rl.rlim_cur == RLIM_INFINITY ? std::string("unlimited")
+                                                                 : fmt::format("{} KiB", rl.rlim_cur / 1024)));
+        }
         return fail(fmt::format("io_uring_setup: {}", strerror(-r)));
     }
     // From here on the destructor owns the ring.

@@ -29,6 +29,10 @@ namespace mlvpn::uring {
 
 struct RingOptions {
     unsigned entries = 256;  // SQ size; the kernel rounds up to a power of two
+    // CQ size (IORING_SETUP_CQSIZE, Linux 5.5); 0: the kernel's, twice the SQ.
+    // The kernel charges both to the user's locked memory (RLIMIT_MEMLOCK):
+    // an SQE takes 64 bytes, a CQE 16.
+    unsigned cq_entries = 0;
     unsigned flags = 0;      // IORING_SETUP_* that must be accepted
     // IORING_SETUP_* wanted when the kernel knows them: dropped (highest bit
     // first, i.e. newest first) while io_uring_setup answers EINVAL.

@@ -32,9 +32,10 @@
 //   empty, rounds shrink or wait until buffers come back.
 // - Everything a turn queues (re-armed reads, sends, TUN writes, polls) goes
 //   to the kernel in the next turn's submit_and_wait: one io_uring_enter per
-//   turn. The SQ holds a request for every slot plus every poll, so get_sqe()
-//   never has to submit early, and the CQ (twice the SQ) has room for every
-//   request in flight, so completions cannot overflow.
+//   turn. The SQ holds more than a turn of a few links queues (kSqEntries),
+//   so get_sqe() rarely has to submit early, and the CQ has room for a request
+//   on every slot plus every poll, all in flight, so completions cannot
+//   overflow.
 // - Sends never wait for socket buffer space (MSG_DONTWAIT): a full socket
 //   fails the send with EAGAIN, reported through on_send_error, as in the
 //   epoll loop. A send parked on a full socket would be retried in whatever
@@ -107,6 +108,11 @@ using core::Buffer;
 using core::LinkIndex;
 
 constexpr unsigned kMaxEntries = 32768;  // IORING_MAX_ENTRIES
+// The SQ: a turn's requests, more than a full turn of every fd of a few links
+// queues (`batch` reads per fd, their sends and TUN writes). A bigger turn
+// submits early (Ring::get_sqe). 64 KiB of SQEs, where one per slot would be
+// 512 KiB of locked memory per thread (ring.hpp, priv/sandbox.hpp).
+constexpr unsigned kSqEntries = 1024;
 // How long teardown waits for cancelled requests. Measured on the real
 // monotonic clock: the injected one may be a FakeClock that never moves.
 constexpr std::chrono::seconds kTeardownWait{2};
@@ -959,7 +965,8 @@ Result<std::unique_ptr<Loop>> make_uring_loop(const LoopConfig& config, const co
     // TUN spare buffer and slack (a run's send takes one SQE for several slots).
     const size_t wanted = size_t{config.slot_count} + config.watch_fds.size() + kTunWriteSpares + 8;
     RingOptions options;
-    options.entries = std::bit_ceil(static_cast<unsigned>(std::min<size_t>(wanted, kMaxEntries)));
+    options.cq_entries = std::bit_ceil(static_cast<unsigned>(std::min<size_t>(wanted, kMaxEntries)));
+    options.entries = std::min(options.cq_entries, kSqEntries);
     // SINGLE_ISSUER and DEFER_TASKRUN (6.1): completions are posted only when
     // this thread waits, in a batch, with no interrupts; COOP_TASKRUN (5.19)
     // for kernels without DEFER_TASKRUN; SUBMIT_ALL (5.18): a bad SQE does

@@ -8,9 +8,10 @@
 #   ptrace, setuid, mount, ...) kills or fails;
 # - a real worker, while traffic flows, is under a seccomp filter (Seccomp: 2),
 #   with no new privileges, an empty bounding set, no processes, no core
-#   files and few descriptors; and it serves control clients (mlvpnctl, curl),
-#   logs through priv, takes SIGUSR1 and stops cleanly on SIGTERM, without a
-#   worker ever dying of SIGSYS.
+#   files and few descriptors, and locked memory for its io_uring rings
+#   although it was started with 64 KiB; it serves control clients
+#   (mlvpnctl, curl), logs through priv, takes SIGUSR1 and stops cleanly on
+#   SIGTERM, without a worker ever dying of SIGSYS.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -20,6 +21,8 @@ MLVPNCTL_BIN=${MLVPNCTL_BIN:-$REPO_DIR/build/tools/mlvpnctl}
 command -v curl >/dev/null || fail "'curl' is missing; run tools/install-deps.sh"
 SYSCTL=kernel.io_uring_disabled
 HTTP_PORT=1042
+MEMLOCK_HARD=$(ulimit -H -l)
+if [[ $MEMLOCK_HARD == unlimited ]]; then MEMLOCK_HARD=1073741824; else MEMLOCK_HARD=$((MEMLOCK_HARD * 1024)); fi
 
 # Runs the self-test; BACKEND is what its baseline must report.
 selftest() {
@@ -43,7 +46,7 @@ selftest() {
 
 # Checks /proc/PID/status and /proc/PID/limits of a running worker.
 check_worker() {
-    local side=$1 pid=$2 v
+    local side=$1 pid=$2 v soft hard
     pid_alive "$pid" || fail "the $side worker (pid $pid) is not running"
     v=$(proc_field "$pid" Seccomp)
     [[ $v == 2 ]] || fail "$side worker: Seccomp '$v' (want 2: filter mode)"
@@ -60,15 +63,28 @@ check_worker() {
     [[ $v == "0 0" ]] || fail "$side worker: max core file size '$v' (want 0 0)"
     v=$(awk '/^Max open files/ {print $4}' "/proc/$pid/limits")
     if ! [[ $v =~ ^[0-9]+$ ]] || ((v > 256)); then fail "$side worker: max open files '$v' (want a small number)"; fi
+    # The daemons were started with a soft limit of 64 KiB of locked memory
+    # (session): the worker raised it for its rings (priv/sandbox.hpp), to
+    # 1 GiB, or as far as the hard limit goes without CAP_SYS_RESOURCE.
+    read -r soft hard < <(awk '/^Max locked memory/ {print $4, $5}' "/proc/$pid/limits")
+    [[ $soft == "$hard" ]] || fail "$side worker: max locked memory $soft, hard $hard (want the soft limit raised)"
+    if [[ $hard != unlimited ]] && ((hard < 1073741824 && hard < MEMLOCK_HARD)); then
+        fail "$side worker: max locked memory $hard (want 1 GiB, or at least the hard limit of $MEMLOCK_HARD)"
+    fi
     ok "$side worker $pid: Seccomp 2 ($(proc_field "$pid" Seccomp_filters) filter), NoNewPrivs 1, no capabilities" \
-        "even in the bounding set, nproc 0, core 0, nofile $v"
+        "even in the bounding set, nproc 0, core 0, nofile $v, memlock $((soft >> 20)) MiB"
 }
 
 # One full session with running daemons.
 session() {
-    local backend=$1 log iperf_pid sent body
+    local backend=$1 log iperf_pid sent body memlock
     write_configs
+    # The kernel charges io_uring rings to the user's locked memory: with
+    # 64 KiB not even one thread's ring fits, unless the worker raises it.
+    memlock=$(ulimit -S -l)
+    ulimit -S -l 64
     start_daemons
+    ulimit -S -l "$memlock"
     for log in "$SERVER_LOG" "$CLIENT_LOG"; do
         wait_for "$log" "worker ready \($backend\)" 5
         wait_for "$log" "sandbox: rlimits nproc 0, core 0, .* Landlock .*; seccomp allow-list of [0-9]+ system calls" 5
