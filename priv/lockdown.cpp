@@ -95,7 +95,8 @@ void log_lockdown(LoopBackend backend, const LandlockSupport& landlock, const Wo
              "of {} system calls{}",
              limits.log_file ? "unchanged (--debug logs to a file)" : "0", limits.nofile,
              limits.memlock == RLIM_INFINITY ? std::string("unlimited")
-                                             : fmt::format("{} MiB", limits.memlock >> 20),
+             : limits.memlock >= (rlim_t{1} << 20) ? fmt::format("{} MiB", limits.memlock >> 20)
+                                                   : fmt::format("{} KiB", limits.memlock >> 10),
              landlock.abi > 0 ? fmt::format("ABI {}", landlock.abi) : fmt::format("not available: {}", landlock.why_not),
              worker_syscall_count(backend), threads > 1 ? fmt::format(", in each of {} threads", threads) : "");
 }

@@ -5,7 +5,8 @@
 // other descriptors through one io_uring, with all the SQEs of a loop turn
 // submitted by a single io_uring_enter. EpollLoop is the fallback for kernels
 // where io_uring is unavailable (EPERM/ENOSYS from io_uring_setup, e.g.
-// kernel.io_uring_disabled=2); it batches with recvmmsg/sendmmsg.
+// kernel.io_uring_disabled=2, or ENOMEM: no locked memory left for the ring);
+// it batches with recvmmsg/sendmmsg.
 //
 // A loop turn: wait for completions (or the next timer deadline) -> hand the
 // TUN packets and each link's datagrams to the Handler as batches -> run due
@@ -143,8 +144,9 @@ public:
     virtual bool owns(const core::Buffer* buffer) const = 0;
 };
 
-// Fails with `unavailable` set when the kernel refuses io_uring, so the caller
-// can fall back; other failures are real errors.
+// Fails with `unavailable` set when the kernel refuses io_uring (or has no
+// locked memory left for the ring), so the caller can fall back; other
+// failures are real errors.
 struct UringUnavailable {
     bool unavailable = false;
 };

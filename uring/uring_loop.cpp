@@ -980,10 +980,12 @@ Result<std::unique_ptr<Loop>> make_uring_loop(const LoopConfig& config, const co
     if (!ring) {
         // EINVAL: no IORING_SETUP_R_DISABLED (before 5.10). A ring that cannot
         // be restricted would let a compromised worker around its seccomp
-        // filter: the epoll loop is used instead.
+        // filter: the epoll loop is used instead. ENOMEM: the ring does not
+        // fit the user's locked memory (ring.cpp says so), as in a container
+        // whose hard RLIMIT_MEMLOCK is 64 KiB: the epoll loop needs none.
         if (why != nullptr)
             why->unavailable = setup_errno == EPERM || setup_errno == ENOSYS || setup_errno == EACCES ||
-                               setup_errno == EINVAL;
+                               setup_errno == EINVAL || setup_errno == ENOMEM;
         return tl::unexpected(ring.error());
     }
     // Every opcode the loop issues, and the only ones its ring accepts:
