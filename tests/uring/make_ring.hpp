@@ -12,9 +12,10 @@
 namespace mlvpn::uring::test {
 
 // nullptr (and a message) when this machine refuses io_uring.
-inline std::unique_ptr<Ring> make_ring(unsigned entries, bool start_disabled = false) {
+inline std::unique_ptr<Ring> make_ring(unsigned entries, bool start_disabled = false, unsigned cq_entries = 0) {
     RingOptions options;
     options.entries = entries;
+    options.cq_entries = cq_entries;
     options.optional_flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
                              IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL;
     options.start_disabled = start_disabled;

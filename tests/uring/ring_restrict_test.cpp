@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // A ring created disabled and restricted: what the kernel still accepts and
-// what it refuses (the worker's defence against io_uring bypassing seccomp).
+// what it refuses (the worker's defence against io_uring bypassing seccomp);
+// and a ring sized as the worker's, its SQ smaller than its CQ.
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
@@ -10,6 +11,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "tests/uring/make_ring.hpp"
 #include "uring/ring.hpp"
@@ -148,4 +150,33 @@ TEST_CASE("Ring: a ring not created disabled cannot be restricted") {
     auto ring = Ring::create(options);
     if (!ring) return;  // no io_uring here
     CHECK(!(*ring)->restrict_and_enable(read_only()));
+}
+
+TEST_CASE("Ring: more requests than the SQ holds go in early, and the CQ sized apart takes every completion") {
+    // As the worker's rings: a small SQ (uring_loop.cpp's kSqEntries) and a CQ
+    // with room for every request in flight.
+    auto ring = mlvpn::uring::test::make_ring(8, false, 64);
+    if (!ring) return;
+    CHECK(ring->sq_entries() == 8);
+    constexpr uint64_t kRequests = 40;
+    for (uint64_t i = 0; i < kRequests; ++i) {
+        io_uring_sqe* sqe = ring->get_sqe();
+        REQUIRE(sqe != nullptr);
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data64(sqe, i + 1);
+    }
+    std::vector<bool> seen(kRequests + 1, false);
+    size_t got = 0;
+    for (int i = 0; i < 10 && got < kRequests; ++i) {
+        REQUIRE(ring->submit_and_wait(std::chrono::milliseconds(100)));
+        ring->for_each_completion([&](const io_uring_cqe& cqe) {
+            REQUIRE(cqe.user_data >= 1);
+            REQUIRE(cqe.user_data <= kRequests);
+            CHECK_FALSE(seen[cqe.user_data]);
+            seen[cqe.user_data] = true;
+            CHECK(cqe.res == 0);
+            ++got;
+        });
+    }
+    CHECK(got == kRequests);
 }
