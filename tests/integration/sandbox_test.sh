@@ -72,7 +72,7 @@ check_worker() {
         fail "$side worker: max locked memory $hard (want 1 GiB, or at least the hard limit of $MEMLOCK_HARD)"
     fi
     ok "$side worker $pid: Seccomp 2 ($(proc_field "$pid" Seccomp_filters) filter), NoNewPrivs 1, no capabilities" \
-        "even in the bounding set, nproc 0, core 0, nofile $v, memlock $((soft >> 20)) MiB"
+        "even in the bounding set, nproc 0, core 0, nofile $v, memlock $soft"
 }
 
 # One full session with running daemons.
