@@ -14,7 +14,7 @@ import os
 import time
 
 from .proc import in_ns
-from .topology import read_counters
+from .topology import read_dev_counters
 from .traffic import IperfServer, iperf_argv, parse_iperf, retransmit_figures, tcp_counters
 
 
@@ -81,7 +81,7 @@ class LinksAlone:
         out = os.path.join(ctx.workdir, f"iperf3-{tag}.json")
         open(out, "w", encoding="utf-8").close()
         before = tcp_counters(sender_ns)
-        prev = read_counters(recv_ns).get(recv_if, {}).get("rx_bytes", 0)
+        prev = read_dev_counters(recv_ns).get(recv_if, {}).get("rx_bytes", 0)
         t0 = time.monotonic()
         p = ctx.procs.start("iperf3", in_ns(topo.ns_c, *iperf_argv(
             {"kind": "tcp", "streams": test["streams"], "direction": direction}, link["s_addr"], duration, 0,
@@ -94,7 +94,7 @@ class LinksAlone:
                 time.sleep(delay)
             if p.poll() is not None:
                 break
-            cur = read_counters(recv_ns).get(recv_if, {}).get("rx_bytes", 0)
+            cur = read_dev_counters(recv_ns).get(recv_if, {}).get("rx_bytes", 0)
             now = time.monotonic()
             mbit = (cur - prev) * 8 / (now - last) / 1e6 if now > last else 0.0
             prev, last = cur, now

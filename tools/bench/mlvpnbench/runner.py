@@ -10,7 +10,7 @@ import time
 
 from . import baseline
 from .proc import BenchError, cpu_seconds, in_ns
-from .topology import read_counters
+from .topology import read_counters, read_dev_counters
 from .traffic import (IperfServer, iperf_argv, parse_iperf, parse_ping, ping_argv, retransmit_figures, tail_ping,
                       tcp_counters)
 
@@ -36,7 +36,7 @@ class TestRun:
 
     def _sample(self):
         topo = self.ctx.topo
-        s = {"mono": time.monotonic(), "c": read_counters(topo.ns_c), "s": read_counters(topo.ns_s),
+        s = {"mono": time.monotonic(), "c": read_dev_counters(topo.ns_c), "s": read_dev_counters(topo.ns_s),
              "cpu": {role: cpu_seconds(pid) for role, pid in self._pids().items()}}
         if self.ctx.emulator:
             s["emu"] = {l["name"]: l for l in self.ctx.emulator.stats()["links"]}

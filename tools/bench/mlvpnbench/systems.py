@@ -18,6 +18,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import time
 
 from .proc import BenchError, in_ns, run, wait_until
@@ -160,12 +161,27 @@ class MlvpnPair:
     # --- counters --------------------------------------------------------
 
     def _ctl(self, side):
-        cp = run([self.mlvpnctl, "-s", self.sides[side]["sock"], "show", "--json"], timeout=3, check=False)
-        if cp.returncode != 0:
+        """The daemon's status document (`mlvpnctl show --json`), asked on its
+        control socket from here: `status` and a newline, the answer up to
+        EOF (core/control_protocol.hpp). Starting mlvpnctl for it every second
+        took CPU from the tunnel's workers (read_in_ns in topology.py)."""
+        answer = b""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(3)
+                sock.connect(self.sides[side]["sock"])
+                sock.sendall(b"status\n")
+                sock.shutdown(socket.SHUT_WR)
+                while len(answer) < (16 << 20):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    answer += chunk
+        except OSError:
             return None
         try:
-            doc = json.loads(cp.stdout)
-        except json.JSONDecodeError:
+            doc = json.loads(answer)
+        except (json.JSONDecodeError, UnicodeDecodeError):
             return None
         return doc if isinstance(doc, dict) and isinstance(doc.get("tunnels"), list) else None
 
@@ -178,8 +194,13 @@ class MlvpnPair:
             f.write(json.dumps({"time": round(time.time(), 3), "status": doc}, separators=(",", ":")) + "\n")
 
     def _choose_counters(self):
-        """mlvpnctl when the daemon serves its control socket, else SIGUSR1 and the log."""
-        ok = self.mlvpnctl and os.access(self.mlvpnctl, os.X_OK) and all(self._ctl(s) for s in self.sides)
+        """The control socket when the daemon serves one and mlvpnctl reads it
+        (tried once here; the samples then ask the socket themselves, _ctl),
+        else SIGUSR1 and the log."""
+        ok = (self.mlvpnctl and os.access(self.mlvpnctl, os.X_OK)
+              and all(run([self.mlvpnctl, "-s", st["sock"], "show", "--json"], timeout=3,
+                          check=False).returncode == 0 for st in self.sides.values())
+              and all(self._ctl(s) for s in self.sides))
         self.counters_source = "mlvpnctl" if ok else "sigusr1-log"
         for st in self.sides.values():
             st["stats_offset"] = os.path.getsize(st["logpath"])

@@ -9,6 +9,8 @@ is created under names that start with the run id (mlvb-PID-), and destroy()
 removes it, killing whatever still runs inside; sweep_stale() removes what a
 run killed outright left behind."""
 
+import ctypes
+import ctypes.util
 import json
 import os
 import re
@@ -182,6 +184,56 @@ def read_counters(ns):
         res[dev["ifname"]] = {"rx_bytes": rx.get("bytes", 0), "tx_bytes": tx.get("bytes", 0),
                               "rx_packets": rx.get("packets", 0), "tx_packets": tx.get("packets", 0),
                               "mtu": dev.get("mtu")}
+    return res
+
+
+_CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _setns(fd):
+    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def read_in_ns(ns, path):
+    """The text of path (a /proc/thread-self/net/ file) as seen from namespace ns.
+
+    Only this thread enters ns, and for the read alone: no process is started.
+    The per-second samples read counters this way, because starting `ip` (and
+    mlvpnctl) every second took 10 ms of CPU each on a machine whose two cores
+    the emulator, both tunnel ends and iperf3 already share, and the tunnel's
+    workers, held up for as long, delivered in bursts: TCP's BBR took the
+    bursts for bandwidth that was not there (docs/bench.md, "Sampling without
+    processes")."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(f"/run/netns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(target)
+            try:
+                with open(path, encoding="ascii", errors="replace") as f:
+                    return f.read()
+            finally:
+                _setns(own)
+        finally:
+            os.close(target)
+    finally:
+        os.close(own)
+
+
+def read_dev_counters(ns):
+    """read_counters() without the MTU, from /proc/net/dev in ns: cheap enough
+    for every second of a run."""
+    res = {}
+    for line in read_in_ns(ns, "/proc/thread-self/net/dev").splitlines()[2:]:
+        name, sep, rest = line.partition(":")
+        f = rest.split()
+        if not sep or len(f) < 10:
+            continue
+        res[name.strip()] = {"rx_bytes": int(f[0]), "rx_packets": int(f[1]),
+                             "tx_bytes": int(f[8]), "tx_packets": int(f[9])}
     return res
 
 
