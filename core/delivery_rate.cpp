@@ -80,15 +80,21 @@ void DeliveryRate::acknowledged(uint32_t rx_ts, Time now, double loss, std::opti
         later = x.first_at;
     }
     paused = paused || later - anchor_sent_at_ > kMaxGap;
-    const bool busy_sample = entries > 0 && 2 * busy >= entries && !paused;
     const Duration send_elapsed = e->first_at - anchor_sent_at_;
     const double seconds = std::chrono::duration<double>(std::max(send_elapsed, ack_elapsed)).count();
     // What got through: the peer's count where both ends of the sample have
     // it (never more than was sent), else what was sent less the loss.
-    const auto sent = static_cast<double>(e->bytes - anchor_bytes_);
-    const double through = anchor_rx_ && newest_rx_
+    const uint64_t sent_bytes = e->bytes - anchor_bytes_;
+    const auto sent = static_cast<double>(sent_bytes);
+    const bool counted_through = anchor_rx_ && newest_rx_;
+    const double through = counted_through
                                ? std::min(sent, static_cast<double>(static_cast<uint32_t>(*newest_rx_ - *anchor_rx_)))
                                : sent * (1.0 - std::clamp(loss, 0.0, 1.0));
+    // The link could not carry what it was sent (kOverrunLoss): a measure of
+    // it, whatever the pauses.
+    const bool overrun = counted_through && sent_bytes >= kOverrunMinBytes && ack_elapsed <= kOverrunSpan &&
+                         through < sent * (1.0 - kOverrunLoss);
+    const bool busy_sample = (entries > 0 && 2 * busy >= entries && !paused) || overrun;
     const double sample = seconds > 0 ? through / seconds : 0;
     if (look) {
         // Only for a link our packets did not queue on: one that queues is

@@ -12,8 +12,12 @@
 // As in BBR, the estimate is the largest sample of the last second, and a
 // sample taken while the link was not busy (we sent less than it could
 // carry, or paused sending on it) can raise it but never lower it: a link
-// that idles has not become slower. Samples are scaled down by the loss the
-// peer reports, since lost bytes were counted as sent.
+// that idles has not become slower. Unless the peer's count shows that a
+// good part of what we sent in it was lost (kOverrunLoss): then the link
+// could not carry it, paused or not, and the sample is a measure. A slow
+// link used only in bursts (a spill-over link) is measured that way or not
+// at all. Without the peer's count, samples are scaled down by the loss it
+// reports, since lost bytes were counted as sent.
 //
 // The scheduler drives each link somewhat faster than this estimate at
 // times (gain()), while our packets do not queue on it (Tunnel::path_rate):
@@ -132,6 +136,15 @@ private:
     // the link back, or had nothing for it) says nothing of the link's
     // capacity, whatever the entries around the pause.
     static constexpr Duration kMaxGap = std::chrono::milliseconds(10);
+    // A stretch in which the peer received less than (1 - kOverrunLoss) of
+    // what we sent, at least kOverrunMinBytes of it, over at most
+    // kOverrunSpan, was one in which the link could not take what we sent:
+    // its queue overflowed. Its sample measures the link even if sending
+    // paused in it. Random loss stays well below this; a cut link sends no
+    // acknowledgements, and the first after it spans longer than this.
+    static constexpr double kOverrunLoss = 0.1;
+    static constexpr uint64_t kOverrunMinBytes = 30'000;
+    static constexpr Duration kOverrunSpan = std::chrono::milliseconds(500);
     // The estimate is the largest sample within kBuckets * kBucketSpan.
     static constexpr size_t kBuckets = 4;
     static constexpr Duration kBucketSpan = std::chrono::milliseconds(250);

@@ -351,3 +351,34 @@ TEST_CASE("delivery rate: the peer's count wraps at 32 bits without a wrong samp
     b.run(2000, 1e6, 2e6, true);
     CHECK(b.rate.rate() == doctest::Approx(1e6).epsilon(0.05));
 }
+
+TEST_CASE("delivery rate: a slow link used only in bursts that overflow it is measured, not left at the initial rate") {
+    // A 2 Mbit/s link with 50 ms of queue that the scheduler gives 40 ms
+    // bursts at 15 Mbit/s every 200 ms (a spill-over link: the others'
+    // queues decide when): each burst loses most of itself. Sending pauses,
+    // so no sample is busy; before, none counted, and the link kept
+    // kInitialRate (10 Mbit/s) for good.
+    const double capacity = 250e3;
+    Bed b;
+    b.queue_limit = capacity * 0.05;
+    b.report_received = true;
+    for (int i = 0; i < 20; ++i) {
+        b.run(40, 1.875e6, capacity, false);
+        b.run(160, 0, capacity, false);
+    }
+    CHECK(b.rate.samples() > 0);
+    CHECK(b.rate.rate() > 0);
+    MESSAGE("bursts into a 2 Mbit/s link: counted on at ", b.rate.current() * 8 / 1e6, " Mbit/s");
+    CHECK(b.rate.current() <= capacity * 1.25);
+    CHECK(b.rate.current() >= DeliveryRate::kMinRate);
+
+    // The same bursts with a little random loss and no overflow (a link
+    // faster than them) teach nothing new: it keeps the initial rate.
+    Bed fast;
+    fast.report_received = true;
+    for (int i = 0; i < 20; ++i) {
+        fast.run(40, 1.875e6, 5e6, false);
+        fast.run(160, 0, 5e6, false);
+    }
+    CHECK(fast.rate.current() >= DeliveryRate::kInitialRate);
+}
