@@ -202,7 +202,7 @@ def read_in_ns(ns, path):
 
     Only this thread enters ns, and for the read alone: no process is started.
     The per-second samples read counters this way, because starting `ip` (and
-    mlvpnctl) every second took 10 ms of CPU each on a machine whose two cores
+    mlvpnctl) every second took 7-10 ms each on a machine whose two cores
     the emulator, both tunnel ends and iperf3 already share, and the tunnel's
     workers, held up for as long, delivered in bursts: TCP's BBR took the
     bursts for bandwidth that was not there (docs/bench.md, "Sampling without
