@@ -365,6 +365,7 @@ public:
 
     core::Time on_timer(core::Io& io) override {
         mailbox_.drain(io, false);
+        if (loop_ != nullptr) retiring_.release_quiet(*loop_);
         core::Time next;
         std::vector<core::LinkIndex> renewals;
         std::vector<core::LinkEvent> events;
@@ -548,9 +549,9 @@ private:
     // Link i's sockets are now `fds` (one per thread; empty: none), in every
     // thread's loop (socket t in thread t's) and here: a reload's Add,
     // Replace and Remove, a renewal, and a renewal's closing alike. The old
-    // ones close once no loop uses them, after every thread has taken its
-    // own out (the commands posted to the others hold them); then `closed`
-    // runs, in the thread that closed them.
+    // ones close once no loop uses them: every thread has taken its own out
+    // and has no request left on them (RetiringSockets, in each thread's
+    // loop); then `closed` runs, in the thread that closed them.
     Status install_socket(core::LinkIndex i, std::vector<Fd> fds, std::function<void()> closed = {}) {
         if (!fds.empty() && fds.size() != workers_) return fail("a socket group of the wrong size");
         if (auto s = loop_->set_link_fd(i, fds.empty() ? -1 : fds[0].get()); !s) return s;
@@ -560,8 +561,10 @@ private:
         for (size_t t = 1; t < workers_; ++t) {
             const int fd = (*sockets_)[i].empty() ? -1 : (*sockets_)[i][t].get();
             ThreadHandler* h = threads_[t - 1];
-            shared_.peers[t].mailbox->post([h, i, fd, old] { h->install(i, fd); });
+            shared_.peers[t].mailbox->post([h, i, fd, old] { h->install(i, fd, old); });
         }
+        // This loop's requests on them hold them too (RetiringSockets).
+        retiring_.hold(i, std::move(old));
         return {};
     }
 
@@ -762,6 +765,7 @@ private:
     std::optional<PendingReload> reload_;
     std::optional<PendingGroup> group_;
     std::vector<bool> renewing_;  // a RenewLink is waiting for its answer
+    RetiringSockets retiring_;    // this loop's hold on links' previous sockets
     std::vector<bool> up_;
 };
 

@@ -128,11 +128,12 @@ ThreadHandler::ThreadHandler(uint32_t index, core::Tunnel& tunnel, WorkerShared&
       io_(index, shared.peers),
       installed_(tunnel.link_count(), true) {}
 
-void ThreadHandler::install(core::LinkIndex link, int fd) {
+void ThreadHandler::install(core::LinkIndex link, int fd, std::shared_ptr<void> old) {
     if (auto s = loop_.set_link_fd(link, fd); !s) {
         log_.error("worker thread {}: link {}: {}", index_, link, s.error().message);
         return;
     }
+    retiring_.hold(link, std::move(old));
     if (installed_.size() <= link) installed_.resize(link + 1, false);
     installed_[link] = fd >= 0;
 }
@@ -192,6 +193,7 @@ void ThreadHandler::on_gso_refused(core::LinkIndex link, int error) {
 
 core::Time ThreadHandler::on_timer(core::Io& io) {
     mailbox_.drain(io, false);
+    retiring_.release_quiet(loop_);
     core::Time next;
     {
         Locked held(*this, io);

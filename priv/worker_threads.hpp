@@ -171,6 +171,29 @@ void open_unlocked(WorkerShared& shared, core::Tunnel& tunnel, core::OpenBatch& 
 // socket of each link, and the Tunnel's timers, all under the lock. Thread 0
 // (priv/worker.cpp) does the same and everything else: priv's channel,
 // signals, control clients, reloads.
+// A link's previous sockets, held by each thread until its loop has no
+// request left on them (uring::Loop::link_quiet): an io_uring request keeps
+// the socket open, bound to its port, after its descriptor is closed, and a
+// fresh socket on a configured port must find the port free. Checked at
+// every turn (release_quiet(), from on_timer); the cancelled requests'
+// completions end the turn that would otherwise sleep.
+class RetiringSockets {
+public:
+    void hold(core::LinkIndex link, std::shared_ptr<void> old) {
+        if (old) held_.push_back({link, std::move(old)});
+    }
+    void release_quiet(const uring::Loop& loop) {
+        std::erase_if(held_, [&](const Held& h) { return loop.link_quiet(h.link); });
+    }
+
+private:
+    struct Held {
+        core::LinkIndex link;
+        std::shared_ptr<void> old;
+    };
+    std::vector<Held> held_;
+};
+
 class ThreadHandler final : public uring::Handler {
 public:
     // `index` is also the counter space the thread seals data in.
@@ -178,8 +201,10 @@ public:
                   core::Logger& log);
 
     // Run by this thread's loop (a command posted by thread 0): link `link`'s
-    // socket is now `fd` (-1: none). A loop that refuses is logged.
-    void install(core::LinkIndex link, int fd);
+    // socket is now `fd` (-1: none). A loop that refuses is logged. `old`
+    // holds the link's previous sockets: it is let go once this loop has no
+    // request left on them (Loop::link_quiet), so that they close only then.
+    void install(core::LinkIndex link, int fd, std::shared_ptr<void> old = {});
 
     void on_tun(std::span<core::Buffer*> packets, core::Io& io) override;
     void on_datagrams(core::LinkIndex link, std::span<core::Datagram> datagrams, core::Io& io) override;
@@ -217,6 +242,7 @@ private:
     core::SealQueue seals_;
     core::OpenBatch opens_;
     std::vector<bool> installed_;  // by link: this loop has a socket for it
+    RetiringSockets retiring_;
 };
 
 // Threads 1..N-1 of a worker, started and ended in step with thread 0:

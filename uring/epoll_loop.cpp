@@ -121,6 +121,7 @@ public:
     const char* name() const override { return "epoll"; }
     const LoopStats& stats() const override { return stats_; }
     Status set_link_fd(LinkIndex link, int fd) override;
+    bool link_quiet(LinkIndex /*link*/) const override { return true; }
     bool owns(const core::Buffer* buffer) const override { return pool_.owns(buffer); }
 
 private:

@@ -137,6 +137,12 @@ public:
     // loop does not own descriptors: the caller keeps `fd` open while the
     // loop uses it, and may close the old one as soon as this returns.
     virtual Status set_link_fd(core::LinkIndex link, int fd) = 0;
+    // Whether no request this loop started on a socket link `link` had
+    // before its current one (set_link_fd) is still in flight. Until then the
+    // kernel holds that socket open, bound to its port, even once the caller
+    // has closed its descriptor: a fresh socket on the same port must wait
+    // (priv/worker.cpp, ask_renewal). The epoll loop starts nothing: true.
+    virtual bool link_quiet(core::LinkIndex link) const = 0;
     // Whether `buffer` is one of this loop's (its pool's), in or out. The
     // only member another thread may call while the loop runs: a worker
     // thread hands a buffer it got from another thread's loop back to that

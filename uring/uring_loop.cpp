@@ -145,6 +145,7 @@ struct SlotOp {
     Op op = Op::idle;
     bool nowait = false;  // a read that fails with EAGAIN rather than wait
     LinkIndex link = 0;
+    uint32_t generation = 0;  // recv, send, send_run: the link's socket it went to (ReadFd::generation)
 };
 
 // The TUN device or a link socket, read in rounds.
@@ -162,6 +163,7 @@ struct ReadFd {
     bool nowait = true;
     bool open = true;  // a link whose socket was taken away (set_link_fd -1) is not read
     bool gso = true;   // UDP_SEGMENT not refused on this link's socket (LoopConfig::udp_offload)
+    uint32_t generation = 0;  // a link: counts its sockets (set_link_fd), for link_quiet()
 };
 
 // A send the handler queued on a link, held for the end of the turn
@@ -220,6 +222,7 @@ public:
     const char* name() const override { return "io_uring"; }
     const LoopStats& stats() const override { return stats_; }
     Status set_link_fd(LinkIndex link, int fd) override;
+    bool link_quiet(LinkIndex link) const override;
     bool owns(const core::Buffer* buffer) const override { return pool_.owns(buffer); }
 
 private:
@@ -311,6 +314,7 @@ int UringLoop::queue_send(LinkIndex link, uint32_t index, const Buffer& buffer, 
         s.msg.msg_namelen = to->len;
     }
     s.link = link;
+    s.generation = links_[link].generation;
     // MSG_DONTWAIT: a full socket buffer fails the send with EAGAIN (see the
     // top of the file) instead of parking it.
     io_uring_prep_sendmsg(sqe, static_cast<int>(links_[link].file), &s.msg, MSG_DONTWAIT);
@@ -398,6 +402,7 @@ bool UringLoop::arm_read(ReadFd& fd, std::optional<LinkIndex> link, bool nowait)
         link_reader_->prepare(*b, *link_overflow, s.msg, s.iov, s.name, s.control);
         s.overflow = link_overflow;
         s.link = *link;
+        s.generation = links_[*link].generation;
         io_uring_prep_recvmsg(sqe, static_cast<int>(fd.file), &s.msg, nowait ? MSG_DONTWAIT : 0);
         start(sqe, Op::recv, index);
     } else {
@@ -409,6 +414,7 @@ bool UringLoop::arm_read(ReadFd& fd, std::optional<LinkIndex> link, bool nowait)
         s.msg.msg_iov = s.iov;
         s.msg.msg_iovlen = 1;
         s.link = *link;
+        s.generation = links_[*link].generation;
         io_uring_prep_recvmsg(sqe, static_cast<int>(fd.file), &s.msg, nowait ? MSG_DONTWAIT : 0);
         start(sqe, Op::recv, index);
     }
@@ -689,6 +695,7 @@ int UringLoop::send_single(LinkIndex link, const QueuedSend& q) {
         s.msg.msg_namelen = q.to.len;
     }
     s.link = link;
+    s.generation = links_[link].generation;
     io_uring_prep_sendmsg(sqe, static_cast<int>(links_[link].file), &s.msg, MSG_DONTWAIT);
     start(sqe, Op::send, q.index);
     return 0;
@@ -712,6 +719,7 @@ bool UringLoop::send_run(LinkIndex link, std::span<const QueuedSend> run, uint32
         rec.slots[k] = run[k].index;
         slots_[run[k].index].op = Op::send_run;
         slots_[run[k].index].link = link;
+        slots_[run[k].index].generation = links_[link].generation;
         ++kernel_slots_;
     }
     rec.msg = {};
@@ -809,6 +817,7 @@ Status UringLoop::set_link_fd(LinkIndex link, int fd) {
     // In-flight requests keep the file they started with; from here on the
     // slot names the new socket.
     if (auto ok = ring_->update_file(links_[link].file, fd); !ok) return ok;
+    ++links_[link].generation;
     // Reads parked on the old socket would wait for traffic that now goes
     // elsewhere: cancel them; the round re-arms on the new socket.
     for (uint32_t i = 0; i < pool_.slot_count(); ++i) {
@@ -821,6 +830,18 @@ Status UringLoop::set_link_fd(LinkIndex link, int fd) {
     links_[link].open = fd >= 0;
     links_[link].gso = true;  // a new socket may take UDP_SEGMENT
     return {};
+}
+
+bool UringLoop::link_quiet(LinkIndex link) const {
+    if (link >= links_.size()) return true;
+    for (uint32_t i = 0; i < pool_.slot_count(); ++i) {
+        const SlotOp& s = slots_[i];
+        if ((s.op == Op::recv || s.op == Op::send || s.op == Op::send_run) && s.link == link &&
+            s.generation != links_[link].generation) {
+            return false;
+        }
+    }
+    return true;
 }
 
 Status UringLoop::enable_tun_offload(bool udp) {

@@ -25,6 +25,7 @@ public:
     const char* name() const override { return "pool"; }
     const uring::LoopStats& stats() const override { return stats_; }
     Status set_link_fd(core::LinkIndex, int) override { return {}; }
+    bool link_quiet(core::LinkIndex) const override { return true; }
     bool owns(const core::Buffer* b) const override { return pool_.owns(b); }
     uring::BufferPool& pool() { return pool_; }
 

@@ -964,6 +964,60 @@ TEST_CASE_TEMPLATE("loop: link sockets replaced, added and taken away at run tim
     CHECK(h.free_at_stop > 0);
 }
 
+TEST_CASE_TEMPLATE("loop: a link's socket taken away is let go by the ring once link_quiet() says so", Kind,
+                   LOOP_TYPES) {
+    // A fresh socket on a configured port needs the old one gone (priv/
+    // worker.cpp, RetiringSockets): closing its descriptor is not enough
+    // while an io_uring receive still holds it.
+    Net net;
+    const Endpoint port = local_endpoint(net.link1.get());
+
+    struct Taker : TestHandler {
+        std::atomic<int> step{0};
+        std::atomic<bool> quiet_at_once{false};
+        std::atomic<bool> quiet{false};
+        std::string error;
+        void on_readable(int fd, Io& io) override {
+            if (fd != flush_fd) return TestHandler::on_readable(fd, io);
+            eventfd_take(fd);
+            if (auto s = loop->set_link_fd(1, -1); !s) error = s.error().message;
+            quiet_at_once = loop->link_quiet(1);
+            step = 1;
+        }
+        Time on_timer(Io& io) override {
+            if (step == 1 && loop->link_quiet(1)) quiet = true;
+            return TestHandler::on_timer(io);
+        }
+    } h;
+    h.stop_fd = net.stop.get();
+    h.flush_fd = net.flush.get();
+    Runner<Kind> r(net.config(), h);
+    if (!r.created()) return;
+    r.go();
+    // A datagram through link 1 and back: its receives are armed.
+    Fd client = loopback_udp_socket();
+    set_nonblocking(client.get());
+    connect_to(client.get(), port);
+    write_packet(client.get(), packet(1));
+    CHECK(read_one(client.get()) == 1);
+
+    eventfd_signal(net.flush.get());
+    for (int i = 0; i < 200 && !h.quiet; ++i) std::this_thread::sleep_for(5ms);
+    CHECK(h.error == "");
+    REQUIRE(h.quiet);
+    // The ring's receive was still on the socket when it was taken away; the
+    // epoll loop has nothing in flight.
+    CHECK(h.quiet_at_once == (Kind::kName != "io_uring"));
+    // Quiet: with its descriptor closed, the port is free again.
+    net.link1.reset();
+    Fd again(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    REQUIRE(again);
+    CHECK(::bind(again.get(), &port.addr.sa, port.len) == 0);
+
+    r.stop(net.stop.get());
+    CHECK(r.run_error() == "");
+}
+
 // --- UDP offload on the links ---------------------------------------------------
 
 namespace {
