@@ -167,10 +167,6 @@ private:
 void open_unlocked(WorkerShared& shared, core::Tunnel& tunnel, core::OpenBatch& batch, core::LinkIndex link,
                    std::span<core::Datagram> datagrams);
 
-// The handler of threads 1..N-1: the packets of their TUN queue and of their
-// socket of each link, and the Tunnel's timers, all under the lock. Thread 0
-// (priv/worker.cpp) does the same and everything else: priv's channel,
-// signals, control clients, reloads.
 // A link's previous sockets, held by each thread until its loop has no
 // request left on them (uring::Loop::link_quiet): an io_uring request keeps
 // the socket open, bound to its port, after its descriptor is closed, and a
@@ -194,6 +190,10 @@ private:
     std::vector<Held> held_;
 };
 
+// The handler of threads 1..N-1: the packets of their TUN queue and of their
+// socket of each link, and the Tunnel's timers, all under the lock. Thread 0
+// (priv/worker.cpp) does the same and everything else: priv's channel,
+// signals, control clients, reloads.
 class ThreadHandler final : public uring::Handler {
 public:
     // `index` is also the counter space the thread seals data in.
