@@ -135,7 +135,8 @@ public:
     // Reads still waiting on the old socket are cancelled (their buffers come
     // back to the pool); datagrams it already delivered stay delivered. The
     // loop does not own descriptors: the caller keeps `fd` open while the
-    // loop uses it, and may close the old one as soon as this returns.
+    // loop uses it, and may close the old one as soon as this returns (the
+    // socket itself stays open until link_quiet()).
     virtual Status set_link_fd(core::LinkIndex link, int fd) = 0;
     // Whether no request this loop started on a socket link `link` had
     // before its current one (set_link_fd) is still in flight. Until then the

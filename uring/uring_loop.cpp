@@ -232,6 +232,11 @@ private:
     int queue_tun_write(uint32_t index, const Buffer& buffer) override;
 
     void start(io_uring_sqe* sqe, Op op, uint32_t index);
+    // A slot's request goes to link `link`'s current socket (link_quiet()).
+    void on_link(SlotOp& s, LinkIndex link) const {
+        s.link = link;
+        s.generation = links_[link].generation;
+    }
     void finish(uint32_t index);
     bool arm_read(ReadFd& fd, std::optional<LinkIndex> link, bool nowait);
     void arm_round(ReadFd& fd, std::optional<LinkIndex> link);
@@ -313,8 +318,7 @@ int UringLoop::queue_send(LinkIndex link, uint32_t index, const Buffer& buffer, 
         s.msg.msg_name = &s.name.addr;
         s.msg.msg_namelen = to->len;
     }
-    s.link = link;
-    s.generation = links_[link].generation;
+    on_link(s, link);
     // MSG_DONTWAIT: a full socket buffer fails the send with EAGAIN (see the
     // top of the file) instead of parking it.
     io_uring_prep_sendmsg(sqe, static_cast<int>(links_[link].file), &s.msg, MSG_DONTWAIT);
@@ -401,8 +405,7 @@ bool UringLoop::arm_read(ReadFd& fd, std::optional<LinkIndex> link, bool nowait)
     } else if (link_overflow != nullptr) {
         link_reader_->prepare(*b, *link_overflow, s.msg, s.iov, s.name, s.control);
         s.overflow = link_overflow;
-        s.link = *link;
-        s.generation = links_[*link].generation;
+        on_link(s, *link);
         io_uring_prep_recvmsg(sqe, static_cast<int>(fd.file), &s.msg, nowait ? MSG_DONTWAIT : 0);
         start(sqe, Op::recv, index);
     } else {
@@ -413,8 +416,7 @@ bool UringLoop::arm_read(ReadFd& fd, std::optional<LinkIndex> link, bool nowait)
         s.msg.msg_namelen = sizeof(s.name.addr);
         s.msg.msg_iov = s.iov;
         s.msg.msg_iovlen = 1;
-        s.link = *link;
-        s.generation = links_[*link].generation;
+        on_link(s, *link);
         io_uring_prep_recvmsg(sqe, static_cast<int>(fd.file), &s.msg, nowait ? MSG_DONTWAIT : 0);
         start(sqe, Op::recv, index);
     }
@@ -694,8 +696,7 @@ int UringLoop::send_single(LinkIndex link, const QueuedSend& q) {
         s.msg.msg_name = &s.name.addr;
         s.msg.msg_namelen = q.to.len;
     }
-    s.link = link;
-    s.generation = links_[link].generation;
+    on_link(s, link);
     io_uring_prep_sendmsg(sqe, static_cast<int>(links_[link].file), &s.msg, MSG_DONTWAIT);
     start(sqe, Op::send, q.index);
     return 0;
@@ -718,8 +719,7 @@ bool UringLoop::send_run(LinkIndex link, std::span<const QueuedSend> run, uint32
         rec.iov[k] = {pool_.slot_data(run[k].index) + run[k].offset, run[k].length};
         rec.slots[k] = run[k].index;
         slots_[run[k].index].op = Op::send_run;
-        slots_[run[k].index].link = link;
-        slots_[run[k].index].generation = links_[link].generation;
+        on_link(slots_[run[k].index], link);
         ++kernel_slots_;
     }
     rec.msg = {};

@@ -207,20 +207,13 @@ def read_in_ns(ns, path):
     workers, held up for as long, delivered in bursts: TCP's BBR took the
     bursts for bandwidth that was not there (docs/bench.md, "Sampling without
     processes")."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        target = os.open(f"/run/netns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+    with open("/proc/thread-self/ns/net", "rb") as own, open(f"/run/netns/{ns}", "rb") as target:
+        _setns(target.fileno())
         try:
-            _setns(target)
-            try:
-                with open(path, encoding="ascii", errors="replace") as f:
-                    return f.read()
-            finally:
-                _setns(own)
+            with open(path, encoding="ascii", errors="replace") as f:
+                return f.read()
         finally:
-            os.close(target)
-    finally:
-        os.close(own)
+            _setns(own.fileno())
 
 
 def read_dev_counters(ns):
