@@ -65,6 +65,13 @@ assert r["summary"]["goodput_mbit"] > 0, r["summary"]
 assert r["rtt_samples"], "no RTT samples"
 assert r["cpu_s"].get("client_worker") is not None, r["cpu_s"]
 assert set(r["emulator"]) == {"dsl1", "dsl2"}, r["emulator"]
+# The sending TCP's window, watched through sock_diag in the client's
+# namespace: seen in the seconds after the first, and a connection that
+# carried data had a window of more than a few packets at some point.
+watched = [s["sender"] for s in secs[1:] if "sender" in s]
+assert len(watched) == len(secs) - 1, f"the sender's window missing in some seconds: {watched}"
+assert all(1 <= w["cwnd_min"] <= w["cwnd_max"] for w in watched), watched
+assert max(w["cwnd_max"] for w in watched) > 4, watched
 # Each link alone, without the tunnel: a goodput per link, and the test's
 # efficiency over their sum; the retransmitted share from the sender's counters.
 alone = doc["links_alone"]["tcp-1"]
@@ -75,7 +82,7 @@ assert abs(s["efficiency"] - s["goodput_mbit"] / s["links_alone_mbit"]) < 0.002,
 assert s["segments_sent"] > 0 and 0 <= s["retransmit_pct"] <= 100, s
 print(f"counters from {doc['counters_source']}")
 EOF
-ok "per-link samples every second, daemon counters, RTT samples, CPU, emulator counters"
+ok "per-link samples every second, daemon counters, RTT samples, CPU, emulator counters, the sender's window"
 # Only namespaces this run made: another bench may be running beside it.
 left=$(comm -13 <(echo "$ns_before") <(our_namespaces '[0-9]+' | sort))
 [[ -z $left ]] || fail "namespaces left behind: $left"

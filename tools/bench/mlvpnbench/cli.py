@@ -372,7 +372,18 @@ def _cut_figures(e):
         return f"tunnel {e['tunnel_mbit']:.1f} Mbit/s, no link of this tunnel left up"
     return (f"tunnel {e['tunnel_mbit']:.1f} Mbit/s = {_f(e.get('tunnel_of_surviving_rate_pct'), 'g')}% of the "
             f"{_f(e.get('surviving_rate_mbit'), 'g')} Mbit/s still up; goodput {_f(e.get('iperf_mbit'))} Mbit/s = "
-            f"{_f(e.get('iperf_of_surviving_alone_pct'), 'g')}% of {_f(e.get('surviving_alone_mbit'))} alone")
+            f"{_f(e.get('iperf_of_surviving_alone_pct'), 'g')}% of {_f(e.get('surviving_alone_mbit'))} alone"
+            f"{_small_window(e)}")
+
+
+def _small_window(e):
+    """The sending TCP's window at four packets or fewer in that second, if it was (tcpwatch.py)."""
+    small, rto = e.get("sender_small_window_ms") or 0, e.get("sender_timeout_recovery_ms") or 0
+    if not small:
+        return ""
+    if rto:
+        return f"; the sender's window at 4 packets or fewer for about {small} ms of it, {rto} ms after a timeout"
+    return f"; the sender's window at 4 packets or fewer for about {small} ms of it, no timeout (BBR's ProbeRTT)"
 
 
 def _f(v, spec=".1f"):

@@ -10,9 +10,10 @@ import time
 
 from . import baseline
 from .proc import BenchError, cpu_seconds, in_ns
+from .tcpwatch import TcpWatch
 from .topology import read_counters, read_dev_counters
-from .traffic import (IperfServer, iperf_argv, parse_iperf, parse_ping, ping_argv, retransmit_figures, tail_ping,
-                      tcp_counters)
+from .traffic import (IPERF_PORT, IperfServer, iperf_argv, parse_iperf, parse_ping, ping_argv, retransmit_figures,
+                      tail_ping, tcp_counters)
 
 # Frames per direction on each link, as the veth counters see them:
 # up = client -> server (sent on c-wanN, delivered on s-wanN), down the other way.
@@ -112,7 +113,7 @@ class TestRun:
         wd = ctx.workdir
         tag = f"{system.name}-{test['name']}"
         system.start()
-        server = None
+        server = watch = None
         try:
             if test["kind"] != "ping":
                 server = IperfServer(ctx.topo.ns_s, wd, ctx.procs)
@@ -139,6 +140,11 @@ class TestRun:
             # share (the tunnels themselves speak UDP, so they add nothing).
             sender_ns = ctx.topo.ns_c if test["direction"] == "up" else ctx.topo.ns_s
             tcp_before = tcp_counters(sender_ns) if test["kind"] == "tcp" else None
+            if test["kind"] == "tcp":
+                try:
+                    watch = TcpWatch(sender_ns, IPERF_PORT, t0).start()
+                except OSError as e:
+                    ctx.log(f"the sender's TCP window is not watched: {e}")
             if test["kind"] != "ping":
                 iperf = ctx.procs.start("iperf3", in_ns(ctx.topo.ns_c, *iperf_argv(
                     test, system.server_ip, self.duration, udp_payload, ctx.topo.congestion)), iperf_out,
@@ -174,6 +180,14 @@ class TestRun:
                 self._progress(rec)
                 prev, daemon_prev = cur, daemon_cur or daemon_prev
             emu_end = ctx.emulator.stats() if ctx.emulator else None
+            if watch:
+                watch.stop()
+                if watch.error:
+                    ctx.log(f"the sender's TCP window: {watch.error}")
+                for rec in seconds:
+                    fig = watch.second(rec["t"])
+                    if fig:
+                        rec["sender"] = fig
             for p, what in ((iperf, "iperf3"), (ping, "ping"), (bare, "ping (bare path)")):
                 if p is None:
                     continue
@@ -184,6 +198,8 @@ class TestRun:
                 ctx.procs.stop(p, grace=2)
             tcp_after = tcp_counters(sender_ns) if tcp_before is not None else None
         finally:
+            if watch:
+                watch.stop()
             if server:
                 server.stop()
             system.stop()
@@ -335,6 +351,9 @@ class TestRun:
                     e["iperf_of_surviving_alone_pct"] = round(100 * g / e["surviving_alone_mbit"], 1)
                 if e["surviving_rate_mbit"]:
                     e["tunnel_of_surviving_rate_pct"] = round(100 * e["tunnel_mbit"] / e["surviving_rate_mbit"], 1)
+                if "sender" in rec:
+                    e["sender_small_window_ms"] = rec["sender"]["small_window_ms"]
+                    e["sender_timeout_recovery_ms"] = rec["sender"]["timeout_recovery_ms"]
             else:
                 rate = spec[ev["link"]][d].get("rate_mbit")
                 floor = 0.1 * rate if rate else 1.0

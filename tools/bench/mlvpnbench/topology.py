@@ -216,6 +216,19 @@ def read_in_ns(ns, path):
             _setns(own.fileno())
 
 
+def socket_in_ns(ns, family, kind, proto=0):
+    """A socket of namespace ns (a socket belongs to the namespace it was
+    made in, wherever it is used), made by this thread after entering ns for
+    the call alone, as read_in_ns() does."""
+    import socket  # pylint: disable=import-outside-toplevel
+    with open("/proc/thread-self/ns/net", "rb") as own, open(f"/run/netns/{ns}", "rb") as target:
+        _setns(target.fileno())
+        try:
+            return socket.socket(family, kind, proto)
+        finally:
+            _setns(own.fileno())
+
+
 def read_dev_counters(ns):
     """read_counters() without the MTU, from /proc/net/dev in ns: cheap enough
     for every second of a run."""
