@@ -36,8 +36,7 @@ INTERVAL = 0.05   # seconds between samples
 _NLMSG = struct.Struct("=IHHII")
 _REQ = struct.Struct("=BBBBI")            # family, protocol, ext, pad, states
 _SOCKID = struct.Struct(">HH16s16sI8s")  # sport, dport (network order), addresses, interface, cookie
-_DIAG_MSG = struct.Struct("=BBBB")        # family, state, timer, retrans; then the socket id
-_DIAG_MSG_SIZE = 72                       # struct inet_diag_msg
+_DIAG_MSG_SIZE = 72  # struct inet_diag_msg: family, state, timer, retrans, the socket id (ports first), ...
 _RTA = struct.Struct("=HH")
 
 
@@ -50,7 +49,7 @@ def parse_tcp_info(info):
     if len(info) < 140:
         return None
     return {"ca_state": info[1], "cwnd": struct.unpack_from("=I", info, 80)[0],
-            "rtt_us": struct.unpack_from("=I", info, 68)[0], "segs_out": struct.unpack_from("=I", info, 136)[0]}
+            "segs_out": struct.unpack_from("=I", info, 136)[0]}
 
 
 def parse_dump(data, port):
