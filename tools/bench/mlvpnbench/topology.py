@@ -9,12 +9,14 @@ is created under names that start with the run id (mlvb-PID-), and destroy()
 removes it, killing whatever still runs inside; sweep_stale() removes what a
 run killed outright left behind."""
 
+import contextlib
 import ctypes
 import ctypes.util
 import json
 import os
 import re
 import shutil
+import socket
 
 from .proc import BenchError, run
 
@@ -197,6 +199,17 @@ def _setns(fd):
         raise OSError(err, f"setns: {os.strerror(err)}")
 
 
+@contextlib.contextmanager
+def _thread_in_ns(ns):
+    """This thread in namespace ns for the with block, then back in its own."""
+    with open("/proc/thread-self/ns/net", "rb") as own, open(f"/run/netns/{ns}", "rb") as target:
+        _setns(target.fileno())
+        try:
+            yield
+        finally:
+            _setns(own.fileno())
+
+
 def read_in_ns(ns, path):
     """The text of path (a /proc/thread-self/net/ file) as seen from namespace ns.
 
@@ -207,26 +220,16 @@ def read_in_ns(ns, path):
     workers, held up for as long, delivered in bursts: TCP's BBR took the
     bursts for bandwidth that was not there (docs/bench.md, "Sampling without
     processes")."""
-    with open("/proc/thread-self/ns/net", "rb") as own, open(f"/run/netns/{ns}", "rb") as target:
-        _setns(target.fileno())
-        try:
-            with open(path, encoding="ascii", errors="replace") as f:
-                return f.read()
-        finally:
-            _setns(own.fileno())
+    with _thread_in_ns(ns), open(path, encoding="ascii", errors="replace") as f:
+        return f.read()
 
 
 def socket_in_ns(ns, family, kind, proto=0):
     """A socket of namespace ns (a socket belongs to the namespace it was
     made in, wherever it is used), made by this thread after entering ns for
     the call alone, as read_in_ns() does."""
-    import socket  # pylint: disable=import-outside-toplevel
-    with open("/proc/thread-self/ns/net", "rb") as own, open(f"/run/netns/{ns}", "rb") as target:
-        _setns(target.fileno())
-        try:
-            return socket.socket(family, kind, proto)
-        finally:
-            _setns(own.fileno())
+    with _thread_in_ns(ns):
+        return socket.socket(family, kind, proto)
 
 
 def read_dev_counters(ns):
