@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
 #include "priv/lockdown.hpp"
 
+#include <malloc.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -8,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -69,6 +71,17 @@ Result<WorkerLimits> lock_down_limits() {
     // own threads exist already (the limit counts, it does not kill).
     if (auto ok = set_limit(RLIMIT_NPROC, 0, "RLIMIT_NPROC"); !ok) return tl::unexpected(ok.error());
     if (auto ok = set_limit(RLIMIT_CORE, 0, "RLIMIT_CORE"); !ok) return tl::unexpected(ok.error());
+    // malloc never shrinks a heap in place. For a thread's arena glibc does
+    // that (shrink_heap) only after reading /proc/sys/vm/overcommit_memory,
+    // once, on the first shrink: an open() the filter kills. A worker thread
+    // that freed enough at once died of SIGSYS (at stop, in 1 of 3 to 10
+    // runs of sandbox_test.sh). With the trim threshold at its largest, a
+    // thread's heap goes back to the kernel only whole (munmap) and the main
+    // arena keeps its top; the worker's memory is its pools, taken at start
+    // and kept, so nothing is held that would otherwise have gone back.
+    // (Under ASan the sanitizer's allocator stands in for malloc and ignores
+    // this; it opens nothing when it frees.)
+    (void)mallopt(M_TRIM_THRESHOLD, INT_MAX);
     WorkerLimits limits;
     // No file can grow (a write past the end gets SIGXFSZ). Under --debug
     // with stderr sent to a file the log would be the first victim: the

@@ -11,7 +11,9 @@
 //      process: RLIMIT_NPROC 0 (no process, no further thread), RLIMIT_FSIZE
 //      0 (no file grows), RLIMIT_CORE 0, RLIMIT_NOFILE just above the
 //      descriptors held, plus room for the control clients and the link
-//      sockets a reload may bring. Once every thread has its loop.
+//      sockets a reload may bring. Once every thread has its loop. With
+//      them, malloc's trim threshold at its largest: glibc opens a /proc
+//      file before it first shrinks a thread's heap, which the filter kills.
 //   3. seccomp: the allow-list (seccomp.hpp), loaded by each thread for
 //      itself before its first packet (a filter binds one thread and those
 //      it makes; none is made after). Last, since it forbids the calls that

@@ -23,10 +23,13 @@
 #include <linux/sched.h>  // struct clone_args
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -46,9 +49,75 @@ namespace {
 // How long one check may take before its child is killed (SIGALRM).
 constexpr unsigned kCheckSeconds = 10;
 
+// A second thread of the checking child, made before the rlimits and the
+// filter as a worker's threads are, with a heap of its own (glibc gives each
+// thread an arena): it loads the filter for itself, as they do, then runs
+// what it is handed, one task at a time.
+class SecondThread {
+public:
+    using Task = int (*)();
+    SecondThread() : thread_([this] { body(); }) {}
+    ~SecondThread() {
+        {
+            std::lock_guard lock(mutex_);
+            done_ = true;
+        }
+        wake_.notify_all();
+        thread_.join();
+    }
+    SecondThread(const SecondThread&) = delete;
+    SecondThread& operator=(const SecondThread&) = delete;
+
+    // The filter, once the calling thread has locked down: 0 or an errno.
+    int lock_down(LoopBackend backend) {
+        backend_ = backend;
+        return run(+[]() -> int { return 0; }, true);
+    }
+    // Runs `task` in the thread: its result.
+    int run(Task task, bool lock_first = false) {
+        std::unique_lock lock(mutex_);
+        task_ = task;
+        lock_first_ = lock_first;
+        has_task_ = true;
+        wake_.notify_all();
+        wake_.wait(lock, [this] { return !has_task_; });
+        return result_;
+    }
+
+private:
+    void body() {
+        // Its arena, before the lockdown (a worker thread builds its loop first).
+        auto warm = std::make_unique<std::vector<char>>(4096);
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            wake_.wait(lock, [this] { return has_task_ || done_; });
+            if (done_) return;
+            if (lock_first_) {
+                auto locked = lock_down_calls(backend_);
+                result_ = locked ? task_() : EPERM;
+            } else {
+                result_ = task_();
+            }
+            has_task_ = false;
+            wake_.notify_all();
+        }
+    }
+
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    Task task_ = nullptr;
+    bool has_task_ = false;
+    bool lock_first_ = false;
+    bool done_ = false;
+    int result_ = 0;
+    LoopBackend backend_ = LoopBackend::io_uring;
+    std::thread thread_;
+};
+
 // What a checking child holds when it makes its call, as a worker would: a
 // device (an unattached /dev/net/tun, else /dev/null), a regular file (a
-// memfd: the kind of descriptor a bug could leave open), a link socket.
+// memfd: the kind of descriptor a bug could leave open), a link socket, a
+// second thread.
 struct Held {
     int device = -1;
     int file = -1;
@@ -57,6 +126,7 @@ struct Held {
     core::Logger* log = nullptr;
     std::unique_ptr<uring::Loop>* loop = nullptr;
     const core::Clock* clock = nullptr;
+    SecondThread* second = nullptr;
 };
 
 // Makes the call; 0 when it went through, else its errno.
@@ -122,8 +192,34 @@ int baseline(const Held& h) {
     return 0;
 }
 
+// A thread's heap grown by 8 MiB in pieces below malloc's mmap threshold,
+// then freed at once: freeing it is where glibc shrinks a thread's heap,
+// after opening /proc/sys/vm/overcommit_memory the first time, unless the
+// lockdown set the trim threshold out of reach (priv/lockdown.cpp). A worker
+// thread freeing its buffers at stop died of it.
+int thread_heap_freed() {
+    constexpr size_t kPiece = 32 << 10;
+    constexpr size_t kPieces = 256;
+    std::vector<void*> pieces;
+    pieces.reserve(kPieces);
+    for (size_t i = 0; i < kPieces; ++i) {
+        void* p = malloc(kPiece);
+        if (p == nullptr) break;
+        std::memset(p, 1, kPiece);
+        pieces.push_back(p);
+    }
+    const bool all = pieces.size() == kPieces;
+    while (!pieces.empty()) {
+        free(pieces.back());
+        pieces.pop_back();
+    }
+    return all ? 0 : ENOMEM;
+}
+
 const Check kChecks[] = {
     {"baseline (what a worker does)", "ok", baseline},
+    {"a second thread's heap grown and freed", "ok",
+     +[](const Held& h) { return h.second->run(thread_heap_freed); }},
     {"abort()", "killed by SIGABRT", +[](const Held&) -> int { abort(); }},
     {"open(\"/etc/passwd\")", "killed by SIGSYS",
      +[](const Held&) { return outcome(open("/etc/passwd", O_RDONLY | O_CLOEXEC)); }},
@@ -278,6 +374,8 @@ private:
     held.link = link.get();
 
     if (auto s = enter_sandbox(who, dir); !s) give_up(s.error().message);
+    SecondThread second;
+    held.second = &second;
 
     uring::SystemClock clock;
     held.clock = &clock;
@@ -300,6 +398,8 @@ private:
 
     if (auto s = lock_down_worker(on_uring ? LoopBackend::io_uring : LoopBackend::epoll, log); !s)
         give_up(s.error().message);
+    if (int e = second.lock_down(on_uring ? LoopBackend::io_uring : LoopBackend::epoll); e != 0)
+        give_up(fmt::format("the second thread's filter: {}", std::strerror(e)));
 
     const int error = check.attempt(held);
     std::string answer = "result ";
