@@ -64,6 +64,11 @@ for name in ("dsl1", "dsl2"):
 assert r["summary"]["goodput_mbit"] > 0, r["summary"]
 assert r["rtt_samples"], "no RTT samples"
 assert r["cpu_s"].get("client_worker") is not None, r["cpu_s"]
+# Resident memory of both daemons' processes, from /proc: every one seen.
+mem = r["summary"]["memory_kib"]
+assert set(mem) == {"client_priv", "client_worker", "server_priv", "server_worker"}, mem
+assert all(v > 0 for v in mem.values()) and r["summary"]["memory_total_kib"] == sum(mem.values()), mem
+assert all(r["memory_kib"][k]["hwm"] >= v for k, v in mem.items()), r["memory_kib"]
 assert set(r["emulator"]) == {"dsl1", "dsl2"}, r["emulator"]
 # The sending TCP's window, watched through sock_diag in the client's
 # namespace: seen in the seconds after the first, and a connection that
@@ -82,7 +87,7 @@ assert abs(s["efficiency"] - s["goodput_mbit"] / s["links_alone_mbit"]) < 0.002,
 assert s["segments_sent"] > 0 and 0 <= s["retransmit_pct"] <= 100, s
 print(f"counters from {doc['counters_source']}")
 EOF
-ok "per-link samples every second, daemon counters, RTT samples, CPU, emulator counters, the sender's window"
+ok "per-link samples every second, daemon counters, RTT samples, CPU, memory, emulator counters, the sender's window"
 # Only namespaces this run made: another bench may be running beside it.
 left=$(comm -13 <(echo "$ns_before") <(our_namespaces '[0-9]+' | sort))
 [[ -z $left ]] || fail "namespaces left behind: $left"

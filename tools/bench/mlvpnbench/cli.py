@@ -290,6 +290,9 @@ def _print_result(r):
         parts.append(f"ping p50 {rtt['p50_ms']:.3f} ms against {bare['p50_ms']:.3f} ms without the tunnel: "
                      f"adds {added['p50']:.3f} ms (min {added['min']:.3f}, mean {added['mean']:.3f})")
     parts.append(f"cpu {s['cpu_pct_of_one_core']:.0f}% of a core")
+    if s.get("memory_total_kib"):
+        per = ", ".join(f"{k} {v / 1024:.1f}" for k, v in s["memory_kib"].items())
+        parts.append(f"resident {s['memory_total_kib'] / 1024:.1f} MiB ({per})")
     shares = ", ".join(f"{n} {v['share_pct']}%" for n, v in s["links"].items() if v.get("share_pct") is not None)
     log(f"  => {r['system']} {r['test']}: {'; '.join(parts)}" + (f"; shares {shares}" if len(s['links']) > 1 else ""))
     for e in s.get("timeline_events", []):

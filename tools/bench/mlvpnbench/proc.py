@@ -115,6 +115,24 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def memory_kib(pid):
+    """A process's resident memory now and at its peak (VmRSS, VmHWM), in
+    KiB, as a dict; None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    fields = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0])
+    if "VmRSS" not in fields:
+        return None  # a zombie has no memory lines
+    return {"rss": fields["VmRSS"], "hwm": fields.get("VmHWM", fields["VmRSS"])}
+
+
 def wait_until(predicate, timeout, interval=0.1):
     """Calls predicate until it returns something true or timeout seconds
     pass; returns its last value."""

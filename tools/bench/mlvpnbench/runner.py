@@ -9,7 +9,7 @@ import statistics
 import time
 
 from . import baseline
-from .proc import BenchError, cpu_seconds, in_ns
+from .proc import BenchError, cpu_seconds, in_ns, memory_kib
 from .tcpwatch import TcpWatch
 from .topology import read_counters, read_dev_counters
 from .traffic import (IPERF_PORT, IperfServer, iperf_argv, parse_iperf, parse_ping, ping_argv, retransmit_figures,
@@ -38,7 +38,8 @@ class TestRun:
     def _sample(self):
         topo = self.ctx.topo
         s = {"mono": time.monotonic(), "c": read_dev_counters(topo.ns_c), "s": read_dev_counters(topo.ns_s),
-             "cpu": {role: cpu_seconds(pid) for role, pid in self._pids().items()}}
+             "cpu": {role: cpu_seconds(pid) for role, pid in self._pids().items()},
+             "mem": {role: memory_kib(pid) for role, pid in self._pids().items()}}
         if self.ctx.emulator:
             s["emu"] = {l["name"]: l for l in self.ctx.emulator.stats()["links"]}
         return s
@@ -48,6 +49,17 @@ class TestRun:
         if self.ctx.emulator and self.ctx.emulator.proc:
             pids["linkemu"] = self.ctx.emulator.proc.pid
         return pids
+
+    @staticmethod
+    def _note_memory(memory, sample):
+        """Keeps, per process, the largest resident size sampled and its
+        peak as the kernel counts it (VmHWM: between samples too)."""
+        for role, m in sample["mem"].items():
+            if m is None:
+                continue
+            seen = memory.setdefault(role, {"rss_max": 0, "hwm": 0})
+            seen["rss_max"] = max(seen["rss_max"], m["rss"])
+            seen["hwm"] = max(seen["hwm"], m["hwm"])
 
     def _second(self, k, prev, cur, daemon_prev, daemon_cur, rtts):
         dt = cur["mono"] - prev["mono"]
@@ -161,12 +173,15 @@ class TestRun:
                     ctx.topo.links[0]["s_addr"], self.duration, self.sc.ping_interval_ms)), bare_out)
             ping_offset = 0
             seconds = []
+            memory = {}  # role -> the largest VmRSS sampled and the last VmHWM, KiB
+            self._note_memory(memory, prev)
             for k in range(1, int(self.duration) + 1):
                 delay = t0 + k - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
                 system.request_counters()
                 cur = self._sample()
+                self._note_memory(memory, cur)
                 if system.counters_source == "sigusr1-log":
                     # The workers log their counters right away; give them a moment.
                     time.sleep(max(0.0, t0 + k + 0.15 - time.monotonic()))
@@ -220,6 +235,7 @@ class TestRun:
             _, result["ping_bare"] = parse_ping(bare_out, t0_real, self.duration, self.sc.ping_interval_ms)
         result["cpu_s"] = {role: round(end - first_cpu[role], 3) for role, end in cur["cpu"].items()
                            if end is not None and first_cpu.get(role) is not None}
+        result["memory_kib"] = memory
         if emu_end:
             result["emulator"] = {l["name"]: {d: {k: v for k, v in l[d].items() if k != "settings"}
                                               for d in ("up", "down")} for l in emu_end["links"]}
@@ -290,6 +306,14 @@ class TestRun:
             out["cpu_s_per_gbit"] = round(out["cpu_total_s"] / (goodput * self.duration / 1000), 3)
         if "linkemu" in r["cpu_s"]:
             out["linkemu_cpu_pct"] = round(100 * r["cpu_s"]["linkemu"] / self.duration, 1)
+        # The tunnel's processes' resident memory, both ends: the largest
+        # sampled in the test. (VmHWM, in memory_kib, also counts the start:
+        # mlvpn's [priv] derives the key from the password with Argon2id,
+        # 64 MiB for a tenth of a second, and frees it.)
+        mem = {k: v["rss_max"] for k, v in r.get("memory_kib", {}).items() if k != "linkemu"}
+        if mem:
+            out["memory_kib"] = mem
+            out["memory_total_kib"] = sum(mem.values())
         return out
 
     def _efficiency(self, out, r, goodput):
