@@ -173,7 +173,7 @@ class TestRun:
                     ctx.topo.links[0]["s_addr"], self.duration, self.sc.ping_interval_ms)), bare_out)
             ping_offset = 0
             seconds = []
-            memory = {}  # role -> the largest VmRSS sampled and the last VmHWM, KiB
+            memory = {}  # role -> the largest VmRSS sampled and VmHWM, KiB
             self._note_memory(memory, prev)
             for k in range(1, int(self.duration) + 1):
                 delay = t0 + k - time.monotonic()
