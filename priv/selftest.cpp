@@ -26,6 +26,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -55,7 +56,7 @@ constexpr unsigned kCheckSeconds = 10;
 // what it is handed, one task at a time.
 class SecondThread {
 public:
-    using Task = int (*)();
+    using Task = std::function<int()>;
     SecondThread() : thread_([this] { body(); }) {}
     ~SecondThread() {
         {
@@ -68,16 +69,14 @@ public:
     SecondThread(const SecondThread&) = delete;
     SecondThread& operator=(const SecondThread&) = delete;
 
-    // The filter, once the calling thread has locked down: 0 or an errno.
+    // The filter, once the calling thread has locked down: 0 or EPERM.
     int lock_down(LoopBackend backend) {
-        backend_ = backend;
-        return run(+[]() -> int { return 0; }, true);
+        return run([backend] { return lock_down_calls(backend) ? 0 : EPERM; });
     }
     // Runs `task` in the thread: its result.
-    int run(Task task, bool lock_first = false) {
+    int run(Task task) {
         std::unique_lock lock(mutex_);
-        task_ = task;
-        lock_first_ = lock_first;
+        task_ = std::move(task);
         has_task_ = true;
         wake_.notify_all();
         wake_.wait(lock, [this] { return !has_task_; });
@@ -92,12 +91,7 @@ private:
         for (;;) {
             wake_.wait(lock, [this] { return has_task_ || done_; });
             if (done_) return;
-            if (lock_first_) {
-                auto locked = lock_down_calls(backend_);
-                result_ = locked ? task_() : EPERM;
-            } else {
-                result_ = task_();
-            }
+            result_ = task_();
             has_task_ = false;
             wake_.notify_all();
         }
@@ -105,12 +99,10 @@ private:
 
     std::mutex mutex_;
     std::condition_variable wake_;
-    Task task_ = nullptr;
+    Task task_;
     bool has_task_ = false;
-    bool lock_first_ = false;
     bool done_ = false;
     int result_ = 0;
-    LoopBackend backend_ = LoopBackend::io_uring;
     std::thread thread_;
 };
 

@@ -37,9 +37,10 @@ class TestRun:
 
     def _sample(self):
         topo = self.ctx.topo
+        pids = self._pids()
         s = {"mono": time.monotonic(), "c": read_dev_counters(topo.ns_c), "s": read_dev_counters(topo.ns_s),
-             "cpu": {role: cpu_seconds(pid) for role, pid in self._pids().items()},
-             "mem": {role: memory_kib(pid) for role, pid in self._pids().items()}}
+             "cpu": {role: cpu_seconds(pid) for role, pid in pids.items()},
+             "mem": {role: memory_kib(pid) for role, pid in pids.items()}}
         if self.ctx.emulator:
             s["emu"] = {l["name"]: l for l in self.ctx.emulator.stats()["links"]}
         return s
